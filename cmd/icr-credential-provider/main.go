@@ -1,0 +1,221 @@
+// Command icr-credential-provider is a kubelet image credential provider for
+// IBM Cloud Container Registry. Run without a sub-command it reads a
+// CredentialProviderRequest on stdin and writes a CredentialProviderResponse
+// on stdout. This file is wiring only: flags, environment, sub-commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	"github.com/spf13/pflag"
+	"k8s.io/component-base/logs/klogflags"
+	"k8s.io/component-base/version"
+	"k8s.io/klog/v2"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
+)
+
+const name = "icr-credential-provider"
+
+// invocationTimeout bounds the work of one kubelet invocation. The kubelet
+// kills the plugin after a minute; this leaves it half of that.
+const invocationTimeout = 25 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+// env is the process environment as the command sees it (tests replace it).
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	lookup         func(string) (string, bool)
+}
+
+func (e env) getenv(k string) string { v, _ := e.lookup(k); return v }
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	e := env{stdin: stdin, stdout: stdout, stderr: stderr, lookup: lookup}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "version":
+			return cmdVersion(e, args[1:])
+		case "help":
+			return cmdHelp(e)
+		default:
+			return fail(e, nil, fmt.Errorf("unknown command %q: use one of version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
+		}
+	}
+	return cmdKubelet(e, args)
+}
+
+// fail prints err as the single line on stderr, with every known secret
+// removed, and returns the exit code.
+func fail(e env, secrets []string, err error) int {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	fmt.Fprintf(e.stderr, "%s: %s\n", name, msg)
+	return 1
+}
+
+// newFlagSet returns a flag set with the logging flags as the kubelet has
+// them (-v, --vmodule, --logging-format).
+func newFlagSet(cmd string, e env) (*pflag.FlagSet, *string) {
+	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	gfs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	klogflags.Init(gfs)
+	fs.AddGoFlagSet(gfs)
+	format := fs.String("logging-format", "text", "log format: text or json")
+	return fs, format
+}
+
+// parse parses args, then the environment for flags not given.
+func parse(fs *pflag.FlagSet, args []string, e env) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%v: see '%s --help'", err, name)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: see '%s --help'", fs.Arg(0), name)
+	}
+	return config.ApplyEnv(fs, e.lookup)
+}
+
+// setupLogging sends klog to stderr in the chosen format. stdout carries the
+// response and nothing else.
+func setupLogging(e env, format string) error {
+	klog.SetOutput(e.stderr)
+	klog.LogToStderr(false)
+	switch format {
+	case "", "text":
+		return nil
+	case "json":
+		w := e.stderr
+		klog.SetLogger(funcr.NewJSON(func(obj string) { fmt.Fprintln(w, obj) }, funcr.Options{
+			LogTimestamp: true, Verbosity: int(verbosity()),
+		}))
+		return nil
+	}
+	return fmt.Errorf("--logging-format %q is not text or json", format)
+}
+
+func verbosity() klog.Level {
+	for v := klog.Level(10); v > 0; v-- {
+		if klog.V(v).Enabled() {
+			return v
+		}
+	}
+	return 0
+}
+
+func cmdKubelet(e env, args []string) int {
+	var cfg config.Config
+	fs, format := newFlagSet(name, e)
+	cfg.AddFlags(fs)
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := parse(fs, args, e); err != nil {
+		return fail(e, nil, err)
+	}
+	if *help {
+		usage(e, fs)
+		return 0
+	}
+	if err := setupLogging(e, *format); err != nil {
+		return fail(e, nil, err)
+	}
+	defer klog.Flush()
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, invocationTimeout)
+	defer cancelTimeout()
+
+	hosts, err := cfg.Hosts()
+	if err != nil {
+		return fail(e, nil, err)
+	}
+	plugin := &provider.Plugin{Hosts: hosts}
+	var secrets []string
+	// The identity is only resolved when a served registry needs a token:
+	// an answer for docker.io needs no API key file.
+	plugin.Credentials = provider.CredentialsFunc(func(ctx context.Context, req provider.Request) (iam.Token, error) {
+		sel, err := cfg.NodeSource(e.getenv, iam.Options{})
+		if err != nil {
+			return iam.Token{}, err
+		}
+		secrets = append(secrets, sel.Secrets...)
+		for _, w := range sel.Warnings {
+			klog.Warning(w)
+		}
+		klog.V(2).InfoS("Node identity", "source", sel.Source.Describe(), "why", sel.Why)
+		src := newCachingSource(sel.Source, cfg.DiskCacheDir())
+		tok, err := src.Token(ctx)
+		if err == nil {
+			secrets = append(secrets, tok.AccessToken)
+		}
+		return tok, err
+	})
+	if err := plugin.Run(ctx, e.stdin, e.stdout); err != nil {
+		var ie *provider.InputError
+		if errors.As(err, &ie) {
+			return fail(e, secrets, err)
+		}
+		return fail(e, secrets, err)
+	}
+	return 0
+}
+
+func cmdVersion(e env, args []string) int {
+	fs := pflag.NewFlagSet("version", pflag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	short := fs.Bool("short", false, "print only the version")
+	if err := fs.Parse(args); err != nil {
+		return fail(e, nil, err)
+	}
+	v := version.Get()
+	if *short {
+		fmt.Fprintln(e.stdout, v.GitVersion)
+		return 0
+	}
+	fmt.Fprintf(e.stdout, "%s %s (commit %s, built %s, %s, %s)\n", name, v.GitVersion, v.GitCommit, v.BuildDate, v.GoVersion, v.Platform)
+	return 0
+}
+
+func cmdHelp(e env) int {
+	var cfg config.Config
+	fs, _ := newFlagSet(name, e)
+	cfg.AddFlags(fs)
+	usage(e, fs)
+	return 0
+}
+
+func usage(e env, fs *pflag.FlagSet) {
+	fmt.Fprintf(e.stdout, `%s: kubelet image credential provider for IBM Cloud Container Registry.
+
+Usage:
+  %s [flags]            kubelet mode: CredentialProviderRequest on stdin, response on stdout
+  %s version [--short]  print the version
+
+Every flag also reads ICR_<FLAG NAME IN UPPER SNAKE CASE> (e.g. --iam-url: ICR_IAM_URL);
+an explicit flag wins. An API key is also read from IBMCLOUD_API_KEY.
+
+Flags:
+%s`, name, name, name, fs.FlagUsages())
+}

@@ -1,0 +1,225 @@
+package iam
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Reason classifies why a token could not be obtained.
+type Reason string
+
+// Reasons. Callers branch on these (errors.As to *Error), never on text.
+const (
+	ReasonTimeout      Reason = "Timeout"      // no answer in time
+	ReasonUnreachable  Reason = "Unreachable"  // refused, reset, DNS, no route
+	ReasonRejected     Reason = "Rejected"     // 4xx: the identity or request is wrong; retrying will not help
+	ReasonRateLimited  Reason = "RateLimited"  // 429
+	ReasonUnavailable  Reason = "Unavailable"  // 5xx
+	ReasonMalformed    Reason = "Malformed"    // 2xx with an unusable body
+	ReasonConfig       Reason = "Config"       // local configuration is wrong
+	ReasonInternal     Reason = "Internal"     // a bug, e.g. a panic inside the SDK
+	ReasonDeadline     Reason = "Deadline"     // the invocation's own deadline ran out
+	ReasonNotSupported Reason = "NotSupported" // e.g. the endpoint does not exist (404)
+)
+
+// Error is a failure to obtain a token. Its message is one line that names
+// the cause and the fix, and never contains a secret.
+type Error struct {
+	// Service is "IAM" or "VPC metadata service".
+	Service string
+	// Endpoint is the base URL that was called.
+	Endpoint string
+	// Op says what was attempted, e.g. "exchange the API key for an IAM token".
+	Op string
+	// Reason classifies the failure.
+	Reason Reason
+	// Status is the HTTP status, 0 if there was no answer.
+	Status int
+	// Code is the service's error code (IAM "BXNIM0415E", VPC "…"), if any.
+	Code string
+	// Message is the service's own error message, if any.
+	Message string
+	// Attempts is how many times the call was tried.
+	Attempts int
+	// Fix tells the operator what to do.
+	Fix string
+	// RetryAfter is what a 429 or 503 asked for, if anything.
+	RetryAfter time.Duration
+	// ServerDate is the Date header of the answer, if any (clock checks).
+	ServerDate time.Time
+	// Path is the URL path of the last request made, if any.
+	Path string
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.cause())
+	if e.Fix != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Fix)
+	}
+	return oneLine(b.String())
+}
+
+func (e *Error) cause() string {
+	svc := e.Service
+	if e.Endpoint != "" {
+		svc += " at " + e.Endpoint
+	}
+	tries := ""
+	if e.Attempts > 1 {
+		tries = fmt.Sprintf(" (%d attempts)", e.Attempts)
+	}
+	detail := ""
+	switch {
+	case e.Code != "" && e.Message != "":
+		detail = fmt.Sprintf(" (%s: %s)", e.Code, e.Message)
+	case e.Code != "":
+		detail = " (" + e.Code + ")"
+	case e.Message != "":
+		detail = " (" + e.Message + ")"
+	}
+	switch e.Reason {
+	case ReasonTimeout:
+		return fmt.Sprintf("%s did not answer in time to %s%s", svc, e.Op, tries)
+	case ReasonUnreachable:
+		return fmt.Sprintf("cannot reach %s to %s%s: %s", svc, e.Op, tries, netCause(e.Err))
+	case ReasonRateLimited:
+		return fmt.Sprintf("%s rate-limited the request to %s (HTTP 429)%s%s", svc, e.Op, detail, tries)
+	case ReasonUnavailable:
+		return fmt.Sprintf("%s failed to %s (HTTP %d)%s%s", svc, e.Op, e.Status, detail, tries)
+	case ReasonMalformed:
+		return fmt.Sprintf("%s answered a request to %s with an unusable body%s%s", svc, e.Op, detail, tries)
+	case ReasonRejected, ReasonNotSupported:
+		return fmt.Sprintf("%s refused to %s (HTTP %d)%s", svc, e.Op, e.Status, detail)
+	case ReasonDeadline:
+		return fmt.Sprintf("gave up trying to %s at %s: the invocation's time ran out%s", e.Op, svc, tries)
+	default:
+		if e.Err != nil {
+			return fmt.Sprintf("%s: cannot %s%s: %v", svc, e.Op, detail, e.Err)
+		}
+		return fmt.Sprintf("%s: cannot %s%s", svc, e.Op, detail)
+	}
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether trying again may succeed.
+func (e *Error) Temporary() bool {
+	switch e.Reason {
+	case ReasonTimeout, ReasonUnreachable, ReasonRateLimited, ReasonUnavailable, ReasonMalformed:
+		return true
+	}
+	return false
+}
+
+// oneLine folds whatever a server said into a single line of bounded length.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	const maxLen = 600
+	if len(s) > maxLen {
+		s = s[:maxLen] + "…"
+	}
+	return s
+}
+
+// netCause names a network failure in words an operator can act on.
+func netCause(err error) string {
+	if err == nil {
+		return "network error"
+	}
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return "host name " + dnsErr.Name + " does not resolve"
+		}
+		return "DNS lookup of " + dnsErr.Name + " failed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "no route to host"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return oneLine(err.Error())
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// serviceError extracts the error code and message from an IAM or VPC error
+// body. IAM: {"errorCode":"BXNIM0415E","errorMessage":"…"}; VPC:
+// {"errors":[{"code":"…","message":"…"}]}; registries: the same "errors"
+// shape with upper-case codes.
+func serviceError(body []byte) (code, msg string) {
+	var v struct {
+		ErrorCode    string `json:"errorCode"`
+		ErrorMessage string `json:"errorMessage"`
+		Errors       []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+		// OAuth style, used by some IAM paths.
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return "", ""
+	}
+	switch {
+	case v.ErrorCode != "" || v.ErrorMessage != "":
+		return v.ErrorCode, oneLine(v.ErrorMessage)
+	case len(v.Errors) > 0:
+		return v.Errors[0].Code, oneLine(v.Errors[0].Message)
+	case v.Error != "":
+		return v.Error, oneLine(v.ErrorDescription)
+	}
+	return "", ""
+}
+
+// retryAfter parses a Retry-After header (seconds or HTTP date).
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// redact removes every secret from s. Server messages are not supposed to
+// echo secrets, but a message is never trusted to behave.
+func redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return s
+}

@@ -1,0 +1,96 @@
+// Package iam obtains IBM Cloud IAM access tokens for the node or workload
+// identity: from the VPC instance metadata service (optionally as a trusted
+// profile), from an IAM API key, or by exchanging a Kubernetes
+// service-account token (a compute-resource token) for a trusted profile's
+// token. It knows nothing about the kubelet.
+package iam
+
+import (
+	"context"
+	"time"
+)
+
+// RefreshMargin is the longest time before its expiry that a token is still
+// handed out without being refreshed first. Registry pulls that start just
+// before a token expires can run for minutes, and the kubelet keeps the
+// credentials for the cacheDuration it is given, so a token is retired this
+// long before it actually expires.
+//
+// For short-lived tokens the margin shrinks to MarginFraction of the token's
+// lifetime (go-sdk-core refreshes at 80 % of the lifetime, the same order),
+// so that a 5-minute token is not considered stale the moment it is issued.
+const RefreshMargin = 10 * time.Minute
+
+// MarginFraction is the share of a token's lifetime used as its refresh
+// margin when that is shorter than RefreshMargin.
+const MarginFraction = 0.2
+
+// Token is an IAM access token and the window in which it is valid.
+type Token struct {
+	// AccessToken is the bearer token. It is a secret: never log it.
+	AccessToken string
+	// IssuedAt is when the token was obtained, by the local clock.
+	IssuedAt time.Time
+	// Expiry is when the token stops being accepted, by the local clock.
+	Expiry time.Time
+}
+
+// Lifetime is how long the token was valid for when it was issued.
+func (t Token) Lifetime() time.Duration { return t.Expiry.Sub(t.IssuedAt) }
+
+// Margin is the token's refresh margin: RefreshMargin, or MarginFraction of
+// its lifetime if that is shorter.
+func (t Token) Margin() time.Duration {
+	m := time.Duration(float64(t.Lifetime()) * MarginFraction)
+	if m > RefreshMargin || m <= 0 {
+		return RefreshMargin
+	}
+	return m
+}
+
+// RefreshAt is the moment from which the token should be replaced.
+func (t Token) RefreshAt() time.Time { return t.Expiry.Add(-t.Margin()) }
+
+// Fresh reports whether the token may be handed out at now without refresh.
+func (t Token) Fresh(now time.Time) bool {
+	return t.AccessToken != "" && now.Before(t.RefreshAt())
+}
+
+// Valid reports whether the token is still accepted at now, refresh margin
+// or not. A valid but not fresh token is what stale-if-error serves.
+func (t Token) Valid(now time.Time) bool {
+	return t.AccessToken != "" && now.Before(t.Expiry)
+}
+
+// String never prints the secret.
+func (t Token) String() string {
+	return "iam.Token{expiry: " + t.Expiry.UTC().Format(time.RFC3339) + "}"
+}
+
+// GoString never prints the secret either (%#v).
+func (t Token) GoString() string { return t.String() }
+
+// TokenSource yields tokens. Implementations are safe for concurrent use and
+// honour the context's deadline.
+type TokenSource interface {
+	Token(ctx context.Context) (Token, error)
+}
+
+// Identity names who a TokenSource obtains tokens for, without any secret in
+// it, so that a cache can keep tokens for different identities apart. Two
+// sources with the same CacheKey yield interchangeable tokens.
+type Identity interface {
+	// CacheKey is a stable string that changes whenever the identity changes
+	// (token source, endpoint, profile, or a hash of the API key). It never
+	// contains a secret in the clear.
+	CacheKey() string
+	// Describe is a short human description for logs, e.g.
+	// "VPC instance identity as trusted profile Profile-1234".
+	Describe() string
+}
+
+// TokenSourceFunc adapts a function to TokenSource; handy in tests.
+type TokenSourceFunc func(ctx context.Context) (Token, error)
+
+// Token calls f.
+func (f TokenSourceFunc) Token(ctx context.Context) (Token, error) { return f(ctx) }

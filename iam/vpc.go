@@ -1,0 +1,129 @@
+package iam
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/IBM/go-sdk-core/v5/core"
+)
+
+// Profile selects the trusted profile a VPC instance assumes. At most one
+// field is set; none means the instance's default trusted profile.
+type Profile struct {
+	ID   string
+	CRN  string
+	Name string
+}
+
+// String names the profile for messages.
+func (p Profile) String() string {
+	switch {
+	case p.ID != "":
+		return "trusted profile " + p.ID
+	case p.CRN != "":
+		return "trusted profile " + p.CRN
+	case p.Name != "":
+		return "trusted profile named " + p.Name
+	}
+	return "the instance's default trusted profile"
+}
+
+func (p Profile) key() string {
+	switch {
+	case p.ID != "":
+		return "id:" + p.ID
+	case p.CRN != "":
+		return "crn:" + p.CRN
+	case p.Name != "":
+		return "name:" + p.Name
+	}
+	return "default"
+}
+
+// VPCSource obtains tokens from the VPC instance metadata service: an
+// instance identity token, exchanged for an IAM token of a trusted profile.
+// Safe for concurrent use.
+type VPCSource struct {
+	profile Profile
+	opts    Options
+	c       caller
+}
+
+// NewVPCSource returns a source for profile on this VPC instance.
+func NewVPCSource(profile Profile, opts Options) *VPCSource {
+	opts = opts.withDefaults()
+	s := &VPCSource{profile: profile, opts: opts}
+	s.c = caller{
+		service:        "VPC metadata service",
+		endpoint:       opts.MetadataURL,
+		transport:      opts.MetadataTransport,
+		attemptTimeout: opts.MetadataTimeout,
+		maxAttempts:    opts.MaxAttempts,
+		retryTimeouts:  false, // a disabled metadata service hangs: say so at once
+		now:            opts.Now,
+		fix:            s.fix,
+	}
+	return s
+}
+
+// Token obtains a new token through the metadata service.
+func (s *VPCSource) Token(ctx context.Context) (Token, error) {
+	silenceSDK()
+	return s.c.run(ctx, "get an IAM token for "+s.profile.String(), func(client *http.Client) (*core.IamTokenServerResponse, error) {
+		a, err := core.NewVpcInstanceAuthenticatorBuilder().
+			SetURL(s.opts.MetadataURL).
+			SetIAMProfileID(s.profile.ID).
+			SetIAMProfileCRN(s.profile.CRN).
+			SetIAMProfileName(s.profile.Name).
+			SetServiceVersion(s.opts.MetadataVersion).
+			SetClient(client).
+			Build()
+		if err != nil {
+			return nil, &Error{Reason: ReasonConfig, Err: err}
+		}
+		return a.RequestToken()
+	})
+}
+
+// CacheKey identifies the instance identity by metadata URL and profile.
+func (s *VPCSource) CacheKey() string {
+	return "vpc\x00" + s.opts.MetadataURL + "\x00" + s.profile.key()
+}
+
+// Describe names the identity for logs.
+func (s *VPCSource) Describe() string {
+	return "VPC instance identity as " + s.profile.String()
+}
+
+func (s *VPCSource) fix(e *Error) {
+	identityStep := strings.HasSuffix(e.Path, "/token")
+	if e.Path != "" {
+		if identityStep {
+			e.Op = "get the instance identity token"
+		} else {
+			e.Op = "exchange the instance identity token for an IAM token of " + s.profile.String()
+		}
+	}
+	switch e.Reason {
+	case ReasonTimeout, ReasonDeadline:
+		e.Fix = "is the metadata service enabled on this instance? Enable it with 'ibmcloud is instance-update INSTANCE --metadata-service true', or use --token-source api-key with --api-key-file"
+	case ReasonUnreachable:
+		e.Fix = "this does not look like an IBM Cloud VPC instance with the metadata service on; enable it ('ibmcloud is instance-update INSTANCE --metadata-service true') or use --token-source api-key with --api-key-file"
+	case ReasonNotSupported:
+		e.Fix = "the metadata service at " + s.opts.MetadataURL + " does not serve this API version; check --metadata-url"
+	case ReasonRejected:
+		switch {
+		case identityStep:
+			e.Fix = "the metadata service refused an instance identity token; check --metadata-url and that the instance's metadata service is enabled"
+		case s.profile == (Profile{}):
+			e.Fix = "the instance has no default trusted profile it may use: pass --profile-id, --profile-crn or --profile-name, or link a trusted profile to the instance ('ibmcloud iam trusted-profile-link-create PROFILE --name NAME --cr-type VSI --link-crn INSTANCE_CRN')"
+		default:
+			e.Fix = "link " + s.profile.String() + " to this instance: 'ibmcloud iam trusted-profile-link-create PROFILE --name NAME --cr-type VSI --link-crn INSTANCE_CRN', or check the profile's id/name"
+		}
+	case ReasonConfig:
+		e.Fix = "give at most one of --profile-id, --profile-crn, --profile-name"
+	default:
+		e.Fix = fixForTransient(e, s.opts.MetadataURL)
+	}
+}
