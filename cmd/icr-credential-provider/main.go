@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -34,7 +35,13 @@ const name = "icr-credential-provider"
 const invocationTimeout = 25 * time.Second
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv))
+	args := os.Args[1:]
+	// Installed as docker-credential-icr, the binary is a Docker credential
+	// helper: `docker-credential-icr get` is `credential-helper get`.
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "docker-credential-") {
+		args = append([]string{"credential-helper"}, args...)
+	}
+	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr, os.LookupEnv))
 }
 
 // env is the process environment as the command sees it (tests replace it).
@@ -53,10 +60,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(s
 		switch args[0] {
 		case "version":
 			return cmdVersion(e, args[1:])
+		case "doctor":
+			return cmdDoctor(e, args[1:])
+		case "install":
+			return cmdInstall(e, args[1:])
+		case "credential-helper":
+			return cmdCredentialHelper(e, args[1:])
 		case "help":
 			return cmdHelp(e)
 		default:
-			return fail(e, nil, fmt.Errorf("unknown command %q: use one of version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
+			return fail(e, nil, fmt.Errorf("unknown command %q: use one of doctor, install, credential-helper, version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
 		}
 	}
 	return cmdKubelet(e, args)

@@ -1,0 +1,50 @@
+# icr-credential-provider
+#
+#   make demo    run the plugin against the local IBM Cloud emulator
+#   make test    vet, format check, unit tests (race), binary tests, e2e module
+#   make bench   start-up and cache benchmarks against a minimal Go binary
+
+SHELL   := /usr/bin/env bash
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+VPKG    := k8s.io/component-base/version
+LDFLAGS := -s -w -X $(VPKG).gitVersion=$(VERSION) -X $(VPKG).gitCommit=$(COMMIT) -X $(VPKG).buildDate=$(DATE) -X $(VPKG).gitTreeState=clean
+GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+export CGO_ENABLED ?= 0
+
+.PHONY: all build emulator demo test unit vet fmt-check bench clean
+
+# Each area adds its own targets in mk/*.mk and appends to TEST_TARGETS the
+# ones that `make test` must run.
+TEST_TARGETS :=
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/icr-credential-provider ./cmd/icr-credential-provider
+
+emulator:
+	$(GO) build -o $(BIN)/icr-emulator ./hack/icr-emulator
+
+demo: build emulator
+	@hack/demo.sh
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+include $(wildcard mk/*.mk)
+
+test: fmt-check vet unit $(TEST_TARGETS)
+
+clean:
+	rm -rf $(BIN)

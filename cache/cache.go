@@ -1,0 +1,361 @@
+// Package cache keeps IAM tokens until shortly before they expire, so that a
+// node asks IAM for one token per token lifetime however often, and however
+// concurrently, the kubelet runs the plugin.
+//
+// A Source wraps any iam.TokenSource and looks in three places, in order:
+// memory (github.com/patrickmn/go-cache, for the life of the process), a file
+// on disk (shared by all invocations on the node), and only then the wrapped
+// source. On a miss, processes take an exclusive flock(2) on a per-identity
+// lock file and re-read the entry before calling the source, so a cold cache
+// hit by many processes at once causes a single call.
+//
+// The disk layer is an optimisation, never a reason to fail: an unusable
+// directory or a failed write degrades to the memory layer with one warning.
+// Everything on disk is checked before it is trusted, because the plugin
+// runs as root. The package knows nothing about IBM Cloud; it only sees
+// iam.Token's expiry.
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	gocache "github.com/patrickmn/go-cache"
+	"k8s.io/klog/v2"
+
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
+)
+
+// DefaultStaleMinRemaining is the least remaining life a cached token must
+// have to be served when refreshing it failed (stale-if-error). Less than
+// this and the caller gets the refresh error instead: a token about to expire
+// would fail the pull anyway, and the error says why.
+const DefaultStaleMinRemaining = time.Minute
+
+// DefaultLockWait is how long a Source waits, at most, for another process or
+// goroutine that is already refreshing the same identity's token before it
+// calls its source itself. The context's deadline shortens it (see
+// Options.LockWait).
+const DefaultLockWait = 20 * time.Second
+
+// lockSafetySlice is the part of the context's remaining time that waiting
+// for the lock never uses, so that a caller which gives up waiting still has
+// time for its own call to the source. It shrinks to half the remaining time
+// for short deadlines.
+const lockSafetySlice = 10 * time.Second
+
+// ErrInvalidToken is returned when the wrapped source succeeds but
+// yields a token that is empty or already expired.
+var ErrInvalidToken = errors.New("token source returned an empty or expired token")
+
+// Options configure a caching source. The zero value is usable: in-process
+// cache only, real clock, defaults for the rest.
+type Options struct {
+	// Dir is the on-disk cache directory, created 0700 if missing. "" disables
+	// the disk layer (in-process cache only).
+	Dir string
+	// Now is the clock used to judge token freshness; default time.Now.
+	// Waiting for locks always uses the real clock and the context.
+	Now func() time.Time
+	// StaleMinRemaining is the least remaining life a valid but not fresh
+	// token needs to be served when refreshing fails; default
+	// DefaultStaleMinRemaining. A negative value disables stale-if-error.
+	StaleMinRemaining time.Duration
+	// LockWait bounds the wait for a refresh already in progress elsewhere;
+	// default DefaultLockWait. The wait also ends a safety slice before the
+	// context's deadline (10 s, or half the remaining time if that is less),
+	// after which the source is called directly rather than failing.
+	LockWait time.Duration
+	// Logger receives warnings (V(0)) and diagnostics (V(2), V(4)). A Logger
+	// without a sink (the zero value, and logr.Discard()) means
+	// klog.Background(). No secret is ever passed to it.
+	Logger klog.Logger
+}
+
+// Origin says where a token handed out by a Source came from.
+type Origin int
+
+const (
+	// FromSource means the wrapped source was called for this token.
+	FromSource Origin = iota
+	// FromMemory means the in-process cache held the token.
+	FromMemory
+	// FromDisk means the on-disk cache held the token, possibly written by
+	// another process.
+	FromDisk
+)
+
+// String returns "source", "memory" or "disk".
+func (o Origin) String() string {
+	switch o {
+	case FromMemory:
+		return "memory"
+	case FromDisk:
+		return "disk"
+	default:
+		return "source"
+	}
+}
+
+// Result is a token handed out by Source.Fetch and how it was obtained.
+type Result struct {
+	// Token is the token. Its AccessToken is a secret: never log it.
+	Token iam.Token
+	// Origin is the layer the token came from.
+	Origin Origin
+	// Stale is true when Token is valid but past its refresh point and is
+	// served only because refreshing it failed (stale-if-error). Callers
+	// should let it be reused only briefly (e.g. a short cacheDuration).
+	Stale bool
+	// RefreshErr is the refresh error that made a stale token be served; it
+	// is nil unless Stale.
+	RefreshErr error
+}
+
+// Source is a caching iam.TokenSource. It is safe for concurrent use, and
+// separate processes using the same Dir and key cooperate through the disk.
+type Source struct {
+	src      iam.TokenSource
+	hash     string // hex SHA-256 of the key: file names and memory key
+	dir      string
+	now      func() time.Time
+	staleMin time.Duration
+	lockWait time.Duration
+	log      klog.Logger
+	mem      *gocache.Cache
+	sem      chan struct{} // one refresh at a time in this process
+	diskOff  atomic.Bool   // the disk layer was found unusable
+	warned   atomic.Bool   // the one disk warning was logged
+	sys      sysOps
+}
+
+var _ iam.TokenSource = (*Source)(nil)
+
+// New returns a Source that serves src's tokens from memory, then from disk,
+// and calls src only when the cached token is not fresh (iam.Token.Fresh).
+// key identifies the identity, normally iam.Identity.CacheKey(); two sources
+// with the same key must yield interchangeable tokens. The key is hashed
+// (SHA-256) for file names and never stored in clear.
+//
+// New does no I/O and starts no goroutine; the directory is checked on first
+// use.
+func New(src iam.TokenSource, key string, opts Options) *Source {
+	sum := sha256.Sum256([]byte(key))
+	s := &Source{
+		src:      src,
+		hash:     hex.EncodeToString(sum[:]),
+		dir:      opts.Dir,
+		now:      opts.Now,
+		staleMin: opts.StaleMinRemaining,
+		lockWait: opts.LockWait,
+		log:      opts.Logger,
+		// No janitor (cleanup interval 0): no goroutine; freshness is
+		// checked on every read anyway.
+		mem: gocache.New(gocache.NoExpiration, 0),
+		sem: make(chan struct{}, 1),
+		sys: realSys,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.staleMin == 0 {
+		s.staleMin = DefaultStaleMinRemaining
+	}
+	if s.lockWait <= 0 {
+		s.lockWait = DefaultLockWait
+	}
+	if s.log.GetSink() == nil {
+		s.log = klog.Background()
+	}
+	s.log = s.log.WithName("token-cache")
+	return s
+}
+
+// Token returns a fresh token, or a stale one if refreshing failed and
+// stale-if-error applies; use Fetch to tell the two apart. It implements
+// iam.TokenSource.
+func (s *Source) Token(ctx context.Context) (iam.Token, error) {
+	r, err := s.Fetch(ctx)
+	return r.Token, err
+}
+
+// Fetch is Token with the details: which layer answered and whether the
+// token is stale. On a stale-if-error answer the error is nil, Result.Stale
+// is true and Result.RefreshErr holds the refresh error; the failure is also
+// logged as a warning. Otherwise the source's error is returned unchanged,
+// so errors.Is and errors.As see it.
+func (s *Source) Fetch(ctx context.Context) (Result, error) {
+	now := s.now()
+	var best candidate
+	if t, ok := s.memGet(); ok {
+		if t.Fresh(now) {
+			return Result{Token: t, Origin: FromMemory}, nil
+		}
+		best.consider(t, FromMemory)
+	}
+
+	dirfd := -1
+	if s.dir != "" && !s.diskOff.Load() {
+		dirfd = s.openDir()
+	}
+	if dirfd >= 0 {
+		defer closeFd(dirfd)
+		switch t, state, reason := s.readEntry(dirfd); state {
+		case entryOK:
+			if t.Fresh(now) {
+				return s.served(t, FromDisk), nil
+			}
+			best.consider(t, FromDisk)
+		case entryUntrusted, entryUnreadable:
+			s.log.V(2).Info("Ignoring token cache entry", "file", s.entryName(), "reason", reason)
+		}
+	}
+
+	deadline := s.lockDeadline(ctx)
+	if !s.acquire(ctx, deadline) {
+		s.log.V(2).Info("Gave up waiting for a token refresh in this process; calling the token source directly")
+		return s.refresh(ctx, dirfd, best)
+	}
+	defer func() { <-s.sem }()
+
+	// Another goroutine may have refreshed while we waited.
+	if t, ok := s.memGet(); ok && t.Fresh(s.now()) {
+		return Result{Token: t, Origin: FromMemory}, nil
+	}
+	if dirfd < 0 {
+		return s.refresh(ctx, dirfd, best)
+	}
+	lockfd, t, ok := s.lockEntry(ctx, dirfd, deadline)
+	if lockfd >= 0 {
+		defer closeFd(lockfd) // releases the flock
+	}
+	if ok {
+		if t.Fresh(s.now()) {
+			return s.served(t, FromDisk), nil
+		}
+		best.consider(t, FromDisk)
+	}
+	return s.refresh(ctx, dirfd, best)
+}
+
+// refresh calls the source and stores its token, or applies stale-if-error.
+// dirfd is the cache directory (or -1); the caller holds the lock if it could.
+func (s *Source) refresh(ctx context.Context, dirfd int, best candidate) (Result, error) {
+	tok, err := s.src.Token(ctx)
+	now := s.now()
+	if err == nil && !tok.Valid(now) {
+		err = ErrInvalidToken
+	}
+	if err != nil {
+		if best.ok && best.tok.Valid(now) && s.staleMin >= 0 && best.tok.Expiry.Sub(now) >= s.staleMin {
+			// A warning (V(0) Info, logr has no warning severity): the caller
+			// is served. Errors from iam.TokenSource never hold secrets.
+			s.log.Info("Token refresh failed; serving the cached token until it expires",
+				"err", err.Error(), "from", best.origin.String(), "expiresIn", best.tok.Expiry.Sub(now).Round(time.Second))
+			return Result{Token: best.tok, Origin: best.origin, Stale: true, RefreshErr: err}, nil
+		}
+		return Result{}, err
+	}
+	s.log.V(4).Info("Obtained a new token", "expiresIn", tok.Expiry.Sub(now).Round(time.Second))
+	if !tok.Fresh(now) {
+		// Too short-lived to be worth keeping: nobody may reuse it.
+		return Result{Token: tok, Origin: FromSource}, nil
+	}
+	s.memSet(tok, now)
+	if dirfd >= 0 {
+		if err := s.writeEntry(dirfd, tok); err != nil {
+			s.diskWarning("Could not write the token cache; the new token is used but not shared", err)
+		}
+	}
+	return Result{Token: tok, Origin: FromSource}, nil
+}
+
+// served records a token found on disk in memory and describes it.
+func (s *Source) served(t iam.Token, o Origin) Result {
+	s.memSet(t, s.now())
+	s.log.V(4).Info("Using the cached token", "from", o.String())
+	return Result{Token: t, Origin: o}
+}
+
+// candidate is the best cached token seen so far that is not fresh, for
+// stale-if-error.
+type candidate struct {
+	tok    iam.Token
+	origin Origin
+	ok     bool
+}
+
+func (c *candidate) consider(t iam.Token, o Origin) {
+	if !c.ok || t.Expiry.After(c.tok.Expiry) {
+		*c = candidate{tok: t, origin: o, ok: true}
+	}
+}
+
+func (s *Source) memGet() (iam.Token, bool) {
+	v, ok := s.mem.Get(s.hash)
+	if !ok {
+		return iam.Token{}, false
+	}
+	t, ok := v.(iam.Token)
+	return t, ok
+}
+
+// memSet keeps t until its expiry. go-cache measures the TTL with the real
+// clock; freshness is still judged by s.now on every read.
+func (s *Source) memSet(t iam.Token, now time.Time) {
+	if ttl := t.Expiry.Sub(now); ttl > 0 {
+		s.mem.Set(s.hash, t, ttl)
+	}
+}
+
+// lockDeadline is when waiting for someone else's refresh stops: LockWait
+// from now, or a safety slice before ctx's deadline if that is sooner.
+func (s *Source) lockDeadline(ctx context.Context) time.Time {
+	now := time.Now()
+	d := now.Add(s.lockWait)
+	if dl, ok := ctx.Deadline(); ok {
+		slice := max(0, min(dl.Sub(now)/2, lockSafetySlice))
+		if c := dl.Add(-slice); c.Before(d) {
+			d = c
+		}
+	}
+	return d
+}
+
+// acquire takes the in-process refresh slot, waiting until deadline at most.
+func (s *Source) acquire(ctx context.Context, deadline time.Time) bool {
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	default:
+	}
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// diskWarning logs the first problem with the disk layer at V(0) and later
+// ones at V(2), so that a broken disk cache costs one log line. (logr has no
+// warning severity; V(0) Info is the Kubernetes convention for warnings.)
+func (s *Source) diskWarning(msg string, err error) {
+	if s.warned.CompareAndSwap(false, true) {
+		s.log.Info(msg, "dir", s.dir, "err", err.Error())
+		return
+	}
+	s.log.V(2).Info(msg, "dir", s.dir, "err", err.Error())
+}

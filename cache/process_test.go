@@ -1,0 +1,129 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
+)
+
+// Environment of TestHelperProcess, set only when TestMultiProcess runs the
+// test binary as a child.
+const (
+	envHelper   = "ICR_CACHE_TEST_HELPER"
+	envDir      = "ICR_CACHE_TEST_DIR"
+	envCalls    = "ICR_CACHE_TEST_CALLS"
+	envStart    = "ICR_CACHE_TEST_START"
+	tokenPrefix = "TOKEN="
+)
+
+// TestMultiProcess is the kubelet's worst case: many plugin processes start
+// at once on a cold cache. Exactly one may call the source.
+func TestMultiProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 32 processes")
+	}
+	const procs = 32
+	base := t.TempDir()
+	dir := filepath.Join(base, "cache")
+	calls := filepath.Join(base, "calls")
+	start := filepath.Join(base, "start")
+	if err := os.Mkdir(calls, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]*bytes.Buffer, procs)
+	for i := range cmds {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), envHelper+"=1", envDir+"="+dir, envCalls+"="+calls, envStart+"="+start)
+		outs[i] = &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = outs[i], outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds[i] = cmd
+	}
+	// All children wait for this file, so that they race for real.
+	if err := os.WriteFile(start, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var tokens []string
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child %d: %v\n%s", i, err, outs[i])
+		}
+		tok := ""
+		for _, line := range strings.Split(outs[i].String(), "\n") {
+			if v, ok := strings.CutPrefix(line, tokenPrefix); ok {
+				tok = v
+			}
+		}
+		if tok == "" {
+			t.Fatalf("child %d printed no token:\n%s", i, outs[i])
+		}
+		tokens = append(tokens, tok)
+	}
+
+	made, err := os.ReadDir(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(made) != 1 {
+		var names []string
+		for _, m := range made {
+			names = append(names, m.Name())
+		}
+		t.Errorf("%d source calls (%v), want 1", len(made), names)
+	}
+	for i, tok := range tokens {
+		if tok != tokens[0] {
+			t.Errorf("child %d got %q, child 0 got %q", i, tok, tokens[0])
+		}
+	}
+}
+
+// TestHelperProcess is one plugin process of TestMultiProcess; it does
+// nothing in a normal test run.
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv(envHelper) != "1" {
+		t.Skip("helper process for TestMultiProcess")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		if _, err := os.Stat(os.Getenv(envStart)); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("never told to start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	pid := strconv.Itoa(os.Getpid())
+	src := iam.TokenSourceFunc(func(ctx context.Context) (iam.Token, error) {
+		f, err := os.OpenFile(filepath.Join(os.Getenv(envCalls), pid), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return iam.Token{}, err
+		}
+		f.Close()
+		time.Sleep(100 * time.Millisecond)
+		now := time.Now()
+		return iam.Token{AccessToken: "token-of-" + pid, IssuedAt: now, Expiry: now.Add(time.Hour)}, nil
+	})
+	logger, logs := newLogCapture()
+	tok, err := New(src, testKey, Options{Dir: os.Getenv(envDir), Logger: logger}).Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(logs.String())
+	fmt.Printf("\n%s%s\n", tokenPrefix, tok.AccessToken)
+}
