@@ -133,7 +133,9 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, 
 	if timeout <= 0 {
 		return Token{}, &Error{Service: c.service, Endpoint: c.endpoint, Op: op, Reason: ReasonDeadline, Err: context.DeadlineExceeded}
 	}
-	client, x := clientFor(ctx, c.transport, timeout)
+	attemptCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client, x := clientFor(attemptCtx, c.transport)
 	start := c.now()
 
 	resp, err := func() (resp *core.IamTokenServerResponse, err error) {
@@ -170,14 +172,11 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, 
 		if cause == nil {
 			cause = err
 		}
-		if isTimeout(cause) {
-			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fail(ReasonDeadline, ctx.Err())
-			}
-			return fail(ReasonTimeout, fmt.Errorf("no answer within %s", timeout.Round(time.Millisecond)))
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fail(ReasonDeadline, ctx.Err()) // cancelled (SIGTERM)
 		}
-		if ctx.Err() != nil {
-			return fail(ReasonDeadline, ctx.Err())
+		if isTimeout(cause) || attemptCtx.Err() != nil {
+			return fail(ReasonTimeout, fmt.Errorf("no answer within %s", timeout.Round(time.Millisecond)))
 		}
 		var p errPanic
 		if errors.As(cause, &p) {
@@ -197,7 +196,9 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, 
 		case status >= 500:
 			e.Reason = ReasonUnavailable
 			e.RetryAfter = retryAfter(header, time.Now())
-		case status == http.StatusNotFound || status == http.StatusMethodNotAllowed:
+		case (status == http.StatusNotFound && (e.Code == "" || e.Code == "not_found")) || status == http.StatusMethodNotAllowed:
+			// The path itself is unknown: a wrong URL or API version. A
+			// 404 naming a resource (a profile) is a rejection.
 			e.Reason = ReasonNotSupported
 		default:
 			e.Reason = ReasonRejected

@@ -92,7 +92,11 @@ func (e *Error) cause() string {
 	}
 	switch e.Reason {
 	case ReasonTimeout:
-		return fmt.Sprintf("%s did not answer in time to %s%s", svc, e.Op, tries)
+		within := ""
+		if e.Err != nil {
+			within = " (" + e.Err.Error() + ")"
+		}
+		return fmt.Sprintf("%s did not answer in time to %s%s%s", svc, e.Op, within, tries)
 	case ReasonUnreachable:
 		return fmt.Sprintf("cannot reach %s to %s%s: %s", svc, e.Op, tries, netCause(e.Err))
 	case ReasonRateLimited:

@@ -117,12 +117,12 @@ func (b *recordingBody) Read(p []byte) (int, error) {
 
 func (b *recordingBody) Close() error { return b.c.Close() }
 
-// clientFor returns an http.Client for one attempt of one SDK call.
-func clientFor(ctx context.Context, base http.RoundTripper, timeout time.Duration) (*http.Client, *exchange) {
+// clientFor returns an http.Client for one attempt of one SDK call; ctx
+// bounds the attempt (the SDK's calls take no context of their own).
+func clientFor(ctx context.Context, base http.RoundTripper) (*http.Client, *exchange) {
 	x := &exchange{}
 	return &http.Client{
 		Transport: &recordingTransport{ctx: ctx, base: base, x: x},
-		Timeout:   timeout,
 		// Token endpoints never redirect; following one could send a
 		// secret somewhere unexpected.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
