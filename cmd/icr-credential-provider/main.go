@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -166,30 +165,36 @@ func cmdKubelet(e env, args []string) int {
 	}
 	plugin := &provider.Plugin{Hosts: hosts}
 	var secrets []string
-	// The identity is only resolved when a served registry needs a token:
+	// Identities are only resolved when a served registry needs a token:
 	// an answer for docker.io needs no API key file.
-	plugin.Credentials = provider.CredentialsFunc(func(ctx context.Context, req provider.Request) (iam.Token, error) {
-		sel, err := cfg.NodeSource(e.getenv, iam.Options{})
-		if err != nil {
-			return iam.Token{}, err
-		}
-		secrets = append(secrets, sel.Secrets...)
-		for _, w := range sel.Warnings {
-			klog.Warning(w)
-		}
-		klog.V(2).InfoS("Node identity", "source", sel.Source.Describe(), "why", sel.Why)
-		src := newCachingSource(sel.Source, cfg.DiskCacheDir())
-		tok, err := src.Token(ctx)
-		if err == nil {
+	plugin.Credentials = provider.Router{
+		Node: func(ctx context.Context) (iam.Token, error) {
+			sel, err := cfg.NodeSource(e.getenv, iam.Options{})
+			if err != nil {
+				return iam.Token{}, err
+			}
+			secrets = append(secrets, sel.Secrets...)
+			for _, w := range sel.Warnings {
+				klog.Warning(w)
+			}
+			klog.V(2).InfoS("Node identity", "source", sel.Source.Describe(), "why", sel.Why)
+			tok, err := newCachingSource(sel.Source, cfg.DiskCacheDir()).Token(ctx)
 			secrets = append(secrets, tok.AccessToken)
-		}
-		return tok, err
-	})
+			return tok, err
+		},
+		Workload: func(ctx context.Context, profile iam.Profile, saToken string) (iam.Token, error) {
+			secrets = append(secrets, saToken)
+			src, err := iam.NewCRTokenSource(saToken, profile, iam.Options{IAMURL: cfg.EffectiveIAMURL()})
+			if err != nil {
+				return iam.Token{}, fmt.Errorf("service account asks for %s: %w", profile, err)
+			}
+			klog.V(2).InfoS("Workload identity", "source", src.Describe())
+			tok, err := newCachingSource(src, cfg.DiskCacheDir()).Token(ctx)
+			secrets = append(secrets, tok.AccessToken)
+			return tok, err
+		},
+	}
 	if err := plugin.Run(ctx, e.stdin, e.stdout); err != nil {
-		var ie *provider.InputError
-		if errors.As(err, &ie) {
-			return fail(e, secrets, err)
-		}
 		return fail(e, secrets, err)
 	}
 	return 0

@@ -1,0 +1,218 @@
+package iam
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/IBM/go-sdk-core/v5/core"
+)
+
+// GrantTypeCRToken is IAM's grant for exchanging a compute-resource token
+// (here: a Kubernetes service-account token) for a trusted profile's token.
+const GrantTypeCRToken = "urn:ibm:params:oauth:grant-type:cr-token"
+
+// ServiceAccount is what a Kubernetes service-account token says about its
+// subject. It is read without verifying the signature: IAM verifies it, and
+// these fields only key caches and word messages.
+type ServiceAccount struct {
+	Namespace string
+	Name      string
+	UID       string
+	Audience  []string
+	Expiry    time.Time
+}
+
+// String is "namespace/name".
+func (s ServiceAccount) String() string { return s.Namespace + "/" + s.Name }
+
+// ParseServiceAccountToken reads the claims of a projected service-account
+// token. Errors never quote the token.
+func ParseServiceAccountToken(token string) (ServiceAccount, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ServiceAccount{}, errors.New("the service-account token is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return ServiceAccount{}, errors.New("the service-account token's payload is not base64url")
+	}
+	var c struct {
+		Sub string          `json:"sub"`
+		Aud json.RawMessage `json:"aud"`
+		Exp json.Number     `json:"exp"`
+		K8s struct {
+			Namespace      string `json:"namespace"`
+			ServiceAccount struct {
+				Name string `json:"name"`
+				UID  string `json:"uid"`
+			} `json:"serviceaccount"`
+		} `json:"kubernetes.io"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return ServiceAccount{}, errors.New("the service-account token's payload is not JSON")
+	}
+	sa := ServiceAccount{Namespace: c.K8s.Namespace, Name: c.K8s.ServiceAccount.Name, UID: c.K8s.ServiceAccount.UID}
+	if sa.Namespace == "" || sa.Name == "" {
+		// Legacy tokens carry only sub = system:serviceaccount:NS:NAME.
+		if rest, ok := strings.CutPrefix(c.Sub, "system:serviceaccount:"); ok {
+			sa.Namespace, sa.Name, _ = strings.Cut(rest, ":")
+		}
+	}
+	if sa.Namespace == "" || sa.Name == "" {
+		return ServiceAccount{}, errors.New("the token names no service account (no kubernetes.io claims): it is not a Kubernetes service-account token")
+	}
+	var one string
+	if json.Unmarshal(c.Aud, &one) == nil {
+		sa.Audience = []string{one}
+	} else {
+		_ = json.Unmarshal(c.Aud, &sa.Audience)
+	}
+	if exp, err := c.Exp.Int64(); err == nil && exp > 0 {
+		sa.Expiry = time.Unix(exp, 0)
+	} else {
+		return ServiceAccount{}, errors.New("the service-account token has no expiry: the kubelet only passes bound tokens, check tokenAttributes")
+	}
+	return sa, nil
+}
+
+// CRTokenSource exchanges a pod's service-account token for the IAM token of
+// a trusted profile that trusts that service account. The tokens it yields
+// never outlive the service-account token. Safe for concurrent use.
+type CRTokenSource struct {
+	token   string
+	sa      ServiceAccount
+	profile Profile
+	opts    Options
+	c       caller
+}
+
+// NewCRTokenSource returns a source for the service-account token saToken
+// and profile (ID or Name; CRN is accepted too).
+func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSource, error) {
+	sa, err := ParseServiceAccountToken(saToken)
+	if err != nil {
+		return nil, err
+	}
+	if profile == (Profile{}) {
+		return nil, errors.New("no trusted profile given for the service account")
+	}
+	opts = opts.withDefaults()
+	s := &CRTokenSource{token: saToken, sa: sa, profile: profile, opts: opts}
+	s.c = caller{
+		service:        "IAM",
+		endpoint:       opts.IAMURL,
+		transport:      opts.Transport,
+		attemptTimeout: opts.IAMTimeout,
+		maxAttempts:    opts.MaxAttempts,
+		retryTimeouts:  true,
+		now:            opts.Now,
+		secrets:        func() []string { return []string{saToken} },
+		fix:            s.fix,
+	}
+	return s, nil
+}
+
+// ServiceAccount is the subject of the token being exchanged.
+func (s *CRTokenSource) ServiceAccount() ServiceAccount { return s.sa }
+
+// Token exchanges the service-account token at IAM.
+func (s *CRTokenSource) Token(ctx context.Context) (Token, error) {
+	now := s.opts.Now()
+	if !now.Before(s.sa.Expiry) {
+		return Token{}, &Error{Service: "IAM", Op: "exchange the token of service account " + s.sa.String(), Reason: ReasonConfig,
+			Message: "the service-account token expired at " + s.sa.Expiry.UTC().Format(time.RFC3339),
+			Fix:     "check the node's clock; the kubelet passes fresh tokens"}
+	}
+	tok, err := s.c.run(ctx, "exchange the token of service account "+s.sa.String()+" for "+s.profile.String(), s.exchange)
+	if err != nil {
+		return Token{}, err
+	}
+	if tok.Expiry.After(s.sa.Expiry) {
+		tok.Expiry = s.sa.Expiry
+	}
+	return tok, nil
+}
+
+// exchange performs the cr-token grant with go-sdk-core's request builder.
+// (go-sdk-core's ContainerAuthenticator reads the token from a file; the
+// kubelet hands it over in memory and it must never touch the disk.)
+func (s *CRTokenSource) exchange(client *http.Client) (*core.IamTokenServerResponse, error) {
+	b := core.NewRequestBuilder(core.POST)
+	if _, err := b.ResolveRequestURL(s.opts.IAMURL, "/identity/token", nil); err != nil {
+		return nil, &Error{Reason: ReasonConfig, Err: errors.New("invalid IAM URL")}
+	}
+	b.AddHeader("Content-Type", "application/x-www-form-urlencoded")
+	b.AddHeader("Accept", "application/json")
+	b.AddFormData("grant_type", "", "", GrantTypeCRToken)
+	b.AddFormData("cr_token", "", "", s.token)
+	switch {
+	case s.profile.ID != "":
+		b.AddFormData("profile_id", "", "", s.profile.ID)
+	case s.profile.Name != "":
+		b.AddFormData("profile_name", "", "", s.profile.Name)
+	case s.profile.CRN != "":
+		b.AddFormData("profile_crn", "", "", s.profile.CRN)
+	}
+	req, err := b.Build()
+	if err != nil {
+		return nil, &Error{Reason: ReasonConfig, Err: errors.New("cannot build the IAM request")}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	var out core.IamTokenServerResponse
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, errors.New("the answer is not a JSON token response")
+	}
+	return &out, nil
+}
+
+// CacheKey keys tokens by IAM endpoint, profile, the service account's
+// identity and a hash of its token, so that no service account is ever
+// served a token minted for another.
+func (s *CRTokenSource) CacheKey() string {
+	return "crtoken\x00" + s.opts.IAMURL + "\x00" + s.profile.key() + "\x00" + s.sa.Namespace + "\x00" + s.sa.Name + "\x00" + s.sa.UID + "\x00" + shortHash(s.token)
+}
+
+// Describe names the identity for logs.
+func (s *CRTokenSource) Describe() string {
+	return "service account " + s.sa.String() + " as " + s.profile.String()
+}
+
+func (s *CRTokenSource) fix(e *Error) {
+	switch e.Reason {
+	case ReasonRejected:
+		switch e.Code {
+		case "BXNIM0398E":
+			e.Fix = "add a rule to " + s.profile.String() + " that trusts service account " + s.sa.String() + " of this cluster ('ibmcloud iam trusted-profile-rule-create PROFILE --name NAME --type Profile-CR --cr-type IKS_SA|ROKS_SA --conditions claim:namespace,operator:EQUALS,value:" + s.sa.Namespace + " …'), or annotate the service account with a profile that trusts it"
+		case "BXNIM0436E":
+			e.Fix = "no such trusted profile: fix the service account's annotation icr-credential-provider.github.io/trusted-profile-id or -name"
+		case "BXNIM0437E":
+			e.Fix = "the token's audience is wrong: set tokenAttributes.serviceAccountTokenAudience: iam in the kubelet's credential provider config"
+		case "BXNIM0408E":
+			e.Fix = "the service-account token expired: check the node's clock"
+		default:
+			e.Fix = "check that " + s.profile.String() + " trusts service account " + s.sa.String() + " and that IAM trusts this cluster's service-account issuer"
+		}
+	case ReasonNotSupported:
+		e.Fix = "IAM URL " + s.opts.IAMURL + " does not serve /identity/token: check --iam-url"
+	default:
+		e.Fix = fixForTransient(e, s.opts.IAMURL)
+	}
+}
