@@ -1,6 +1,10 @@
 package main
 
 import (
+	"time"
+
+	"k8s.io/klog/v2"
+
 	"github.com/icr-credential-provider/icr-credential-provider/cache"
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
@@ -10,4 +14,22 @@ import (
 // the on-disk cache shared by all invocations (dir, "" for none), then IAM.
 func newCachingSource(src config.Source, dir string) iam.TokenSource {
 	return cache.New(src, src.CacheKey(), cache.Options{Dir: dir})
+}
+
+// Workload identities come and go (one service-account token per pod), so
+// their cache entries are swept: files untouched for sweepAge (entries are
+// rewritten on every refresh, tokens live at most an hour) are removed, at
+// most once per sweepEvery.
+const (
+	sweepEvery = 10 * time.Minute
+	sweepAge   = 3 * time.Hour
+)
+
+func sweepCache(dir string) {
+	n, err := cache.SweepIfDue(dir, sweepEvery, sweepAge, time.Now())
+	if err != nil {
+		klog.V(2).InfoS("Could not sweep the token cache", "err", err.Error())
+	} else if n > 0 {
+		klog.V(2).InfoS("Swept expired token cache files", "removed", n)
+	}
 }

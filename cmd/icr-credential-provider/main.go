@@ -191,6 +191,9 @@ func cmdKubelet(e env, args []string) int {
 			klog.V(2).InfoS("Workload identity", "source", src.Describe())
 			tok, err := newCachingSource(src, cfg.DiskCacheDir()).Token(ctx)
 			secrets = append(secrets, tok.AccessToken)
+			if err == nil {
+				sweepCache(cfg.DiskCacheDir())
+			}
 			return tok, err
 		},
 	}
