@@ -1,8 +1,147 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
-// cmdCredentialHelper is not implemented yet.
+	"github.com/spf13/pflag"
+	"k8s.io/component-base/version"
+	"k8s.io/klog/v2"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/credhelper"
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
+)
+
+// cmdCredentialHelper is the Docker credential-helper protocol:
+// `credential-helper <action>`, or the binary run as docker-credential-icr.
+// Same identity settings, cache and served hosts as kubelet mode; helpers
+// are run by users' tools without flags, so the ICR_ environment variables
+// are how they are configured.
+//
+// Exit codes and output follow docker-credential-helpers: 0 and the answer
+// on stdout, or 1 and the error message on stdout. "credentials not found in
+// native keychain" (a host that is not served) is the only output then; any
+// other failure is also the usual single line on stderr, which clients pass
+// through to the user's terminal.
 func cmdCredentialHelper(e env, args []string) int {
-	return fail(e, nil, errors.New("this command is not implemented yet"))
+	var cfg config.Config
+	fs, format := newFlagSet(credhelper.LinkName, e)
+	cfg.AddFlags(fs)
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return helperFail(e, nil, fmt.Errorf("%v: see '%s credential-helper --help'", err, name))
+	}
+	if *help {
+		helperUsage(e, fs)
+		return 0
+	}
+	if err := config.ApplyEnv(fs, e.lookup); err != nil {
+		return helperFail(e, nil, err)
+	}
+	if fs.NArg() != 1 {
+		msg := "no action given"
+		if fs.NArg() > 1 {
+			msg = fmt.Sprintf("one action expected, got %d arguments", fs.NArg())
+		}
+		return helperFail(e, nil, fmt.Errorf("%s: usage: %s <%s>, or %s credential-helper <%s>", msg, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions))
+	}
+	action := fs.Arg(0)
+	if err := setupLogging(e, *format); err != nil {
+		return helperFail(e, nil, err)
+	}
+	defer klog.Flush()
+	if !fs.Changed("cache-dir") {
+		dir, why := config.HelperCacheDir(os.Geteuid(), e.getenv)
+		cfg.CacheDir = dir
+		klog.V(2).InfoS("Token cache directory", "dir", dir, "why", why)
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, invocationTimeout)
+	defer cancelTimeout()
+
+	hosts, err := cfg.Hosts()
+	if err != nil {
+		return helperFail(e, nil, err)
+	}
+	var secrets []string
+	h := &credhelper.Helper{
+		Hosts:   hosts,
+		Version: version.Get().GitVersion,
+		Warn:    func(msg string) { klog.Warning(msg) },
+		// The identity is only resolved when a served host needs a token:
+		// "not found" for docker.io needs no configuration at all.
+		Token: func(ctx context.Context) (iam.Token, error) {
+			sel, err := cfg.NodeSource(e.getenv, iam.Options{})
+			if err != nil {
+				return iam.Token{}, err
+			}
+			secrets = append(secrets, sel.Secrets...)
+			for _, w := range sel.Warnings {
+				klog.Warning(w)
+			}
+			klog.V(2).InfoS("Node identity", "source", sel.Source.Describe(), "why", sel.Why)
+			tok, err := newCachingSource(sel.Source, cfg.DiskCacheDir()).Token(ctx)
+			secrets = append(secrets, tok.AccessToken)
+			return tok, err
+		},
+	}
+	err = h.Run(ctx, action, e.stdin, e.stdout)
+	if err == nil {
+		return 0
+	}
+	var pe *credhelper.ProtocolError
+	if errors.As(err, &pe) {
+		// The exact message is the answer; clients compare it.
+		fmt.Fprintln(e.stdout, pe.Message)
+		if pe.Hint != "" {
+			fmt.Fprintf(e.stderr, "%s: %s: %s\n", name, pe.Message, pe.Hint)
+		} else {
+			klog.V(2).InfoS("Not served", "action", action)
+		}
+		return 1
+	}
+	return helperFail(e, secrets, err)
+}
+
+// helperFail is fail for the credential-helper protocol: the same single
+// line on stderr and, since the protocol's clients read errors from stdout
+// (and quote it: "error getting credentials - err: exit status 1, out:
+// `…`"), on stdout too.
+func helperFail(e env, secrets []string, err error) int {
+	var line strings.Builder
+	code := fail(env{stdin: e.stdin, stdout: e.stdout, stderr: &line, lookup: e.lookup}, secrets, err)
+	fmt.Fprint(e.stdout, line.String())
+	fmt.Fprint(e.stderr, line.String())
+	return code
+}
+
+func helperUsage(e env, fs *pflag.FlagSet) {
+	fmt.Fprintf(e.stdout, `%s credential-helper: Docker credential helper for IBM Cloud Container Registry.
+
+Usage:
+  %s <%s>
+  %s credential-helper [flags] <%s>
+
+  get      read a server URL on stdin, print {"ServerURL","Username":"iambearer","Secret":<IAM token>};
+           a registry that is not served gets "%s" (exit 1)
+  list     print the served hosts as {"host":"iambearer",...}
+  store    read a credential on stdin and keep nothing (tokens are minted, not stored)
+  erase    read a server URL on stdin and remove nothing
+  version  print the version
+
+Configure it with the ICR_ environment variables (clients run it without flags):
+ICR_PROFILE_ID, ICR_API_KEY_FILE or IBMCLOUD_API_KEY, ICR_REGISTRIES, ICR_CACHE_DIR, ...
+The token cache defaults to %s as root, else $XDG_RUNTIME_DIR/icr-credential-provider,
+else icr-credential-provider under the user's cache directory.
+
+Flags:
+%s`, name, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions, credhelper.NotFoundMessage, config.DefaultCacheDir, fs.FlagUsages())
 }

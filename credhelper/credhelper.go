@@ -1,0 +1,300 @@
+// Package credhelper serves IAM tokens through the Docker credential-helper
+// protocol (github.com/docker/docker-credential-helpers), the protocol that
+// docker, nerdctl, buildkit, podman, buildah, skopeo and crane use to ask an
+// external program docker-credential-NAME for registry credentials.
+//
+// The program is run with one argument, the action; the input is on stdin,
+// the answer on stdout:
+//
+//	get      stdin: a server URL ("us.icr.io", "https://us.icr.io/v2/", ...)
+//	         stdout: {"ServerURL":…,"Username":"iambearer","Secret":<IAM token>}
+//	list     stdout: {"<host>":"iambearer",...} for every served host
+//	store    stdin: {"ServerURL":…,"Username":…,"Secret":…}; nothing is kept
+//	erase    stdin: a server URL; nothing to remove
+//	version  stdout: the helper's name and version
+//
+// A failure exits 1 with a message on stdout. Clients compare that message,
+// trimmed, to the exact strings in docker-credential-helpers'
+// credentials/error.go: NotFoundMessage makes them carry on without
+// credentials (anonymous access), MissingServerURLMessage and
+// MissingUsernameMessage are reported as such; any other message is wrapped
+// as "error getting credentials - err: exit status 1, out: `<message>`".
+//
+// Tokens are minted on demand from the configured identity, never stored:
+// store and erase validate their input and succeed without keeping anything.
+package credhelper
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
+)
+
+// HelperName is the name to use in credHelpers entries ("us.icr.io": "icr").
+const HelperName = "icr"
+
+// LinkName is the file name clients execute for HelperName.
+const LinkName = "docker-credential-" + HelperName
+
+// Package is printed by the version action, as docker-credential-helpers do.
+const Package = "github.com/icr-credential-provider/icr-credential-provider"
+
+// The protocol's fixed messages, verbatim from docker-credential-helpers
+// credentials/error.go. Clients compare stdout to them exactly (after
+// trimming white space), so they must never be reworded.
+const (
+	NotFoundMessage         = "credentials not found in native keychain"
+	MissingServerURLMessage = "no credentials server URL"
+	MissingUsernameMessage  = "no credentials username"
+)
+
+// MaxInput bounds what is read from stdin.
+const MaxInput = 1 << 20
+
+// Actions lists the protocol's actions, for usage messages.
+const Actions = "get|list|store|erase|version"
+
+// Credentials is the protocol's JSON object; the field names are the
+// protocol's (no json tags: docker-credential-helpers encodes the Go names).
+type Credentials struct {
+	ServerURL string
+	Username  string
+	Secret    string
+}
+
+// ProtocolError is a failure whose Message the client matches: it must be
+// written on stdout verbatim, nothing else.
+type ProtocolError struct {
+	Message string
+	// Hint, if set, explains the failure to a human (stderr); never part of
+	// the protocol answer.
+	Hint string
+}
+
+func (e *ProtocolError) Error() string { return e.Message }
+
+// IsNotFound reports whether err is the protocol's "credentials not found".
+func IsNotFound(err error) bool {
+	var pe *ProtocolError
+	return errors.As(err, &pe) && pe.Message == NotFoundMessage
+}
+
+// UsageError is an unknown or missing action.
+type UsageError struct{ msg string }
+
+func (e *UsageError) Error() string { return e.msg }
+
+// Helper answers the protocol's actions for a set of served hosts.
+type Helper struct {
+	// Hosts are the served registry hosts; any other host is "not found".
+	Hosts *provider.HostSet
+	// Token mints (or takes from the cache) the IAM token; called only by
+	// get for a served host.
+	Token func(ctx context.Context) (iam.Token, error)
+	// Warn receives non-fatal findings, one line each; nil drops them.
+	Warn func(msg string)
+	// Version is printed by the version action.
+	Version string
+}
+
+// Run performs action with the protocol's input in and writes the answer to
+// out. Nothing is written to out unless the action succeeds; on failure the
+// caller writes the error (see ProtocolError).
+func (h *Helper) Run(ctx context.Context, action string, in io.Reader, out io.Writer) error {
+	var answer []byte
+	var err error
+	switch action {
+	case "get":
+		var c Credentials
+		var serverURL string
+		if serverURL, err = readServerURL(in); err == nil {
+			if c, err = h.Get(ctx, serverURL); err == nil {
+				answer, err = json.Marshal(c)
+			}
+		}
+	case "list":
+		answer, err = json.Marshal(h.List())
+	case "store":
+		err = h.Store(in)
+	case "erase":
+		var serverURL string
+		if serverURL, err = readServerURL(in); err == nil {
+			err = h.Erase(serverURL)
+		}
+	case "version":
+		answer = fmt.Appendf(nil, "%s (%s) %s", LinkName, Package, h.Version)
+	case "":
+		err = &UsageError{"no action given: use one of " + Actions}
+	default:
+		err = &UsageError{fmt.Sprintf("unknown credential action %q: use one of %s", action, Actions)}
+	}
+	if err != nil {
+		return err
+	}
+	if answer != nil {
+		_, err = out.Write(append(answer, '\n'))
+	}
+	return err
+}
+
+// Get returns the credentials for serverURL: username iambearer and an IAM
+// token if its host is served, else the protocol's not-found error.
+func (h *Helper) Get(ctx context.Context, serverURL string) (Credentials, error) {
+	host, ok := ServerHost(serverURL)
+	if !ok || !h.Hosts.Serves(host) {
+		return Credentials{}, &ProtocolError{Message: NotFoundMessage}
+	}
+	tok, err := h.Token(ctx)
+	if err != nil {
+		return Credentials{}, err
+	}
+	if tok.AccessToken == "" {
+		return Credentials{}, errors.New("the token source returned an empty token: this is a bug, please report it")
+	}
+	return Credentials{ServerURL: serverURL, Username: provider.Username, Secret: tok.AccessToken}, nil
+}
+
+// List returns every served host with the username iambearer.
+func (h *Helper) List() map[string]string {
+	m := make(map[string]string, len(h.Hosts.Hosts()))
+	for _, host := range h.Hosts.Hosts() {
+		m[host] = provider.Username
+	}
+	return m
+}
+
+// Store validates a credential as docker-credential-helpers does and keeps
+// nothing: tokens are minted on demand. Its secret is never echoed.
+func (h *Helper) Store(in io.Reader) error {
+	b, err := readInput(in)
+	if err != nil {
+		return err
+	}
+	var c Credentials
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&c); err != nil {
+		return fmt.Errorf("store expects the JSON of a credential on stdin ({\"ServerURL\":…,\"Username\":…,\"Secret\":…}): %s", jsonProblem(err))
+	}
+	if strings.TrimSpace(c.ServerURL) == "" {
+		return &ProtocolError{Message: MissingServerURLMessage, Hint: "store needs a ServerURL in the credential on stdin"}
+	}
+	if strings.TrimSpace(c.Username) == "" {
+		return &ProtocolError{Message: MissingUsernameMessage, Hint: "store needs a Username in the credential on stdin"}
+	}
+	if host, ok := ServerHost(c.ServerURL); !ok || !h.Hosts.Serves(host) {
+		h.warn(fmt.Sprintf("credentials for %s were not stored: %s keeps no credentials and does not serve that registry; route only ICR hosts to it with per-host credHelpers entries, not credsStore", quoteHost(c.ServerURL), LinkName))
+	}
+	return nil
+}
+
+// Erase accepts any server URL: nothing is stored, so nothing is removed.
+func (h *Helper) Erase(serverURL string) error { return nil }
+
+func (h *Helper) warn(msg string) {
+	if h.Warn != nil {
+		h.Warn(msg)
+	}
+}
+
+// readServerURL reads the server URL of get and erase: all of stdin, white
+// space trimmed, as docker-credential-helpers does.
+func readServerURL(in io.Reader) (string, error) {
+	b, err := readInput(in)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", &ProtocolError{Message: MissingServerURLMessage, Hint: "pipe the registry on stdin, e.g. echo us.icr.io | " + LinkName + " get"}
+	}
+	return s, nil
+}
+
+func readInput(in io.Reader) ([]byte, error) {
+	if in == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(in, MaxInput+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading stdin: %v", err)
+	}
+	if len(b) > MaxInput {
+		return nil, fmt.Errorf("stdin is larger than %d bytes: the protocol sends a server URL or one small JSON object", MaxInput)
+	}
+	return b, nil
+}
+
+// jsonProblem describes a decoding error without quoting the input (which
+// may hold a secret).
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "stdin is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON is truncated"
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %s must be a %s, not a JSON %s", te.Field, te.Type, te.Value)
+	}
+	return "invalid JSON"
+}
+
+// quoteHost names the registry of serverURL in a message: its host if it has
+// one, else a placeholder (the input is never echoed as such).
+func quoteHost(serverURL string) string {
+	if host, ok := ServerHost(serverURL); ok {
+		return host
+	}
+	return "that server URL"
+}
+
+// ServerHost returns the registry host ("host" or "host:port", lower case)
+// of a server URL as clients send it: "us.icr.io", "us.icr.io:443",
+// "https://us.icr.io", "https://us.icr.io/v2/", "us.icr.io/team/app".
+// ok is false for anything that has no valid host, user info, or a scheme
+// other than http or https. The host is then looked up exactly
+// (provider.HostSet.Serves), so a look-alike is never served.
+func ServerHost(serverURL string) (host string, ok bool) {
+	s := strings.TrimSpace(serverURL)
+	if s == "" || strings.ContainsAny(s, " \t\r\n\\@") {
+		return "", false
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		switch strings.ToLower(s[:i]) {
+		case "http", "https":
+		default:
+			return "", false
+		}
+		s = s[i+3:]
+	}
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		s = s[:i]
+	}
+	if s == "" {
+		return "", false
+	}
+	// provider.RegistryHost validates and normalises the first component of
+	// an image reference; a host alone is such a component.
+	h, ok := provider.RegistryHost(s + "/x")
+	if !ok {
+		return "", false
+	}
+	if h == "docker.io" && !strings.EqualFold(s, "docker.io") {
+		// A single-label name ("registry", "registry:5000" has a colon and
+		// is handled above): in an image reference it would mean docker.io,
+		// as a server URL it is a host of its own. Served only if it was
+		// configured exactly.
+		return strings.ToLower(s), true
+	}
+	return h, true
+}
