@@ -1,8 +1,114 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
-// cmdDoctor is not implemented yet.
+	"github.com/spf13/pflag"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/doctor"
+)
+
+// doctorTimeout bounds a whole doctor run; every check has its own shorter
+// bounds.
+const doctorTimeout = 90 * time.Second
+
+// cmdDoctor explains what works and what does not, with remedies: see
+// docs/troubleshooting.md. Exit code 0 when no check failed, 1 otherwise
+// (also for usage errors).
 func cmdDoctor(e env, args []string) int {
-	return fail(e, nil, errors.New("this command is not implemented yet"))
+	var cfg config.Config
+	fs, format := newFlagSet("doctor", e)
+	cfg.AddFlags(fs)
+	image := fs.String("image", "", "image to check a pull of (HOST/NAMESPACE/REPOSITORY[:TAG]); without it only the registry's authentication at icr.io is checked")
+	kubeletConfig := fs.String("kubelet-config", "", "the kubelet's CredentialProviderConfig file (default: the running kubelet's --image-credential-provider-config, else the common paths)")
+	binDir := fs.String("bin-dir", "", "the kubelet's --image-credential-provider-bin-dir (default: the running kubelet's, else the common dirs such as /usr/local/bin)")
+	output := fs.StringP("output", "o", "text", "output format: text or json")
+	help := fs.BoolP("help", "h", false, "show this help")
+
+	if err := fs.Parse(args); err != nil {
+		return fail(e, nil, fmt.Errorf("%v: see '%s doctor --help'", err, name))
+	}
+	if fs.NArg() > 0 {
+		return fail(e, nil, fmt.Errorf("unexpected argument %q: see '%s doctor --help'", fs.Arg(0), name))
+	}
+	origins := map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			origins[f.Name] = "flag"
+		}
+	})
+	if err := config.ApplyEnv(fs, e.lookup); err != nil {
+		return fail(e, nil, err)
+	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed && origins[f.Name] == "" {
+			origins[f.Name] = "env " + config.EnvName(f.Name)
+		}
+	})
+	if *help {
+		fmt.Fprintf(e.stdout, `%s doctor: check, from this node, every link image pulls from IBM Cloud Container Registry depend on,
+and say what to do about each broken one. Exit code 1 when any check fails.
+
+Usage:
+  %s doctor [identity flags as in kubelet mode] [--image REF] [--kubelet-config FILE] [--bin-dir DIR] [--output text|json]
+
+Run it as root with the settings the kubelet config's env: passes to the plugin.
+See docs/troubleshooting.md.
+
+Flags:
+%s`, name, name, fs.FlagUsages())
+		return 0
+	}
+	if *output != "text" && *output != "json" {
+		return fail(e, nil, fmt.Errorf("--output %q is not text or json", *output))
+	}
+	if err := setupLogging(e, *format); err != nil {
+		return fail(e, nil, err)
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, doctorTimeout)
+	defer cancelTimeout()
+
+	env := doctor.Env{
+		Config:        cfg,
+		Getenv:        e.getenv,
+		Origins:       origins,
+		Image:         *image,
+		KubeletConfig: *kubeletConfig,
+		BinDir:        *binDir,
+		Euid:          os.Geteuid(),
+	}
+	// Without an image, check icr.io and the extra registries (bounded).
+	if *image == "" {
+		hosts := append([]string(nil), doctor.DefaultRegistryHosts...)
+		for i, r := range cfg.Registries {
+			if i == 3 {
+				break
+			}
+			hosts = append(hosts, r)
+		}
+		env.RegistryHosts = hosts
+	}
+	rep := doctor.Run(ctx, env)
+	var err error
+	if *output == "json" {
+		err = rep.WriteJSON(e.stdout)
+	} else {
+		err = rep.WriteText(e.stdout)
+	}
+	if err != nil {
+		return fail(e, nil, err)
+	}
+	if !rep.OK {
+		return 1
+	}
+	return 0
 }

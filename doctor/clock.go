@@ -1,0 +1,70 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Clock skew thresholds: tokens carry iat/exp from IAM's clock, so a node
+// clock this far off makes fresh tokens look expired (or expired ones look
+// fresh).
+const (
+	SkewWarn = time.Minute
+	SkewFail = 5 * time.Minute
+)
+
+// checkClock compares the local clock with IAM's: the Date header of the
+// identity check's error answer if there was one, else a cheap
+// unauthenticated GET to IAM, else the token's iat.
+func (r *run) checkClock(ctx context.Context) {
+	var server, local time.Time
+	var source string
+	if r.idErr != nil && !r.idErr.ServerDate.IsZero() {
+		server, local, source = r.idErr.ServerDate, r.env.Now(), "the Date of the "+r.idErr.Service+" answer"
+	}
+	if server.IsZero() {
+		u := r.env.Config.EffectiveIAMURL() + "/identity/keys"
+		client := &http.Client{Transport: r.env.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		start := r.env.Now()
+		if resp, err := r.do(ctx, client, http.MethodGet, u, nil); err == nil {
+			resp.Body.Close()
+			if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+				end := r.env.Now()
+				// The server stamped its Date somewhere in the round trip.
+				server, local, source = d, start.Add(end.Sub(start)/2), "the Date header of IAM at "+r.env.Config.EffectiveIAMURL()
+			}
+		}
+	}
+	if server.IsZero() && r.claims != nil && r.claims.IssuedAt > 0 {
+		server, local, source = time.Unix(r.claims.IssuedAt, 0), r.token.IssuedAt, "the token's issue time (iat)"
+	}
+	if server.IsZero() {
+		r.add(Check{ID: CheckClock, Status: StatusSkip, Summary: "no answer from IAM carried a time to compare with"})
+		return
+	}
+	// Date has a resolution of one second: ignore the last second.
+	skew := server.Sub(local).Round(time.Second)
+	abs := skew
+	if abs < 0 {
+		abs = -abs
+	}
+	dir := "behind"
+	if skew < 0 {
+		dir = "ahead of"
+	}
+	d := map[string]string{"local": local.UTC().Format(time.RFC3339), "server": server.UTC().Format(time.RFC3339), "skew": skew.String(), "source": source}
+	fix := "synchronise the node's clock with NTP (chrony or systemd-timesyncd; check with 'timedatectl status')"
+	switch {
+	case abs > SkewFail:
+		r.add(Check{ID: CheckClock, Status: StatusFail, Details: d, Fix: fix,
+			Summary: fmt.Sprintf("the local clock is %s %s IAM's (from %s): tokens will look expired or not yet valid", abs, dir, source)})
+	case abs > SkewWarn:
+		r.add(Check{ID: CheckClock, Status: StatusWarn, Details: d, Fix: fix,
+			Summary: fmt.Sprintf("the local clock is %s %s IAM's (from %s)", abs, dir, source)})
+	default:
+		r.add(Check{ID: CheckClock, Status: StatusOK, Details: d,
+			Summary: fmt.Sprintf("the local clock is within %s of IAM's (from %s)", max(abs, time.Second), source)})
+	}
+}

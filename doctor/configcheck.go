@@ -1,0 +1,212 @@
+package doctor
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/icr-credential-provider/icr-credential-provider/cache"
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
+)
+
+// fingerprint identifies a secret without revealing it: the same 8 hex
+// digits as the plugin's own log lines ("fingerprint …").
+func fingerprint(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])[:8]
+}
+
+// keyInUse reports whether an API key would be used by the configuration.
+func (r *run) keyInUse() bool {
+	c := r.env.Config
+	mode := strings.ToLower(strings.TrimSpace(c.TokenSource))
+	if mode == config.SourceVPCMetadata {
+		return false
+	}
+	return c.APIKeyFile != "" || strings.TrimSpace(r.env.Getenv(config.APIKeyEnv)) != "" || mode == config.SourceAPIKey
+}
+
+// checkAPIKey: the API key file's existence, type, permissions and content
+// (a fingerprint of the key, never the key), or $IBMCLOUD_API_KEY.
+func (r *run) checkAPIKey() {
+	c := r.env.Config
+	if !r.keyInUse() {
+		sum := "no API key is configured: the node identity comes from the VPC metadata service"
+		if c.APIKeyFile != "" || r.env.Getenv(config.APIKeyEnv) != "" {
+			sum = "an API key is configured but ignored: --token-source vpc-metadata"
+		}
+		r.add(Check{ID: CheckAPIKey, Status: StatusSkip, Summary: sum})
+		return
+	}
+	if c.APIKeyFile == "" {
+		v := r.env.Getenv(config.APIKeyEnv)
+		if strings.TrimSpace(v) == "" {
+			r.add(Check{ID: CheckAPIKey, Status: StatusFail,
+				Summary: "--token-source api-key but no API key is configured",
+				Fix:     "set --api-key-file (ICR_API_KEY_FILE in the kubelet config's env) to a file holding the key, mode 0600"})
+			return
+		}
+		key, err := iam.ParseAPIKey([]byte(v))
+		if err != nil {
+			r.add(Check{ID: CheckAPIKey, Status: StatusFail, Summary: "$" + config.APIKeyEnv + " " + err.Error(),
+				Fix: "set $" + config.APIKeyEnv + " to the bare API key, or use --api-key-file"})
+			return
+		}
+		r.secret(key)
+		r.add(Check{ID: CheckAPIKey, Status: StatusWarn,
+			Summary: "API key from $" + config.APIKeyEnv + " (fingerprint " + fingerprint(key) + ")",
+			Fix:     "an environment variable is visible to every process of the kubelet's user and in its unit file; prefer --api-key-file with a 0600 file",
+			Details: map[string]string{"source": "$" + config.APIKeyEnv, "fingerprint": fingerprint(key)}})
+		return
+	}
+
+	path := c.APIKeyFile
+	d := map[string]string{"path": path}
+	if fi, err := os.Lstat(path); err == nil {
+		d["mode"] = fmt.Sprintf("%04o", fi.Mode().Perm())
+		d["size"] = strconv.FormatInt(fi.Size(), 10)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			d["owner_uid"] = strconv.Itoa(int(st.Uid))
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			d["symlink"] = "true"
+		}
+	}
+	key, warns, err := iam.LoadAPIKeyFile(path)
+	if err != nil {
+		// LoadAPIKeyFile's messages name the file and the fix, never the
+		// content: "cause: fix".
+		cause, fix := splitFix(err.Error())
+		r.add(Check{ID: CheckAPIKey, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
+		return
+	}
+	r.secret(key)
+	d["fingerprint"] = fingerprint(key)
+	chk := Check{ID: CheckAPIKey, Status: StatusOK, Details: d,
+		Summary: fmt.Sprintf("API key file %s holds a key (fingerprint %s), mode %s", path, fingerprint(key), d["mode"])}
+	if len(warns) > 0 {
+		chk.Status = StatusWarn
+		chk.Summary, chk.Fix = splitFix(string(warns[0]))
+	}
+	if uid, ok := d["owner_uid"]; ok && uid != "0" && chk.Status == StatusOK {
+		chk.Status = StatusWarn
+		chk.Summary += ", owned by uid " + uid
+		chk.Fix = "the kubelet runs the plugin as root; make the file owned by root: 'chown root:root " + path + "'"
+	}
+	r.add(chk)
+}
+
+// splitFix splits "cause: fix" at the last ": " that is followed by an
+// imperative remedy; without one the whole text is the cause.
+func splitFix(msg string) (cause, fix string) {
+	for _, sep := range []string{": create ", ": make ", ": put ", ": point ", ": check ", ": run ", ": use ", ": set ", ": give ", ": remove ", ": link ", ": pass "} {
+		if i := strings.Index(msg, sep); i >= 0 {
+			return msg[:i], msg[i+2:]
+		}
+	}
+	return msg, ""
+}
+
+// checkSettings resolves the node identity as kubelet mode would and shows
+// what is in force and why.
+func (r *run) checkSettings() {
+	c := r.env.Config
+	d := map[string]string{
+		"iam_url":      c.EffectiveIAMURL(),
+		"metadata_url": c.MetadataURL,
+		"token_source": c.TokenSource,
+		"cache_dir":    c.CacheDir,
+	}
+	if len(c.Registries) > 0 {
+		d["registries"] = strings.Join(c.Registries, ",")
+	}
+	for k, v := range map[string]string{"profile_id": c.ProfileID, "profile_crn": c.ProfileCRN, "profile_name": c.ProfileName, "api_key_file": c.APIKeyFile} {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	if r.env.Getenv(config.APIKeyEnv) != "" {
+		d["IBMCLOUD_API_KEY"] = "set"
+	}
+	for name, origin := range r.env.Origins {
+		if origin != "default" {
+			d["origin."+name] = origin
+		}
+	}
+	if _, err := c.Hosts(); err != nil {
+		r.hostsErr = err
+		cause, fix := splitFix(err.Error())
+		r.add(Check{ID: CheckSettings, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
+		return
+	}
+	sel, err := c.NodeSource(r.env.Getenv, r.env.IAM)
+	if err != nil {
+		if prev, ok := r.last(CheckAPIKey); ok && prev.Status == StatusFail {
+			r.add(skipped(CheckSettings, "", CheckAPIKey))
+			return
+		}
+		cause, fix := splitFix(err.Error())
+		r.add(Check{ID: CheckSettings, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
+		return
+	}
+	for _, s := range sel.Secrets {
+		r.secret(s)
+	}
+	r.sel = sel
+	d["identity"] = sel.Source.Describe()
+	d["why"] = sel.Why
+	r.add(Check{ID: CheckSettings, Status: StatusOK, Details: d,
+		Summary: fmt.Sprintf("identity: %s (token source %s, because %s); IAM %s", sel.Source.Describe(), sel.Kind, sel.Why, c.EffectiveIAMURL())})
+}
+
+func (r *run) last(id string) (Check, bool) {
+	for i := len(r.checks) - 1; i >= 0; i-- {
+		if r.checks[i].ID == id {
+			return r.checks[i], true
+		}
+	}
+	return Check{}, false
+}
+
+// checkCacheDir checks the on-disk token cache directory as the plugin
+// would use it (cache.CheckDir: ownership, mode, no symbolic link).
+func (r *run) checkCacheDir() {
+	dir := r.env.Config.DiskCacheDir()
+	if dir == "" {
+		r.add(Check{ID: CheckCacheDir, Status: StatusSkip, Summary: "the disk token cache is off (--cache-dir none): each kubelet invocation with a cold in-process cache asks IAM for a token"})
+		return
+	}
+	d := map[string]string{"path": dir}
+	if fi, err := os.Lstat(dir); err == nil {
+		d["mode"] = fmt.Sprintf("%04o", fi.Mode().Perm())
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			d["owner_uid"] = strconv.Itoa(int(st.Uid))
+		}
+	}
+	asWho := ""
+	if r.env.Euid != 0 {
+		asWho = fmt.Sprintf(" (doctor runs as uid %d; the kubelet runs the plugin as root: run doctor as root for the kubelet's view)", r.env.Euid)
+	}
+	err := cache.CheckDir(dir)
+	switch {
+	case err == nil:
+		r.add(Check{ID: CheckCacheDir, Status: StatusOK, Details: d, Summary: "token cache dir " + dir + " is usable (mode " + d["mode"] + ", owner uid " + d["owner_uid"] + ")"})
+	case errors.Is(err, fs.ErrNotExist):
+		r.add(Check{ID: CheckCacheDir, Status: StatusOK, Details: d, Summary: "token cache dir " + dir + " does not exist yet; the plugin creates it (0700) on first use"})
+	case errors.Is(err, cache.ErrUnsafeDir):
+		r.add(Check{ID: CheckCacheDir, Status: StatusWarn, Details: d,
+			Summary: "the plugin will not use token cache dir " + dir + ": " + err.Error() + asWho,
+			Fix:     "tokens are then not shared between invocations (more IAM calls); remove it or run 'chown root:root " + dir + " && chmod 0700 " + dir + "'"})
+	default:
+		r.add(Check{ID: CheckCacheDir, Status: StatusWarn, Details: d,
+			Summary: "token cache dir " + dir + " is not usable: " + err.Error() + asWho,
+			Fix:     "make " + dir + " a directory owned by root, mode 0700, or set --cache-dir to one (tmpfs such as /run is best)"})
+	}
+}

@@ -1,0 +1,370 @@
+// Package doctor explains, from the node, whether image pulls from IBM Cloud
+// Container Registry can authenticate, and what to do when they cannot.
+//
+// Run performs a fixed sequence of checks in chains (configuration →
+// identity → token → registry; kubelet configuration; clock). Each check
+// reports ok, warn, fail or skip with one line of cause and one line of fix;
+// a check whose prerequisite failed is skipped, so every chain stops
+// explaining at its first broken link. Checks are small functions over an
+// injected Env (HTTP transports, clock, file system paths), so that they can
+// be tested against the local emulator (iam/iamtest).
+//
+// No check ever reports a secret: API keys, IAM tokens and registry tokens
+// are only ever described (a fingerprint, the token's claims), and every
+// string of the report is scrubbed of the secrets seen during the run before
+// it is returned.
+package doctor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
+)
+
+// Status is the outcome of one check.
+type Status string
+
+// Statuses, in increasing order of severity (skip aside).
+const (
+	StatusOK   Status = "ok"
+	StatusWarn Status = "warn"
+	StatusFail Status = "fail"
+	StatusSkip Status = "skip"
+)
+
+// Schema names the JSON document Report marshals to. It changes only when a
+// field is removed or changes meaning; fields may be added.
+const Schema = "icr-credential-provider/doctor/v1"
+
+// Check is the result of one check. Its JSON form is part of the stable
+// schema (see docs/troubleshooting.md):
+//
+//	id       stable identifier, e.g. "identity.metadata" (see the Check* constants)
+//	target   what the check looked at when the same id runs more than once
+//	         (registry checks: the registry host); omitted otherwise
+//	status   "ok" | "warn" | "fail" | "skip"
+//	summary  one line: what was found, or why the check was skipped
+//	fix      one line: what to do; omitted when there is nothing to do
+//	details  flat string map of facts (never a secret); keys vary by check
+type Check struct {
+	ID      string            `json:"id"`
+	Target  string            `json:"target,omitempty"`
+	Status  Status            `json:"status"`
+	Summary string            `json:"summary"`
+	Fix     string            `json:"fix,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// Check identifiers.
+const (
+	CheckSettings         = "config.settings"
+	CheckAPIKey           = "config.api-key"
+	CheckCacheDir         = "config.cache-dir"
+	CheckMetadata         = "identity.metadata"
+	CheckTrustedProfile   = "identity.trusted-profile"
+	CheckIdentityAPIKey   = "identity.api-key"
+	CheckToken            = "token.iam"
+	CheckRegistryHost     = "registry.host"
+	CheckRegistryAuth     = "registry.challenge"
+	CheckRegistryToken    = "registry.token"
+	CheckRegistryManifest = "registry.manifest"
+	CheckKubeletConfig    = "kubelet.config"
+	CheckKubeletProvider  = "kubelet.provider"
+	CheckMatchImages      = "kubelet.match-images"
+	CheckBinary           = "kubelet.binary"
+	CheckTokenAttributes  = "kubelet.token-attributes"
+	CheckClock            = "clock.skew"
+)
+
+// Report is the outcome of Run.
+type Report struct {
+	// Schema is the constant Schema.
+	Schema string `json:"schema"`
+	// OK is false when any check failed (warnings do not count).
+	OK bool `json:"ok"`
+	// Checks in the order they ran.
+	Checks []Check `json:"checks"`
+}
+
+// Find returns the first check with id (and target, if given).
+func (r *Report) Find(id string, target ...string) (Check, bool) {
+	for _, c := range r.Checks {
+		if c.ID == id && (len(target) == 0 || c.Target == target[0]) {
+			return c, true
+		}
+	}
+	return Check{}, false
+}
+
+// Counts returns how many checks have each status.
+func (r *Report) Counts() map[Status]int {
+	m := map[Status]int{}
+	for _, c := range r.Checks {
+		m[c.Status]++
+	}
+	return m
+}
+
+// Env is everything the checks touch. Zero values select the production
+// defaults documented on each field.
+type Env struct {
+	// Config is the resolved identity configuration, as in kubelet mode.
+	Config config.Config
+	// Getenv reads the environment (IBMCLOUD_API_KEY); os.Getenv if nil.
+	Getenv func(string) string
+	// Origins says where each setting came from, by flag name: "flag",
+	// "env ICR_…" or "default". Optional; shown in config.settings.
+	Origins map[string]string
+
+	// Image is the image to check a pull of (host/namespace/repo[:tag]);
+	// empty: only the registries' authentication is checked.
+	Image string
+	// RegistryHosts are the hosts checked when Image is empty
+	// (DefaultRegistryHosts if nil).
+	RegistryHosts []string
+
+	// KubeletConfig is the kubelet's CredentialProviderConfig file; empty:
+	// the first of KubeletConfigPaths that exists.
+	KubeletConfig string
+	// KubeletConfigPaths are searched when KubeletConfig is empty
+	// (DefaultKubeletConfigPaths if nil).
+	KubeletConfigPaths []string
+	// BinDir is the kubelet's --image-credential-provider-bin-dir; empty:
+	// the first of BinDirs that holds the plugin.
+	BinDir string
+	// BinDirs are searched when BinDir is empty (DefaultBinDirs if nil).
+	BinDirs []string
+	// ProcDir is where the kubelet's command line is looked for to find its
+	// --image-credential-provider-config and -bin-dir ("/proc"); "-" turns
+	// the look-up off.
+	ProcDir string
+	// ProviderName is the plugin's name in the kubelet config
+	// ("icr-credential-provider").
+	ProviderName string
+
+	// IAM are the options of the token sources (timeouts, transports).
+	// doctor lowers MaxAttempts to 2 unless set, so that a failing IAM is
+	// reported in seconds.
+	IAM iam.Options
+	// Transport carries registry and clock requests; nil: a transport with
+	// Proxy: http.ProxyFromEnvironment and short dial/TLS timeouts.
+	Transport http.RoundTripper
+	// RequestTimeout bounds each registry or clock request (8s).
+	RequestTimeout time.Duration
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// Euid is the effective user id doctor runs as (os.Geteuid); only used
+	// to explain ownership findings.
+	Euid int
+}
+
+// ProviderName is the plugin's name: the executable's name in the kubelet's
+// bin dir and the provider entry's name in the kubelet config.
+const ProviderName = "icr-credential-provider"
+
+// DefaultRegistryHosts are checked when no image is given: the global host
+// only, so that doctor stays fast and bounded.
+var DefaultRegistryHosts = []string{"icr.io"}
+
+// DefaultKubeletConfigPaths are where kubelet credential provider configs
+// are commonly installed.
+var DefaultKubeletConfigPaths = []string{
+	"/etc/kubernetes/credential-provider-config.yaml",
+	"/var/lib/kubelet/credential-provider-config.yaml",
+	"/etc/kubernetes/image-credential-provider-config.yaml",
+	"/etc/kubernetes/credential-provider/config.yaml",
+	"/etc/kubernetes/credential-provider-config.json",
+}
+
+// DefaultBinDirs are where kubelet credential provider binaries are commonly
+// installed (the kubelet's --image-credential-provider-bin-dir has no
+// default of its own).
+var DefaultBinDirs = []string{
+	"/usr/local/bin",
+	"/etc/kubernetes/credential-provider",
+	"/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec",
+	"/var/lib/kubelet/credential-provider",
+	"/opt/credential-provider/bin",
+}
+
+func (e *Env) defaults() {
+	if e.Getenv == nil {
+		e.Getenv = func(string) string { return "" }
+	}
+	if e.RegistryHosts == nil {
+		e.RegistryHosts = DefaultRegistryHosts
+	}
+	if e.KubeletConfigPaths == nil {
+		e.KubeletConfigPaths = DefaultKubeletConfigPaths
+	}
+	if e.BinDirs == nil {
+		e.BinDirs = DefaultBinDirs
+	}
+	if e.ProcDir == "" {
+		e.ProcDir = "/proc"
+	}
+	if e.ProviderName == "" {
+		e.ProviderName = ProviderName
+	}
+	if e.IAM.MaxAttempts == 0 {
+		e.IAM.MaxAttempts = 2
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.IAM.Now == nil {
+		e.IAM.Now = e.Now
+	}
+	if e.RequestTimeout <= 0 {
+		e.RequestTimeout = 8 * time.Second
+	}
+	if e.Transport == nil {
+		e.Transport = NewTransport()
+	}
+}
+
+// NewTransport returns the transport for registry and clock requests:
+// proxies from the environment (HTTPS_PROXY, NO_PROXY), bounded dial, TLS
+// and header times.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = http.ProxyFromEnvironment
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 5 * time.Second
+	t.ResponseHeaderTimeout = 8 * time.Second
+	return t
+}
+
+// run is the state of one Run: the checks so far and what they learned.
+type run struct {
+	env     *Env
+	checks  []Check
+	secrets []string
+
+	sel      *config.Selection
+	token    iam.Token
+	claims   *claims
+	idErr    *iam.Error // the identity check's failure, if any
+	hostsErr error
+}
+
+func (r *run) add(c Check) Check {
+	r.checks = append(r.checks, c)
+	return c
+}
+
+func (r *run) secret(s string) {
+	if len(s) >= 4 {
+		r.secrets = append(r.secrets, s)
+	}
+}
+
+// skipped is a check not run because prerequisite did not pass.
+func skipped(id, target, prerequisite string) Check {
+	return Check{ID: id, Target: target, Status: StatusSkip, Summary: "not checked: " + prerequisite + " did not pass"}
+}
+
+// Run performs every check and returns the report. It never returns a
+// secret in any field. ctx bounds the whole run.
+func Run(ctx context.Context, env Env) *Report {
+	env.defaults()
+	r := &run{env: &env}
+
+	// 1. configuration
+	r.checkAPIKey()
+	r.checkSettings()
+	r.checkCacheDir()
+	// 2. + 3. identity and token
+	r.checkIdentity(ctx)
+	r.checkToken()
+	// 4. registry
+	r.checkRegistries(ctx)
+	// 5. kubelet configuration
+	r.checkKubelet()
+	// 6. clock
+	r.checkClock(ctx)
+
+	rep := &Report{Schema: Schema, OK: true, Checks: r.checks}
+	for i := range rep.Checks {
+		c := &rep.Checks[i]
+		c.Summary = r.scrub(c.Summary)
+		c.Fix = r.scrub(c.Fix)
+		for k, v := range c.Details {
+			c.Details[k] = r.scrub(v)
+		}
+		if c.Status == StatusFail {
+			rep.OK = false
+		}
+	}
+	return rep
+}
+
+// scrub folds s into one line and removes every secret seen during the run
+// and anything shaped like a JWT.
+func (r *run) scrub(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	for _, sec := range r.secrets {
+		s = strings.ReplaceAll(s, sec, "[redacted]")
+	}
+	return redactJWTs(s)
+}
+
+// redactJWTs replaces anything that looks like a JWT (eyJ….….) with
+// [redacted]: no legitimate message of doctor contains one.
+func redactJWTs(s string) string {
+	for {
+		i := strings.Index(s, "eyJ")
+		if i < 0 {
+			return s
+		}
+		j := i
+		for j < len(s) && (isB64URL(s[j]) || s[j] == '.') {
+			j++
+		}
+		s = s[:i] + "[redacted]" + s[j:]
+	}
+}
+
+func isB64URL(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '='
+}
+
+// WriteJSON writes the report as indented JSON.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// WriteText writes the report for a terminal: one line per check, a "fix:"
+// line under each warning or failure, and a tally.
+func (rep *Report) WriteText(w io.Writer) error {
+	label := map[Status]string{StatusOK: " ok ", StatusWarn: "WARN", StatusFail: "FAIL", StatusSkip: "skip"}
+	var b strings.Builder
+	for _, c := range rep.Checks {
+		name := c.ID
+		if c.Target != "" {
+			name += " (" + c.Target + ")"
+		}
+		fmt.Fprintf(&b, "[%s] %-26s %s\n", label[c.Status], name, c.Summary)
+		if c.Fix != "" && (c.Status == StatusFail || c.Status == StatusWarn) {
+			fmt.Fprintf(&b, "       fix: %s\n", c.Fix)
+		}
+	}
+	n := rep.Counts()
+	verdict := "image pulls from ICR should authenticate"
+	if !rep.OK {
+		verdict = "image pulls from ICR will fail: see FAIL above"
+	}
+	fmt.Fprintf(&b, "\n%d ok, %d warnings, %d failed, %d skipped: %s\n", n[StatusOK], n[StatusWarn], n[StatusFail], n[StatusSkip], verdict)
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,461 @@
+package doctor
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeletv1 "k8s.io/kubelet/config/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
+)
+
+// Service-account annotations the plugin reads (kubelet tokenAttributes).
+const (
+	AnnotationProfileID   = "icr-credential-provider.github.io/trusted-profile-id"
+	AnnotationProfileName = "icr-credential-provider.github.io/trusted-profile-name"
+)
+
+// Request API versions the plugin answers.
+var supportedRequestVersions = []string{
+	"credentialprovider.kubelet.k8s.io/v1",
+	"credentialprovider.kubelet.k8s.io/v1beta1",
+	"credentialprovider.kubelet.k8s.io/v1alpha1",
+}
+
+// providerEntry is a provider entry of any config version.
+type providerEntry struct {
+	Name                 string
+	MatchImages          []string
+	DefaultCacheDuration *metav1.Duration
+	APIVersion           string
+	Env                  map[string]string
+	TokenAttributes      *kubeletv1.ServiceAccountTokenAttributes
+}
+
+// Config API versions of CredentialProviderConfig, newest first. v1beta1
+// and v1alpha1 have the same fields as v1 except tokenAttributes.
+var configVersions = []string{"kubelet.config.k8s.io/v1", "kubelet.config.k8s.io/v1beta1", "kubelet.config.k8s.io/v1alpha1"}
+
+// decodeKubeletConfig decodes a CredentialProviderConfig strictly (unknown
+// or duplicate fields are errors, as the kubelet treats them), in any of
+// kubelet.config.k8s.io/v1, v1beta1, v1alpha1.
+func decodeKubeletConfig(data []byte) (apiVersion string, providers []providerEntry, err error) {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(data, &tm); err != nil {
+		return "", nil, err
+	}
+	if tm.Kind != "CredentialProviderConfig" {
+		return "", nil, fmt.Errorf("kind is %q, not CredentialProviderConfig", tm.Kind)
+	}
+	if !slices.Contains(configVersions, tm.APIVersion) {
+		return "", nil, fmt.Errorf("apiVersion %q is not one of %s", tm.APIVersion, strings.Join(configVersions, ", "))
+	}
+	var c kubeletv1.CredentialProviderConfig
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return "", nil, err
+	}
+	for _, p := range c.Providers {
+		if p.TokenAttributes != nil && tm.APIVersion != kubeletv1.SchemeGroupVersion.String() {
+			return "", nil, fmt.Errorf("unknown field \"tokenAttributes\" in %s (it exists in kubelet.config.k8s.io/v1 only)", tm.APIVersion)
+		}
+		e := providerEntry{Name: p.Name, MatchImages: p.MatchImages, DefaultCacheDuration: p.DefaultCacheDuration, APIVersion: p.APIVersion, Env: map[string]string{}, TokenAttributes: p.TokenAttributes}
+		for _, v := range p.Env {
+			e.Env[v.Name] = v.Value
+		}
+		providers = append(providers, e)
+	}
+	return tm.APIVersion, providers, nil
+}
+
+// MatchImage reports whether the kubelet would run a provider with
+// matchImages pattern for image, with the kubelet's own rule
+// (credentialprovider.URLsMatchStr): the same number of host labels, each
+// label matched as a path.Match glob, equal ports (none matches none only),
+// and the pattern's path a prefix of the image's path.
+func MatchImage(pattern, image string) bool {
+	g, err := url.Parse("https://" + pattern)
+	if err != nil {
+		return false
+	}
+	t, err := url.Parse("https://" + image)
+	if err != nil {
+		return false
+	}
+	gParts, gPort := splitHost(g.Host)
+	tParts, tPort := splitHost(t.Host)
+	if gPort != tPort || len(gParts) != len(tParts) || !strings.HasPrefix(t.Path, g.Path) {
+		return false
+	}
+	for i := range gParts {
+		if ok, err := filepath.Match(gParts[i], tParts[i]); err != nil || !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func splitHost(hostport string) ([]string, string) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, ""
+	}
+	return strings.Split(host, "."), port
+}
+
+// kubeletArgs looks for a running kubelet's flags in procDir/*/cmdline.
+func kubeletArgs(procDir string) map[string]string {
+	if procDir == "-" {
+		return nil
+	}
+	ents, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if strings.Trim(e.Name(), "0123456789") != "" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(procDir, e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+		if filepath.Base(argv[0]) != "kubelet" {
+			continue
+		}
+		flags := map[string]string{}
+		for i := 1; i < len(argv); i++ {
+			a := strings.TrimLeft(argv[i], "-")
+			if k, v, ok := strings.Cut(a, "="); ok {
+				flags[k] = v
+			} else if i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
+				flags[a] = argv[i+1]
+				i++
+			}
+		}
+		return flags
+	}
+	return nil
+}
+
+// checkKubelet checks the kubelet's CredentialProviderConfig and bin dir.
+func (r *run) checkKubelet() {
+	ids := []string{CheckKubeletProvider, CheckMatchImages, CheckBinary, CheckTokenAttributes}
+	skipRest := func(after string) {
+		for _, id := range ids {
+			r.add(skipped(id, "", after))
+		}
+	}
+	kargs := kubeletArgs(r.env.ProcDir)
+	path, origin := r.env.KubeletConfig, "--kubelet-config"
+	if path == "" && kargs["image-credential-provider-config"] != "" {
+		path, origin = kargs["image-credential-provider-config"], "the running kubelet's --image-credential-provider-config"
+	}
+	if path == "" {
+		for _, p := range r.env.KubeletConfigPaths {
+			if _, err := os.Stat(p); err == nil {
+				path, origin = p, "found at a common path"
+				break
+			}
+		}
+	}
+	if path == "" {
+		r.add(Check{ID: CheckKubeletConfig, Status: StatusWarn,
+			Summary: "no kubelet credential provider config found (looked at " + strings.Join(r.env.KubeletConfigPaths, ", ") + ")",
+			Fix:     "pass --kubelet-config FILE (the kubelet's --image-credential-provider-config) to check it; without one the kubelet never runs the plugin"})
+		skipRest(CheckKubeletConfig)
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fix := "pass --kubelet-config with the file the kubelet's --image-credential-provider-config names"
+		if errors.Is(err, fs.ErrPermission) {
+			fix = "run doctor as root to read it"
+		}
+		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + pathless(err), Fix: fix})
+		skipRest(CheckKubeletConfig)
+		return
+	}
+	apiVersion, providers, err := decodeKubeletConfig(data)
+	if err != nil {
+		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "kubelet config " + path + " does not decode strictly: " + oneLine(err.Error(), 300),
+			Fix:     "the kubelet refuses to start with it: fix the YAML (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/",
+			Details: map[string]string{"path": path}})
+		skipRest(CheckKubeletConfig)
+		return
+	}
+	cfgCheck := Check{ID: CheckKubeletConfig, Status: StatusOK, Details: map[string]string{"path": path, "apiVersion": apiVersion, "origin": origin},
+		Summary: fmt.Sprintf("%s (%s) decodes strictly as %s with %d provider(s)", path, origin, apiVersion, len(providers))}
+	if apiVersion != kubeletv1.SchemeGroupVersion.String() {
+		cfgCheck.Status = StatusWarn
+		cfgCheck.Fix = "switch to apiVersion kubelet.config.k8s.io/v1 (GA since Kubernetes 1.26); " + apiVersion + " is deprecated"
+	}
+	r.add(cfgCheck)
+
+	// The provider entry.
+	var p *providerEntry
+	var names []string
+	for i := range providers {
+		names = append(names, providers[i].Name)
+		if providers[i].Name == r.env.ProviderName {
+			p = &providers[i]
+		}
+	}
+	if p == nil {
+		r.add(Check{ID: CheckKubeletProvider, Status: StatusFail,
+			Summary: fmt.Sprintf("%s has no provider named %s (providers: %s)", path, r.env.ProviderName, strings.Join(names, ", ")),
+			Fix:     "add a provider entry with name " + r.env.ProviderName + " (the binary's name in the bin dir); see the README's kubelet configuration"})
+		for _, id := range ids[1:] {
+			r.add(skipped(id, "", CheckKubeletProvider))
+		}
+		return
+	}
+	r.checkProviderEntry(p)
+	r.checkMatchImages(p)
+	r.checkBinary(p, kargs)
+	r.checkTokenAttributes(p)
+}
+
+func pathless(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func (r *run) checkProviderEntry(p *providerEntry) {
+	d := map[string]string{"apiVersion": p.APIVersion}
+	if p.DefaultCacheDuration != nil {
+		d["defaultCacheDuration"] = p.DefaultCacheDuration.Duration.String()
+	}
+	for k, v := range p.Env {
+		if strings.Contains(strings.ToUpper(k), "KEY") && !strings.HasSuffix(strings.ToUpper(k), "_FILE") {
+			v = "(set)" // never print what could be a key
+		}
+		d["env."+k] = v
+	}
+	fail := func(sum, fix string) {
+		r.add(Check{ID: CheckKubeletProvider, Status: StatusFail, Summary: sum, Fix: fix, Details: d})
+	}
+	switch {
+	case !slices.Contains(supportedRequestVersions, p.APIVersion):
+		fail(fmt.Sprintf("provider %s has apiVersion %q, which the kubelet and the plugin do not both speak", p.Name, p.APIVersion),
+			"set apiVersion: credentialprovider.kubelet.k8s.io/v1")
+		return
+	case p.DefaultCacheDuration == nil:
+		fail("provider "+p.Name+" has no defaultCacheDuration, which the kubelet requires", `add defaultCacheDuration: "10m"`)
+		return
+	case p.DefaultCacheDuration.Duration < 0:
+		fail("provider "+p.Name+" has a negative defaultCacheDuration", `set defaultCacheDuration: "10m"`)
+		return
+	}
+	if _, ok := p.Env["IBMCLOUD_API_KEY"]; ok {
+		r.add(Check{ID: CheckKubeletProvider, Status: StatusWarn, Details: d,
+			Summary: "provider " + p.Name + " passes IBMCLOUD_API_KEY in the kubelet config's env: the key sits in a world-readable node file",
+			Fix:     "put the key in a root-only file and set ICR_API_KEY_FILE instead"})
+		return
+	}
+	dcd := p.DefaultCacheDuration.Duration
+	if dcd > time.Hour {
+		r.add(Check{ID: CheckKubeletProvider, Status: StatusWarn, Details: d,
+			Summary: "provider " + p.Name + " has defaultCacheDuration " + dcd.String() + ", longer than an IAM token lives",
+			Fix:     `the plugin always sets cacheDuration itself; still, use defaultCacheDuration: "10m" so that a missing one can never outlive the token`})
+		return
+	}
+	sum := fmt.Sprintf("provider %s: apiVersion %s, defaultCacheDuration %s", p.Name, p.APIVersion, dcd)
+	if len(p.Env) > 0 {
+		keys := make([]string, 0, len(p.Env))
+		for k := range p.Env {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		sum += ", env " + strings.Join(keys, ",") + " (run doctor with the same settings)"
+	}
+	r.add(Check{ID: CheckKubeletProvider, Status: StatusOK, Details: d, Summary: sum})
+}
+
+// suggestedPatterns cover every default host (see the README).
+var suggestedPatterns = []string{"icr.io", "*.icr.io", "private.*.icr.io", "registry.bluemix.net", "registry.*.bluemix.net"}
+
+// checkMatchImages checks that matchImages routes every served host (and
+// the image) to the plugin, with the kubelet's matching rule.
+func (r *run) checkMatchImages(p *providerEntry) {
+	matches := func(target string) bool {
+		for _, m := range p.MatchImages {
+			pat := m
+			if !strings.Contains(target, "/") {
+				// A host-level question: ignore the pattern's path.
+				pat, _, _ = strings.Cut(strings.TrimPrefix(m, "https://"), "/")
+			}
+			if MatchImage(strings.TrimPrefix(pat, "https://"), target) {
+				return true
+			}
+		}
+		return false
+	}
+	hostSet, err := r.env.Config.Hosts()
+	var served []string
+	if err == nil {
+		served = hostSet.Hosts()
+	} else {
+		served = provider.DefaultHosts()
+	}
+	var missed, missedPublic []string
+	for _, h := range served {
+		if !matches(h) {
+			missed = append(missed, h)
+			if !strings.HasPrefix(h, "private.") && !strings.HasPrefix(h, "registry.") {
+				missedPublic = append(missedPublic, h)
+			}
+		}
+	}
+	d := map[string]string{"matchImages": strings.Join(p.MatchImages, ",")}
+	if len(missed) > 0 {
+		d["not_covered"] = strings.Join(missed, ",")
+	}
+	imageMissed := false
+	if r.env.Image != "" {
+		if img, err := parseImage(r.env.Image); err == nil {
+			full := img.Host + "/" + img.Repo
+			if !matches(full) {
+				imageMissed = true
+				missedPublic = append([]string{full}, missedPublic...)
+			}
+		}
+	}
+	fix := "matchImages globs match label by label (*.icr.io matches neither icr.io nor private.us.icr.io): use " + quoteList(suggestedPatterns)
+	switch {
+	case len(missedPublic) > 0 || imageMissed:
+		r.add(Check{ID: CheckMatchImages, Status: StatusFail, Details: d,
+			Summary: "the kubelet never runs the plugin for " + strings.Join(limit(missedPublic, 8), ", ") + ": no matchImages pattern matches",
+			Fix:     fix})
+		return
+	case len(missed) > 0:
+		r.add(Check{ID: CheckMatchImages, Status: StatusWarn, Details: d,
+			Summary: "matchImages does not cover " + strings.Join(limit(missed, 8), ", "),
+			Fix:     "if nodes pull from those hosts, " + fix})
+		return
+	}
+	if matches("cp.icr.io") {
+		r.add(Check{ID: CheckMatchImages, Status: StatusWarn, Details: d,
+			Summary: fmt.Sprintf("matchImages covers all %d served hosts, and also cp.icr.io", len(served)),
+			Fix:     "harmless: for cp.icr.io (the entitled registry) the plugin answers with no credentials, so its pull secret is used; list hosts explicitly to avoid the call"})
+		return
+	}
+	r.add(Check{ID: CheckMatchImages, Status: StatusOK, Details: d, Summary: fmt.Sprintf("matchImages covers all %d served hosts", len(served))})
+}
+
+func limit(s []string, n int) []string {
+	if len(s) <= n {
+		return s
+	}
+	return append(append([]string(nil), s[:n]...), fmt.Sprintf("and %d more", len(s)-n))
+}
+
+func quoteList(s []string) string {
+	q := make([]string, len(s))
+	for i, v := range s {
+		q[i] = `"` + v + `"`
+	}
+	return strings.Join(q, ", ")
+}
+
+// checkBinary checks that the kubelet can execute the plugin: the file
+// named like the provider entry in the bin dir.
+func (r *run) checkBinary(p *providerEntry, kargs map[string]string) {
+	dir, origin := r.env.BinDir, "--bin-dir"
+	if dir == "" && kargs["image-credential-provider-bin-dir"] != "" {
+		dir, origin = kargs["image-credential-provider-bin-dir"], "the running kubelet's --image-credential-provider-bin-dir"
+	}
+	dirs := []string{dir}
+	if dir == "" {
+		dirs, origin = r.env.BinDirs, "a common bin dir"
+	}
+	for _, d := range dirs {
+		bin := filepath.Join(d, p.Name)
+		fi, err := os.Stat(bin)
+		if err != nil {
+			continue
+		}
+		det := map[string]string{"path": bin, "mode": fmt.Sprintf("%04o", fi.Mode().Perm()), "origin": origin}
+		switch {
+		case !fi.Mode().IsRegular():
+			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: bin + " is not a regular file", Fix: "install the plugin binary as " + bin})
+		case fi.Mode().Perm()&0o111 == 0:
+			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: bin + " is not executable (mode " + det["mode"] + ")", Fix: "run 'chmod 0755 " + bin + "'"})
+		case fi.Mode().Perm()&0o022 != 0:
+			r.add(Check{ID: CheckBinary, Status: StatusWarn, Details: det, Summary: bin + " is writable by group or others (mode " + det["mode"] + "): anyone who can write it runs code as the kubelet", Fix: "run 'chmod 0755 " + bin + "' and make it owned by root"})
+		default:
+			sum := bin + " is present and executable"
+			if origin == "a common bin dir" {
+				sum += " (assuming the kubelet's --image-credential-provider-bin-dir is " + d + "; pass --bin-dir to check another)"
+			}
+			r.add(Check{ID: CheckBinary, Status: StatusOK, Details: det, Summary: sum})
+		}
+		return
+	}
+	if dir != "" {
+		r.add(Check{ID: CheckBinary, Status: StatusFail, Details: map[string]string{"bin_dir": dir, "origin": origin},
+			Summary: "no executable " + p.Name + " in " + dir + " (" + origin + "): the kubelet cannot run the plugin",
+			Fix:     "install it there: 'install -m 0755 icr-credential-provider " + filepath.Join(dir, p.Name) + "' (or run the installer DaemonSet)"})
+		return
+	}
+	r.add(Check{ID: CheckBinary, Status: StatusWarn,
+		Summary: "no " + p.Name + " binary in the common bin dirs (" + strings.Join(r.env.BinDirs, ", ") + ")",
+		Fix:     "pass --bin-dir with the kubelet's --image-credential-provider-bin-dir to check it; the binary must be named " + p.Name})
+}
+
+// checkTokenAttributes checks service-account mode (tokenAttributes).
+func (r *run) checkTokenAttributes(p *providerEntry) {
+	ta := p.TokenAttributes
+	if ta == nil {
+		r.add(Check{ID: CheckTokenAttributes, Status: StatusOK, Summary: "no tokenAttributes: every pod pulls with the node identity (service-account mode is off)"})
+		return
+	}
+	d := map[string]string{"audience": ta.ServiceAccountTokenAudience, "cacheType": string(ta.CacheType),
+		"required": strings.Join(ta.RequiredServiceAccountAnnotationKeys, ","), "optional": strings.Join(ta.OptionalServiceAccountAnnotationKeys, ",")}
+	fail := func(sum, fix string) {
+		r.add(Check{ID: CheckTokenAttributes, Status: StatusFail, Details: d, Summary: sum, Fix: fix})
+	}
+	keys := append(append([]string(nil), ta.RequiredServiceAccountAnnotationKeys...), ta.OptionalServiceAccountAnnotationKeys...)
+	hasID, hasName := slices.Contains(keys, AnnotationProfileID), slices.Contains(keys, AnnotationProfileName)
+	switch {
+	case p.APIVersion != "credentialprovider.kubelet.k8s.io/v1":
+		fail("tokenAttributes needs the provider's apiVersion credentialprovider.kubelet.k8s.io/v1, not "+p.APIVersion, "set apiVersion: credentialprovider.kubelet.k8s.io/v1")
+	case ta.ServiceAccountTokenAudience != "iam":
+		fail(fmt.Sprintf("serviceAccountTokenAudience is %q: IAM only accepts service-account tokens for audience \"iam\"", ta.ServiceAccountTokenAudience), `set serviceAccountTokenAudience: "iam"`)
+	case ta.RequireServiceAccount == nil:
+		fail("tokenAttributes.requireServiceAccount is missing, which the kubelet requires", "set requireServiceAccount: false (pods without the annotation keep the node identity)")
+	case !hasID && !hasName:
+		fail("neither "+AnnotationProfileID+" nor "+AnnotationProfileName+" is in the annotation keys: the plugin never learns a pod's trusted profile",
+			"add both to optionalServiceAccountAnnotationKeys")
+	case slices.Contains(ta.RequiredServiceAccountAnnotationKeys, AnnotationProfileID) && slices.Contains(ta.RequiredServiceAccountAnnotationKeys, AnnotationProfileName):
+		fail("both profile annotations are required: a service account with both is rejected as ambiguous, so no pod can pull",
+			"move them to optionalServiceAccountAnnotationKeys")
+	case len(ta.RequiredServiceAccountAnnotationKeys) > 0 && !*ta.RequireServiceAccount:
+		fail("requiredServiceAccountAnnotationKeys is set but requireServiceAccount is false, which the kubelet rejects", "use optionalServiceAccountAnnotationKeys, or set requireServiceAccount: true")
+	case ta.CacheType != kubeletv1.ServiceAccountServiceAccountTokenCacheType:
+		r.add(Check{ID: CheckTokenAttributes, Status: StatusWarn, Details: d,
+			Summary: fmt.Sprintf("cacheType is %q: the kubelet asks again for every new service-account token", ta.CacheType),
+			Fix:     "set cacheType: ServiceAccount (the plugin's answer depends only on the service account and its annotations)"})
+	case !hasID || !hasName:
+		r.add(Check{ID: CheckTokenAttributes, Status: StatusWarn, Details: d,
+			Summary: "only one of the two profile annotation keys is passed to the plugin",
+			Fix:     "add both " + AnnotationProfileID + " and " + AnnotationProfileName + " to optionalServiceAccountAnnotationKeys"})
+	default:
+		r.add(Check{ID: CheckTokenAttributes, Status: StatusOK, Details: d,
+			Summary: "service-account mode: audience iam, cacheType " + string(ta.CacheType) + ", profile annotations passed"})
+	}
+}

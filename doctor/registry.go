@@ -1,0 +1,466 @@
+package doctor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
+)
+
+// manifestAccept is what a container runtime sends when it resolves a tag.
+var manifestAccept = []string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+}
+
+// imageRef is a parsed image reference.
+type imageRef struct {
+	Host, Repo, Ref string // Ref: a tag or a digest
+}
+
+func (i imageRef) namespace() string { ns, _, _ := strings.Cut(i.Repo, "/"); return ns }
+
+// parseImage splits host/namespace/repo[:tag|@digest]; the tag defaults to
+// "latest" as the kubelet's image normalisation does.
+func parseImage(s string) (imageRef, error) {
+	host, ok := provider.RegistryHost(s)
+	if !ok {
+		return imageRef{}, fmt.Errorf("%q is not an image reference", s)
+	}
+	rest := strings.TrimSpace(s)
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	first, after, hasSlash := strings.Cut(rest, "/")
+	if hasSlash && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		rest = after
+	}
+	ref := "latest"
+	if i := strings.Index(rest, "@"); i >= 0 {
+		rest, ref = rest[:i], rest[i+1:]
+	} else if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
+		rest, ref = rest[:i], rest[i+1:]
+	}
+	if rest == "" || ref == "" {
+		return imageRef{}, fmt.Errorf("%q has no repository", s)
+	}
+	return imageRef{Host: host, Repo: rest, Ref: ref}, nil
+}
+
+// isLoopback reports whether host ("h" or "h:port") is a loopback address:
+// only those are spoken to over plain HTTP.
+func isLoopback(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func schemeFor(host string) string {
+	if isLoopback(host) {
+		return "http"
+	}
+	return "https"
+}
+
+// regionOf maps an ICR host to the IBM Cloud region its namespaces belong
+// to, for 'ibmcloud iam … --region'. Hosts of unknown region give "REGION".
+func regionOf(host string) string {
+	h := strings.TrimPrefix(strings.ToLower(host), "private.")
+	switch h {
+	case "icr.io", "registry.bluemix.net":
+		return "global"
+	case "us.icr.io", "registry.ng.bluemix.net":
+		return "us-south"
+	case "uk.icr.io", "registry.eu-gb.bluemix.net":
+		return "eu-gb"
+	case "de.icr.io", "registry.eu-de.bluemix.net":
+		return "eu-de"
+	case "au.icr.io", "registry.au-syd.bluemix.net":
+		return "au-syd"
+	case "jp.icr.io":
+		return "jp-tok"
+	case "jp2.icr.io":
+		return "jp-osa"
+	case "ca.icr.io":
+		return "ca-tor"
+	case "br.icr.io":
+		return "br-sao"
+	case "es.icr.io":
+		return "eu-es"
+	}
+	return "REGION"
+}
+
+// policyCommand is the ibmcloud command that grants the token's identity
+// Reader on the namespace.
+func (r *run) policyCommand(img imageRef) string {
+	ns := img.namespace()
+	if ns == "" {
+		ns = "NAMESPACE"
+	}
+	tail := " --roles Reader --service-name container-registry --region " + regionOf(img.Host) + " --resource-type namespace --resource " + ns
+	c := r.claims
+	if c == nil {
+		return "ibmcloud iam service-policy-create SERVICE_ID" + tail + " (or trusted-profile-policy-create PROFILE for a trusted profile)"
+	}
+	id := c.Sub
+	if id == "" {
+		id = strings.TrimPrefix(c.IAMID, "iam-")
+	}
+	switch c.SubType {
+	case "Profile":
+		return "ibmcloud iam trusted-profile-policy-create " + id + tail
+	case "ServiceId":
+		return "ibmcloud iam service-policy-create " + id + tail
+	case "User", "":
+		return "ibmcloud iam user-policy-create USER_EMAIL" + tail
+	}
+	return "grant " + c.SubType + " " + c.IAMID + " the Reader role on service container-registry, region " + regionOf(img.Host) + ", namespace " + ns
+}
+
+// checkRegistries checks the image's registry, or each of RegistryHosts.
+func (r *run) checkRegistries(ctx context.Context) {
+	if r.env.Image != "" {
+		img, err := parseImage(r.env.Image)
+		if err != nil {
+			r.add(Check{ID: CheckRegistryHost, Target: r.env.Image, Status: StatusFail, Summary: err.Error(),
+				Fix: "pass --image HOST/NAMESPACE/REPOSITORY[:TAG], e.g. us.icr.io/team/app:1.2"})
+			return
+		}
+		r.checkRegistry(ctx, img.Host, &img)
+		return
+	}
+	for _, h := range r.env.RegistryHosts {
+		r.checkRegistry(ctx, h, nil)
+	}
+}
+
+func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
+	target := host
+	if img != nil {
+		target = img.Host + "/" + img.Repo + ":" + img.Ref
+		if strings.HasPrefix(img.Ref, "sha256:") {
+			target = img.Host + "/" + img.Repo + "@" + img.Ref
+		}
+	}
+	if r.hostsErr == nil {
+		hosts, _ := r.env.Config.Hosts()
+		if !hosts.Serves(host) {
+			fix := "add it with --registries " + host + " (ICR_REGISTRIES) if it is an IBM Cloud Container Registry host"
+			if strings.EqualFold(host, "cp.icr.io") {
+				fix = "cp.icr.io (the entitled registry) takes an entitlement key, not IAM tokens: use an image pull secret for it"
+			}
+			r.add(Check{ID: CheckRegistryHost, Target: target, Status: StatusFail,
+				Summary: host + " is not a registry this plugin serves: the kubelet gets no credentials from it for this image", Fix: fix})
+			return
+		}
+	}
+	if r.token.AccessToken == "" {
+		r.add(skipped(CheckRegistryAuth, target, CheckToken))
+		return
+	}
+	client := &http.Client{
+		Transport: r.env.Transport,
+		// Never follow a redirect with credentials attached.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	base := schemeFor(host) + "://" + host
+
+	// 1. the challenge
+	resp, err := r.do(ctx, client, http.MethodGet, base+"/v2/", nil)
+	if err != nil {
+		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail, Summary: "cannot reach the registry at " + base + ": " + netText(err),
+			Fix: "check the node's network path to " + host + " (firewall, DNS, HTTPS_PROXY/NO_PROXY in the kubelet's environment); nodes without public egress pull from private." + strings.TrimPrefix(host, "private.")})
+		return
+	}
+	resp.Body.Close()
+	var realm, service string
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		var ok bool
+		realm, service, ok = parseChallenge(resp.Header.Get("WWW-Authenticate"))
+		if !ok {
+			r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail,
+				Summary: fmt.Sprintf("%s/v2/ answered 401 without a Bearer challenge (WWW-Authenticate %q)", base, oneLine(resp.Header.Get("WWW-Authenticate"), 120)),
+				Fix:     "this is not a Docker registry API answer; check for a proxy answering in the registry's stead"})
+			return
+		}
+	case http.StatusOK:
+		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusWarn, Summary: base + "/v2/ answered 200 without authentication",
+			Fix: "an IBM Cloud Container Registry always asks for authentication; check that " + host + " is the registry you mean"})
+		return
+	default:
+		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail, Summary: fmt.Sprintf("%s/v2/ answered HTTP %d, not a 401 challenge", base, resp.StatusCode),
+			Fix: "check for a proxy or firewall answering in the registry's stead, and https://cloud.ibm.com/status"})
+		return
+	}
+	ru, err := url.Parse(realm)
+	if err != nil || !trustedRealm(ru, host) {
+		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail,
+			Summary: "the registry's token realm " + oneLine(realm, 200) + " is not an IBM Cloud registry host: doctor will not send the IAM token there",
+			Fix:     "check DNS and proxies for " + host + ": something other than ICR answers"})
+		return
+	}
+	r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusOK, Summary: fmt.Sprintf("%s/v2/ asks for a Bearer token from %s (service %q)", base, realm, service),
+		Details: map[string]string{"realm": realm, "service": service}})
+
+	// 2. the token exchange with iambearer
+	q := ru.Query()
+	if service != "" {
+		q.Set("service", service)
+	}
+	if img != nil {
+		q.Set("scope", "repository:"+img.Repo+":pull")
+	}
+	ru.RawQuery = q.Encode()
+	resp, err = r.do(ctx, client, http.MethodGet, ru.String(), func(req *http.Request) { req.SetBasicAuth("iambearer", r.token.AccessToken) })
+	if err != nil {
+		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail, Summary: "cannot reach the registry's token service " + realm + ": " + netText(err),
+			Fix: "check the node's network path to " + ru.Host + " (firewall, DNS, HTTPS_PROXY/NO_PROXY)"})
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	var tr struct {
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+	}
+	if resp.StatusCode == http.StatusOK {
+		_ = json.Unmarshal(body, &tr)
+	}
+	regTok := tr.Token
+	if regTok == "" {
+		regTok = tr.AccessToken
+	}
+	r.secret(regTok)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail,
+			Summary: fmt.Sprintf("the registry's token service refused the IAM token as iambearer (HTTP %d%s)", resp.StatusCode, regCode(body)),
+			Fix:     "the IAM token is not accepted by ICR: check that it comes from IAM of the same IBM Cloud (--iam-url, --private-endpoints) and that the account " + r.account() + " owns the registry namespace"})
+		return
+	case resp.StatusCode != http.StatusOK:
+		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail,
+			Summary: fmt.Sprintf("the registry's token service answered HTTP %d%s", resp.StatusCode, regCode(body)),
+			Fix:     "the registry is failing; retry later and watch https://cloud.ibm.com/status"})
+		return
+	case regTok == "":
+		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail,
+			Summary: "the registry's token service answered 200 without a token",
+			Fix:     "check for a proxy that rewrites the registry's answers"})
+		return
+	}
+	r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusOK,
+		Summary: "the registry accepted the IAM token as iambearer and issued a registry token" + scopeText(img)})
+
+	if img == nil {
+		return
+	}
+	// 3. the manifest
+	murl := base + "/v2/" + img.Repo + "/manifests/" + img.Ref
+	auth := func(req *http.Request) {
+		req.Header.Set("Authorization", "Bearer "+regTok)
+		req.Header.Set("Accept", strings.Join(manifestAccept, ", "))
+	}
+	resp, err = r.do(ctx, client, http.MethodHead, murl, auth)
+	if err != nil {
+		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Summary: "cannot reach " + murl + ": " + netText(err),
+			Fix: "check the node's network path to " + host})
+		return
+	}
+	resp.Body.Close()
+	status := resp.StatusCode
+	code := ""
+	if status >= 400 {
+		// A HEAD answer has no body: ask again with GET for the error code.
+		if g, err := r.do(ctx, client, http.MethodGet, murl, auth); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(g.Body, 64<<10))
+			g.Body.Close()
+			if g.StatusCode == status {
+				code = regCode(b)
+			}
+		}
+	}
+	d := map[string]string{"url": murl, "http_status": fmt.Sprint(status)}
+	switch {
+	case status == http.StatusOK:
+		d["digest"] = resp.Header.Get("Docker-Content-Digest")
+		d["media_type"] = resp.Header.Get("Content-Type")
+		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusOK, Details: d,
+			Summary: "the identity may pull " + target + " (manifest " + d["digest"] + ")"})
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
+			Summary: fmt.Sprintf("pull of %s denied (HTTP %d%s): %s has no IAM policy granting Reader on namespace %s", target, status, code, r.who(), img.namespace()),
+			Fix:     r.policyCommand(*img)})
+	case status == http.StatusNotFound:
+		what := "image or tag not found"
+		if strings.Contains(code, "NAME_UNKNOWN") {
+			what = "repository " + img.Repo + " not found"
+		} else if strings.Contains(code, "MANIFEST_UNKNOWN") {
+			what = "tag or digest " + img.Ref + " not found in " + img.Repo
+		}
+		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
+			Summary: fmt.Sprintf("%s (HTTP 404%s); authentication works", what, code),
+			Fix:     "check the image name and tag: 'ibmcloud cr images --restrict " + img.Repo + "' (in region " + regionOf(img.Host) + ") lists what exists"})
+	default:
+		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
+			Summary: fmt.Sprintf("the registry answered HTTP %d%s for the manifest", status, code),
+			Fix:     "retry later and watch https://cloud.ibm.com/status"})
+	}
+}
+
+func (r *run) who() string {
+	if r.claims == nil {
+		return "the identity"
+	}
+	return r.claims.SubType + " " + r.claims.IAMID
+}
+
+func (r *run) account() string {
+	if r.claims == nil || r.claims.Account.BSS == "" {
+		return "of the identity"
+	}
+	return r.claims.Account.BSS
+}
+
+func scopeText(img *imageRef) string {
+	if img == nil {
+		return ""
+	}
+	return " for repository:" + img.Repo + ":pull"
+}
+
+// do performs one request with the per-request timeout.
+func (r *run) do(ctx context.Context, c *http.Client, method, u string, prep func(*http.Request)) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.env.RequestTimeout)
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "icr-credential-provider-doctor")
+	if prep != nil {
+		prep(req)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error { err := b.ReadCloser.Close(); b.cancel(); return err }
+
+// netText names a network failure without the request URL (which the
+// caller names) and never with credentials.
+func netText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "no answer in time"
+	}
+	return oneLine(err.Error(), 200)
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// regCode extracts ", CODE: message" from a registry error body.
+func regCode(body []byte) string {
+	var v struct {
+		Errors []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &v) != nil || len(v.Errors) == 0 {
+		return ""
+	}
+	return ", " + oneLine(v.Errors[0].Code+": "+v.Errors[0].Message, 160)
+}
+
+// parseChallenge parses a Bearer WWW-Authenticate header (quoted or
+// unquoted values, as ICR has been seen to send both).
+func parseChallenge(h string) (realm, service string, ok bool) {
+	scheme, params, _ := strings.Cut(strings.TrimSpace(h), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", "", false
+	}
+	for params != "" {
+		params = strings.TrimLeft(params, " ,")
+		k, rest, found := strings.Cut(params, "=")
+		if !found {
+			break
+		}
+		var v string
+		if strings.HasPrefix(rest, `"`) {
+			end := strings.Index(rest[1:], `"`)
+			if end < 0 {
+				v, rest = rest[1:], ""
+			} else {
+				v, rest = rest[1:1+end], rest[2+end:]
+			}
+		} else {
+			v, rest, _ = strings.Cut(rest, ",")
+		}
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "realm":
+			realm = v
+		case "service":
+			service = v
+		}
+		params = rest
+	}
+	return realm, service, realm != ""
+}
+
+// trustedRealm reports whether the IAM token may be sent to the realm: the
+// registry host itself, or an IBM Cloud registry host over HTTPS; loopback
+// registries (tests, the emulator) may use loopback realms.
+func trustedRealm(u *url.URL, registryHost string) bool {
+	if u == nil || u.Host == "" || u.User != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	if isLoopback(registryHost) {
+		return isLoopback(u.Host) && (u.Scheme == "http" || u.Scheme == "https")
+	}
+	if u.Scheme != "https" {
+		return false
+	}
+	rh := strings.ToLower(registryHost)
+	if h, _, err := net.SplitHostPort(rh); err == nil {
+		rh = h
+	}
+	return host == rh || host == "icr.io" || strings.HasSuffix(host, ".icr.io") || strings.HasSuffix(host, ".bluemix.net")
+}
