@@ -1,8 +1,84 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
-// cmdInstall is not implemented yet.
+	"github.com/spf13/pflag"
+	"k8s.io/component-base/version"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/installer"
+)
+
+// cmdInstall puts this executable and a kubelet CredentialProviderConfig on
+// the node: `install --bin-dir DIR --config FILE [plugin flags] [--force]`.
+// The plugin flags (and their ICR_* variables) given here become the
+// config's env entries.
 func cmdInstall(e env, args []string) int {
-	return fail(e, nil, errors.New("this command is not implemented yet"))
+	var cfg config.Config
+	fs, format := newFlagSet("install", e)
+	plugin := pflag.NewFlagSet("plugin", pflag.ContinueOnError)
+	cfg.AddFlags(plugin)
+	fs.AddFlagSet(plugin)
+	binDir := fs.String("bin-dir", "", "directory to install the binary into: the kubelet's --image-credential-provider-bin-dir (must exist)")
+	cfgPath := fs.String("config", "", "CredentialProviderConfig file to write: the kubelet's --image-credential-provider-config (its directory must exist)")
+	force := fs.Bool("force", false, "replace a config not written by install, or a symbolic link in place of the binary or the config")
+	saTokens := fs.Bool("service-account-tokens", false, "service-account mode: the kubelet passes the pod's service-account token (audience iam) and the trusted-profile annotations (kubelet 1.34+)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := parse(fs, args, e); err != nil {
+		return fail(e, nil, err)
+	}
+	if *help {
+		fmt.Fprintf(e.stdout, `Usage:
+  %s install --bin-dir DIR --config FILE [plugin flags] [--force]
+
+Copies this executable to DIR/%s and writes FILE, a kubelet
+CredentialProviderConfig whose env entries carry the plugin flags given here
+(or their ICR_* variables). Files are replaced atomically and only when their
+content changes; the new binary is run ('version --short') before it is moved
+into place. A FILE not written by install is replaced only with --force.
+
+Flags:
+%s`, name, installer.DefaultName, fs.FlagUsages())
+		return 0
+	}
+	if err := setupLogging(e, *format); err != nil {
+		return fail(e, nil, err)
+	}
+
+	envVars, extra, err := installer.Settings(plugin, &cfg)
+	if err != nil {
+		return fail(e, nil, err)
+	}
+	p := installer.Provider{Env: envVars}
+	if len(extra) > 0 {
+		p.MatchImages = append(installer.DefaultMatchImages(), extra...)
+	}
+	if *saTokens {
+		p.TokenAttributes = installer.ServiceAccountTokenAttributes()
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(e, nil, fmt.Errorf("cannot find this executable to install it: %v", err))
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	res, err := installer.Install(ctx, installer.Options{
+		Executable: exe,
+		BinDir:     *binDir,
+		ConfigPath: *cfgPath,
+		Provider:   p,
+		Force:      *force,
+		Verify:     installer.VersionCheck(version.Get().GitVersion),
+	})
+	if err != nil {
+		return fail(e, nil, err)
+	}
+	fmt.Fprintf(e.stdout, "binary %s: %s\nconfig %s: %s\n", res.BinaryPath, res.Binary, res.ConfigPath, res.Config)
+	return 0
 }

@@ -1,0 +1,165 @@
+package installer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeletv1 "k8s.io/kubelet/config/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// Marker is the first line of every config file the installer writes. A
+// file that does not start with it belongs to someone else and is only
+// replaced with --force. The kubelet's YAML decoder ignores comments.
+const Marker = "# Written by icr-credential-provider install"
+
+// header precedes the YAML of a written config.
+const header = Marker + `; changes here are lost at the next install.
+# To manage this file by hand, delete the first line: the installer then leaves it alone.
+`
+
+// DefaultName is the file name of the binary in the kubelet's bin dir and
+// the provider's name in the config: the kubelet runs <bin-dir>/<name>.
+const DefaultName = "icr-credential-provider"
+
+// DefaultCacheDuration is the config's defaultCacheDuration. The plugin
+// always sets cacheDuration in its responses; the kubelet requires the field.
+const DefaultCacheDuration = 10 * time.Minute
+
+// ProviderAPIVersion is the exec protocol version the config asks for.
+const ProviderAPIVersion = "credentialprovider.kubelet.k8s.io/v1"
+
+// DefaultMatchImages are the kubelet matchImages globs covering every
+// registry the plugin serves by default. Globs match label by label:
+// "*.icr.io" matches neither "icr.io" nor "private.us.icr.io", hence the
+// separate entries. It also matches cp.icr.io, which gets an empty answer.
+func DefaultMatchImages() []string {
+	return []string{
+		"icr.io",
+		"*.icr.io",
+		"private.icr.io",
+		"private.*.icr.io",
+		"registry.bluemix.net",
+		"registry.*.bluemix.net",
+	}
+}
+
+// Service-account mode: the annotations a service account uses to choose
+// its trusted profile, and the audience of the token the kubelet projects.
+const (
+	AnnotationProfileID    = "icr-credential-provider.github.io/trusted-profile-id"
+	AnnotationProfileName  = "icr-credential-provider.github.io/trusted-profile-name"
+	ServiceAccountAudience = "iam"
+)
+
+// ServiceAccountTokenAttributes is the tokenAttributes block of
+// service-account mode: the kubelet passes the pod's service-account token
+// (audience iam) and the profile annotations; pods without a service
+// account still get the node identity.
+func ServiceAccountTokenAttributes() *kubeletv1.ServiceAccountTokenAttributes {
+	no := false
+	return &kubeletv1.ServiceAccountTokenAttributes{
+		ServiceAccountTokenAudience:          ServiceAccountAudience,
+		CacheType:                            kubeletv1.ServiceAccountServiceAccountTokenCacheType,
+		RequireServiceAccount:                &no,
+		OptionalServiceAccountAnnotationKeys: []string{AnnotationProfileID, AnnotationProfileName},
+	}
+}
+
+// Provider is what the installer puts in the config's single provider entry.
+type Provider struct {
+	// Name is the binary's file name in the bin dir; DefaultName if empty.
+	Name string
+	// MatchImages; DefaultMatchImages() if empty.
+	MatchImages []string
+	// Env are the plugin's settings as ICR_* variables. Never a secret:
+	// an API key is referenced by file (ICR_API_KEY_FILE).
+	Env []kubeletv1.ExecEnvVar
+	// TokenAttributes enables service-account mode when non-nil.
+	TokenAttributes *kubeletv1.ServiceAccountTokenAttributes
+	// DefaultCacheDuration; DefaultCacheDuration if zero.
+	DefaultCacheDuration time.Duration
+}
+
+// secretEnv are variables that would put a secret into a world-readable
+// file; the config must reference a file instead.
+var secretEnv = map[string]string{
+	"IBMCLOUD_API_KEY": "ICR_API_KEY_FILE",
+	"ICR_API_KEY":      "ICR_API_KEY_FILE",
+}
+
+// Config renders the CredentialProviderConfig for p: the marker line, then
+// YAML. The result is checked by decoding it strictly again.
+func Config(p Provider) ([]byte, error) {
+	if p.Name == "" {
+		p.Name = DefaultName
+	}
+	if err := validName(p.Name); err != nil {
+		return nil, err
+	}
+	if len(p.MatchImages) == 0 {
+		p.MatchImages = DefaultMatchImages()
+	}
+	if p.DefaultCacheDuration == 0 {
+		p.DefaultCacheDuration = DefaultCacheDuration
+	}
+	if p.DefaultCacheDuration < 0 {
+		return nil, fmt.Errorf("default cache duration %v is negative", p.DefaultCacheDuration)
+	}
+	for _, e := range p.Env {
+		if alt, ok := secretEnv[e.Name]; ok {
+			return nil, fmt.Errorf("%s would put a secret into the kubelet config: reference a file with %s instead", e.Name, alt)
+		}
+	}
+	cfg := kubeletv1.CredentialProviderConfig{
+		TypeMeta: metav1.TypeMeta{APIVersion: kubeletv1.SchemeGroupVersion.String(), Kind: "CredentialProviderConfig"},
+		Providers: []kubeletv1.CredentialProvider{{
+			Name:                 p.Name,
+			APIVersion:           ProviderAPIVersion,
+			MatchImages:          p.MatchImages,
+			DefaultCacheDuration: &metav1.Duration{Duration: p.DefaultCacheDuration},
+			Env:                  p.Env,
+			TokenAttributes:      p.TokenAttributes,
+		}},
+	}
+	y, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("rendering the kubelet config: %v", err)
+	}
+	out := append([]byte(header), y...)
+	if _, err := DecodeConfig(out); err != nil {
+		return nil, fmt.Errorf("the rendered kubelet config does not decode: %v", err)
+	}
+	return out, nil
+}
+
+// DecodeConfig decodes a CredentialProviderConfig strictly (unknown and
+// duplicate fields are errors), as the kubelet does, and checks its kind.
+func DecodeConfig(data []byte) (*kubeletv1.CredentialProviderConfig, error) {
+	var cfg kubeletv1.CredentialProviderConfig
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Kind != "CredentialProviderConfig" || cfg.APIVersion != kubeletv1.SchemeGroupVersion.String() {
+		return nil, fmt.Errorf("kind %q apiVersion %q, want CredentialProviderConfig %s", cfg.Kind, cfg.APIVersion, kubeletv1.SchemeGroupVersion)
+	}
+	return &cfg, nil
+}
+
+// WrittenByInstaller reports whether a config file's content carries the
+// marker on its first line.
+func WrittenByInstaller(content []byte) bool {
+	first, _, _ := bytes.Cut(content, []byte("\n"))
+	return strings.HasPrefix(strings.TrimSpace(string(first)), Marker)
+}
+
+func validName(name string) error {
+	if name == "." || name == ".." || strings.ContainsAny(name, "/ \t\n") || strings.HasPrefix(name, ".") {
+		return errors.New("binary name " + fmt.Sprintf("%q", name) + " is not a plain file name: the kubelet runs <bin-dir>/<provider name>")
+	}
+	return nil
+}

@@ -1,0 +1,407 @@
+// Package installer puts the plugin on a node: it copies an executable into
+// the kubelet's credential-provider bin dir and writes the kubelet's
+// CredentialProviderConfig. Every file is replaced atomically (a temporary
+// file in the same directory, fsync, rename), so the kubelet, which may run
+// the plugin at any moment, sees the old file or the new one and never a
+// partial one. Nothing is rewritten when the content is unchanged.
+package installer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Action is what happened to one file.
+type Action string
+
+// Actions.
+const (
+	Created   Action = "created"
+	Updated   Action = "updated"
+	Unchanged Action = "unchanged"
+)
+
+// Options is one installation.
+type Options struct {
+	// Executable is the file to install as the plugin (os.Executable()).
+	Executable string
+	// BinDir is the kubelet's --image-credential-provider-bin-dir. It must
+	// exist: a missing directory usually means a wrong path or a missing
+	// hostPath mount, not something to create.
+	BinDir string
+	// ConfigPath is the kubelet's --image-credential-provider-config file;
+	// its directory must exist.
+	ConfigPath string
+	// Provider is the config's provider entry; Provider.Name is also the
+	// binary's file name.
+	Provider Provider
+	// Force replaces a config not written by the installer, and a symbolic
+	// link in place of the binary or the config (the link itself is
+	// replaced; its target is left alone).
+	Force bool
+	// Verify runs the new binary before it is moved into place; nil means
+	// VersionCheck("").
+	Verify Verifier
+
+	// A later option (e.g. installing the binary a second time as a Docker
+	// credential helper, docker-credential-icr, into another directory) is
+	// one more InstallExecutable call in Install, after the same pre-flight
+	// checks.
+}
+
+// Result says what Install did.
+type Result struct {
+	BinaryPath, ConfigPath string
+	Binary, Config         Action
+}
+
+// Error is an installation failure; its message names the cause and the fix.
+type Error struct{ msg string }
+
+func (e *Error) Error() string { return e.msg }
+
+func errorf(format string, a ...any) error { return &Error{msg: fmt.Sprintf(format, a...)} }
+
+// Install checks both targets first, then installs the binary, then the
+// config (the kubelet refuses to start with a config naming a missing
+// binary). On error, no temporary file is left behind and the files already
+// in place are either untouched or completely replaced.
+func Install(ctx context.Context, o Options) (Result, error) {
+	if o.Provider.Name == "" {
+		o.Provider.Name = DefaultName
+	}
+	if err := validName(o.Provider.Name); err != nil {
+		return Result{}, err
+	}
+	if o.BinDir == "" {
+		return Result{}, errorf("--bin-dir is required: give the kubelet's --image-credential-provider-bin-dir")
+	}
+	if o.ConfigPath == "" {
+		return Result{}, errorf("--config is required: give the kubelet's --image-credential-provider-config file")
+	}
+	if o.Executable == "" {
+		return Result{}, errorf("no executable to install")
+	}
+	res := Result{
+		BinaryPath: filepath.Join(o.BinDir, o.Provider.Name),
+		ConfigPath: o.ConfigPath,
+	}
+	content, err := Config(o.Provider)
+	if err != nil {
+		return res, err
+	}
+
+	// Pre-flight: every check that can fail is made before anything changes.
+	if err := checkDir(o.BinDir, "--bin-dir"); err != nil {
+		return res, err
+	}
+	if err := checkDir(filepath.Dir(o.ConfigPath), "the directory of --config"); err != nil {
+		return res, err
+	}
+	if _, err := checkTarget(res.BinaryPath, o.Force); err != nil {
+		return res, err
+	}
+	existing, err := checkTarget(o.ConfigPath, o.Force)
+	if err != nil {
+		return res, err
+	}
+	if existing != nil && !bytes.Equal(existing, content) && !WrittenByInstaller(existing) && !o.Force {
+		return res, errorf("%s exists and was not written by icr-credential-provider install: merge the provider into it by hand, point --config at another file, or give --force to replace it", o.ConfigPath)
+	}
+	for _, d := range []string{o.BinDir, filepath.Dir(o.ConfigPath)} {
+		removeStale(d)
+		if err := probeWritable(d); err != nil {
+			return res, err
+		}
+	}
+
+	verify := o.Verify
+	if verify == nil {
+		verify = VersionCheck("")
+	}
+	if res.Binary, err = InstallExecutable(ctx, o.Executable, o.BinDir, o.Provider.Name, verify, o.Force); err != nil {
+		return res, err
+	}
+	if res.Config, err = WriteFile(o.ConfigPath, content, 0o644, o.Force); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// checkDir requires dir to be an existing directory.
+func checkDir(dir, what string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errorf("%s %s does not exist: create it, or check the path (and the hostPath mount when running in a pod)", what, dir)
+	case err != nil:
+		return errorf("%s %s: %v", what, dir, unwrapPath(err))
+	case !fi.IsDir():
+		return errorf("%s %s is not a directory: give a directory", what, dir)
+	}
+	return nil
+}
+
+// checkTarget inspects the file that is about to be replaced and returns its
+// content if it is a regular file. Only a regular file (or, with force, a
+// symbolic link, which is replaced and not followed) may be replaced.
+func checkTarget(path string, force bool) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errorf("%s: %v", path, unwrapPath(err))
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, errorf("reading %s: %v: check its permissions", path, unwrapPath(err))
+		}
+		return b, nil
+	case m&fs.ModeSymlink != 0:
+		if !force {
+			return nil, errorf("%s is a symbolic link: remove it, or give --force to replace the link itself (its target is left alone)", path)
+		}
+		return nil, nil
+	case m.IsDir():
+		return nil, errorf("%s is a directory, not a regular file: remove it or choose another path", path)
+	default:
+		return nil, errorf("%s is not a regular file (%v): remove it or choose another path", path, m.Type())
+	}
+}
+
+// tempPattern names temporary files: hidden, so that the kubelet never
+// mistakes one for a provider, and recognisable for removeStale.
+func tempPattern(name string) string { return "." + name + ".icr-install-*" }
+
+// staleAfter is the age after which a temporary file left by a killed
+// installer is removed.
+const staleAfter = 10 * time.Minute
+
+// removeStale removes temporary files an installer killed half-way left in
+// dir. Best effort.
+func removeStale(dir string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, ".*.icr-install-*"))
+	for _, m := range matches {
+		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleAfter {
+			_ = os.Remove(m)
+		}
+	}
+}
+
+// probeWritable creates and removes a temporary file in dir.
+func probeWritable(dir string) error {
+	f, err := os.CreateTemp(dir, tempPattern("probe"))
+	if err != nil {
+		return writeError(dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+func writeError(dir string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return errorf("cannot write to %s: read-only file system: mount it read-write (hostPath without readOnly) or choose a writable directory", dir)
+	case errors.Is(err, fs.ErrPermission):
+		return errorf("cannot write to %s: permission denied: run the installer as root (the DaemonSet does) or choose a directory you can write", dir)
+	case errors.Is(err, syscall.ENOSPC):
+		return errorf("cannot write to %s: no space left on device: free some space", dir)
+	}
+	return errorf("cannot write to %s: %v", dir, unwrapPath(err))
+}
+
+// unwrapPath drops the *PathError's op and path, which the callers' messages
+// already name.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// InstallExecutable installs src as dir/name, mode 0755: unchanged if the
+// content is the same; otherwise copied to a temporary file in dir, synced,
+// run by verify, and renamed into place.
+func InstallExecutable(ctx context.Context, src, dir, name string, verify Verifier, force bool) (Action, error) {
+	dst := filepath.Join(dir, name)
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", errorf("reading the executable to install %s: %v", src, unwrapPath(err))
+	}
+	existing, err := checkTarget(dst, force)
+	if err != nil {
+		return "", err
+	}
+	if existing != nil && bytes.Equal(existing, data) {
+		if fi, err := os.Stat(dst); err == nil && fi.Mode().Perm() != 0o755 {
+			if err := os.Chmod(dst, 0o755); err != nil {
+				return "", writeError(dir, err)
+			}
+			return Updated, nil
+		}
+		return Unchanged, nil
+	}
+	action := Created
+	if _, err := os.Lstat(dst); err == nil {
+		action = Updated
+	}
+	err = replace(dst, data, 0o755, func(tmp string) error {
+		if verify == nil {
+			return nil
+		}
+		if err := verify(ctx, tmp); err != nil {
+			return errorf("the copied binary does not run from %s (%v): check that the directory is not mounted noexec and that the image matches the node's architecture", dir, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return action, nil
+}
+
+// WriteFile writes content to path atomically unless path already holds
+// exactly content. It does not check who wrote the file; Install does.
+func WriteFile(path string, content []byte, perm fs.FileMode, force bool) (Action, error) {
+	existing, err := checkTarget(path, force)
+	if err != nil {
+		return "", err
+	}
+	if existing != nil && bytes.Equal(existing, content) {
+		return Unchanged, nil
+	}
+	action := Created
+	if _, err := os.Lstat(path); err == nil {
+		action = Updated
+	}
+	if err := replace(path, content, perm, nil); err != nil {
+		return "", err
+	}
+	return action, nil
+}
+
+// replace writes data to a temporary file next to path, syncs it, runs check
+// on it, renames it over path and syncs the directory. On any error the
+// temporary file is removed.
+func replace(path string, data []byte, perm fs.FileMode, check func(tmp string) error) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, tempPattern(base))
+	if err != nil {
+		return writeError(dir, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return writeError(dir, err)
+	}
+	if err = f.Chmod(perm); err != nil {
+		return writeError(dir, err)
+	}
+	if err = f.Sync(); err != nil {
+		return writeError(dir, err)
+	}
+	if err = f.Close(); err != nil {
+		return writeError(dir, err)
+	}
+	if check != nil {
+		if err = check(tmp); err != nil {
+			return err
+		}
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return writeError(dir, err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename durable. Best effort: some file systems refuse.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// Verifier runs a freshly copied binary and returns an error if it is not
+// usable.
+type Verifier func(ctx context.Context, path string) error
+
+// verifyTimeout bounds one run of the binary under test.
+const verifyTimeout = 10 * time.Second
+
+// VersionCheck runs `<path> version --short` in an empty environment and
+// requires it to succeed and print a version; if want is not empty, exactly
+// that version.
+func VersionCheck(want string) Verifier {
+	return func(ctx context.Context, path string) error {
+		var out []byte
+		var err error
+		// A file just closed after writing can still be open in a child
+		// forked concurrently by this process (ETXTBSY): retry briefly.
+		for attempt := 0; attempt < 10; attempt++ {
+			out, err = runVersion(ctx, path)
+			if err == nil || !errors.Is(err, syscall.ETXTBSY) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			return err
+		}
+		got := strings.TrimSpace(string(out))
+		if got == "" || strings.Contains(got, "\n") {
+			return fmt.Errorf("'version --short' printed %q, want one version", got)
+		}
+		if want != "" && got != want {
+			return fmt.Errorf("it reports version %s, want %s", got, want)
+		}
+		return nil
+	}
+}
+
+func runVersion(ctx context.Context, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, "version", "--short")
+	cmd.Env = []string{}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("'version --short' did not finish within %v", verifyTimeout)
+	}
+	if err != nil {
+		msg := strings.TrimSpace(strings.Join(strings.Fields(stderr.String()), " "))
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+		if msg != "" {
+			return nil, fmt.Errorf("'version --short': %w: %s", err, msg)
+		}
+		return nil, fmt.Errorf("'version --short': %w", err)
+	}
+	return stdout.Bytes(), nil
+}
