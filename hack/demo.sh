@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# make demo: the plugin's main job against the local IBM Cloud emulator.
+# Starts the emulator on loopback and runs the built plugin as the kubelet
+# would: a CredentialProviderRequest on stdin, the response on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=bin/icr-credential-provider
+profile=Profile-5f0c8a2e-9d3b-4c71-8e6f-1a2b3c4d5e6f # the emulator's default trusted profile
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start_emulator NAME [emulator flags...]: prints the emulator's URL.
+start_emulator() {
+  local name=$1; shift
+  bin/icr-emulator --listen 127.0.0.1:0 --url-file "$work/$name.url" "$@" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do [ -s "$work/$name.url" ] && break; sleep 0.05; done
+  [ -s "$work/$name.url" ] || { echo "emulator did not start:" >&2; cat "$work/$name.log" >&2; exit 1; }
+  cat "$work/$name.url"
+}
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; }
+
+url=$(start_emulator main)
+plugin() { "$bin" --iam-url "$url" --metadata-url "$url" --cache-dir "$work/cache" "$@"; }
+
+step "IBM Cloud emulator (IAM, VPC metadata, registry) listening at $url"
+
+step "1. The kubelet asks for us.icr.io/team/app; the node identity is VPC metadata + a trusted profile"
+show "$bin --profile-id $profile < examples/requests/v1.json"
+plugin --profile-id "$profile" < examples/requests/v1.json
+echo
+
+step "2. A new process for another image: served from the on-disk cache (no IAM call)"
+show "$bin --profile-id $profile -v=4 < examples/requests/v1beta1.json   # answers in v1beta1"
+plugin --profile-id "$profile" -v=4 < examples/requests/v1beta1.json >"$work/out.json" 2>"$work/err.log"
+grep -o '"Using the cached token" *[a-z]*="[a-z]*"' "$work/err.log" || cat "$work/err.log"
+head -c 160 "$work/out.json"; echo " …"
+if command -v curl >/dev/null; then echo "emulator counters: $(curl -fsS "$url/_emulator/stats")"; fi
+
+step "3. An image that is not ours (cp.icr.io takes entitlement keys): an empty answer, no token"
+show "$bin < examples/requests/not-served.json"
+plugin < examples/requests/not-served.json
+echo
+
+step "4. Metadata service disabled (it accepts connections and never answers): a clear error, fast"
+hung=$(start_emulator hung --fault metadata-token=hang)
+show "$bin --metadata-url $hung < examples/requests/v1.json"
+set +e
+start=$(date +%s%N)
+"$bin" --metadata-url "$hung" --iam-url "$hung" --cache-dir none < examples/requests/v1.json
+code=$?
+set -e
+echo "exit code $code after $(( ($(date +%s%N) - start) / 1000000 )) ms"
+
+step "5. A wrong API key: IAM's own error code, and what to do"
+echo "not-a-real-key-0000000000000000000000000000" > "$work/apikey"; chmod 600 "$work/apikey"
+show "$bin --api-key-file $work/apikey < examples/requests/v1.json"
+set +e
+plugin --api-key-file "$work/apikey" --cache-dir none < examples/requests/v1.json
+echo "exit code $?"
+set -e
