@@ -146,8 +146,9 @@ func RegistryHost(image string) (host string, ok bool) {
 	if image == "" || strings.ContainsAny(image, " \t\r\n\\") {
 		return "", false
 	}
-	// Tolerate a scheme when run by hand; the kubelet never sends one.
-	if i := strings.Index(image, "://"); i >= 0 {
+	// Tolerate a scheme when run by hand; the kubelet never sends one. Only
+	// a leading scheme: "evil.example/x://us.icr.io/app" is on evil.example.
+	if i := strings.Index(image, "://"); i >= 0 && isScheme(image[:i]) {
 		image = image[i+3:]
 	}
 	first, _, hasSlash := strings.Cut(image, "/")
@@ -162,4 +163,19 @@ func RegistryHost(image string) (host string, ok bool) {
 		return "", false
 	}
 	return norm, true
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986: ALPHA *( ALPHA /
+// DIGIT / "+" / "-" / "." )).
+func isScheme(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
 }
