@@ -434,6 +434,7 @@ func TestSettings(t *testing.T) {
 		{name: "bad source", args: []string{"--token-source", "magic"}, wantErr: "not one of"},
 		{name: "relative key", args: []string{"--api-key-file", "apikey"}, wantErr: "relative"},
 		{name: "relative cache", args: []string{"--cache-dir", "cache"}, wantErr: "relative"},
+		{name: "empty is unset", args: []string{"--profile-id", "", "--iam-url", ""}},
 		{name: "cache none", args: []string{"--cache-dir", "none"}, env: []string{"ICR_CACHE_DIR=none"}},
 		{name: "bad url", args: []string{"--iam-url", "iam.example.com"}, wantErr: "not an http(s) URL"},
 		{name: "bad registry", args: []string{"--registries", "*.example.com"}, wantErr: "--registries"},

@@ -69,6 +69,9 @@ func Settings(fs *pflag.FlagSet, cfg *config.Config) ([]kubeletv1.ExecEnvVar, []
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
 			v = strings.Join(sv.GetSlice(), ",")
 		}
+		if strings.TrimSpace(v) == "" {
+			return // given but empty (e.g. ICR_PROFILE_ID=""): the plugin's default
+		}
 		env = append(env, kubeletv1.ExecEnvVar{Name: config.EnvName(f.Name), Value: v})
 	})
 	var extra []string
