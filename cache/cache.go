@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,8 +129,10 @@ type Source struct {
 	log      klog.Logger
 	mem      *gocache.Cache
 	sem      chan struct{} // one refresh at a time in this process
-	diskOff  atomic.Bool   // the disk layer was found unusable
-	warned   atomic.Bool   // the one disk warning was logged
+	failMu   sync.Mutex
+	memFail  failure     // the last failed refresh in this process, if any
+	diskOff  atomic.Bool // the disk layer was found unusable
+	warned   atomic.Bool // the one disk warning was logged
 	sys      sysOps
 }
 
@@ -188,15 +191,23 @@ func (s *Source) Token(ctx context.Context) (iam.Token, error) {
 // is true and Result.RefreshErr holds the refresh error; the failure is also
 // logged as a warning. Otherwise the source's error is returned unchanged,
 // so errors.Is and errors.As see it.
+//
+// A failed refresh holds back further calls to the source, in this process
+// and in every process sharing Dir: for OutageBackoff a still-valid token is
+// served as stale at once (RefreshErr is then a *RecentFailureError), and
+// for FailureBackoff, when there is no token to serve, Fetch fails at once
+// with a *RecentFailureError. A successful refresh ends it.
 func (s *Source) Fetch(ctx context.Context) (Result, error) {
 	now := s.now()
 	var best candidate
+	var fail failure
 	if t, ok := s.memGet(); ok {
 		if t.Fresh(now) {
 			return Result{Token: t, Origin: FromMemory}, nil
 		}
 		best.consider(t, FromMemory)
 	}
+	fail.consider(s.memFailure())
 
 	dirfd := -1
 	if s.dir != "" && !s.diskOff.Load() {
@@ -204,54 +215,94 @@ func (s *Source) Fetch(ctx context.Context) (Result, error) {
 	}
 	if dirfd >= 0 {
 		defer closeFd(dirfd)
-		switch t, state, reason := s.readEntry(dirfd); state {
+		switch rec, state, reason := s.readRecord(dirfd); state {
 		case entryOK:
-			if t.Fresh(now) {
-				return s.served(t, FromDisk), nil
+			if rec.tok.Fresh(now) {
+				return s.served(rec.tok, FromDisk), nil
 			}
-			best.consider(t, FromDisk)
+			best.consider(rec.tok, FromDisk)
+			fail.consider(rec.fail)
 		case entryUntrusted, entryUnreadable:
 			s.log.V(2).Info("Ignoring token cache entry", "file", s.entryName(), "reason", reason)
 		}
+	}
+	if r, err, ok := s.backedOff(best, fail, now); ok {
+		return r, err
 	}
 
 	deadline := s.lockDeadline(ctx)
 	if !s.acquire(ctx, deadline) {
 		s.log.V(2).Info("Gave up waiting for a token refresh in this process; calling the token source directly")
-		return s.refresh(ctx, dirfd, best)
+		return s.refresh(ctx, dirfd, best, false)
 	}
 	defer func() { <-s.sem }()
 
-	// Another goroutine may have refreshed while we waited.
-	if t, ok := s.memGet(); ok && t.Fresh(s.now()) {
+	// Another goroutine may have refreshed, or failed to, while we waited.
+	now = s.now()
+	if t, ok := s.memGet(); ok && t.Fresh(now) {
 		return Result{Token: t, Origin: FromMemory}, nil
 	}
+	fail.consider(s.memFailure())
+	if r, err, ok := s.backedOff(best, fail, now); ok {
+		return r, err
+	}
 	if dirfd < 0 {
-		return s.refresh(ctx, dirfd, best)
+		return s.refresh(ctx, dirfd, best, false)
 	}
-	lockfd, t, ok := s.lockEntry(ctx, dirfd, deadline)
-	if lockfd >= 0 {
-		defer closeFd(lockfd) // releases the flock
-	}
-	if ok {
-		if t.Fresh(s.now()) {
-			return s.served(t, FromDisk), nil
+	for {
+		// While it waits for the lock, a process stops at an entry that
+		// answers it: a fresh token, or a failed refresh in force.
+		settles := func(rec record) bool {
+			now := s.now()
+			if rec.tok.Fresh(now) {
+				return true
+			}
+			b, f := best, fail
+			b.consider(rec.tok, FromDisk)
+			f.consider(rec.fail)
+			_, _, ok := s.decideBackoff(b, f, now)
+			return ok
 		}
-		best.consider(t, FromDisk)
+		lockfd, rec, ok := s.lockEntry(ctx, dirfd, deadline, settles)
+		if lockfd >= 0 {
+			defer closeFd(lockfd) // releases the flock
+		}
+		if !ok {
+			return s.refresh(ctx, dirfd, best, lockfd >= 0)
+		}
+		now = s.now()
+		if rec.tok.Fresh(now) {
+			return s.served(rec.tok, FromDisk), nil
+		}
+		best.consider(rec.tok, FromDisk)
+		fail.consider(rec.fail)
+		if r, err, ok := s.backedOff(best, fail, now); ok {
+			return r, err
+		}
+		if lockfd >= 0 {
+			return s.refresh(ctx, dirfd, best, true)
+		}
+		// The failed refresh that stopped the wait has just run out: wait
+		// for the lock again rather than call the source without it.
 	}
-	return s.refresh(ctx, dirfd, best)
 }
 
-// refresh calls the source and stores its token, or applies stale-if-error.
-// dirfd is the cache directory (or -1); the caller holds the lock if it could.
-func (s *Source) refresh(ctx context.Context, dirfd int, best candidate) (Result, error) {
+// refresh calls the source and stores its token, or applies stale-if-error
+// and records the failure. dirfd is the cache directory (or -1); locked says
+// whether the caller holds the cross-process lock.
+func (s *Source) refresh(ctx context.Context, dirfd int, best candidate, locked bool) (Result, error) {
 	tok, err := s.src.Token(ctx)
 	now := s.now()
 	if err == nil && !tok.Valid(now) {
 		err = ErrInvalidToken
 	}
 	if err != nil {
-		if best.ok && best.tok.Valid(now) && s.staleMin >= 0 && best.tok.Expiry.Sub(now) >= s.staleMin {
+		stale := best.ok && s.staleUsable(best.tok, now)
+		// A cancelled invocation (SIGTERM) says nothing about the source.
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			s.recordFailure(dirfd, locked, best, err, now, stale)
+		}
+		if stale {
 			// A warning (V(0) Info, logr has no warning severity): the caller
 			// is served. Errors from iam.TokenSource never hold secrets.
 			s.log.Info("Token refresh failed; serving the cached token until it expires",
@@ -260,6 +311,7 @@ func (s *Source) refresh(ctx context.Context, dirfd int, best candidate) (Result
 		}
 		return Result{}, err
 	}
+	s.setMemFailure(failure{})
 	s.log.V(4).Info("Obtained a new token", "expiresIn", tok.Expiry.Sub(now).Round(time.Second))
 	if !tok.Fresh(now) {
 		// Too short-lived to be worth keeping: nobody may reuse it.
@@ -272,6 +324,84 @@ func (s *Source) refresh(ctx context.Context, dirfd int, best candidate) (Result
 		}
 	}
 	return Result{Token: tok, Origin: FromSource}, nil
+}
+
+// staleUsable reports whether t may be served when refreshing it failed.
+func (s *Source) staleUsable(t iam.Token, now time.Time) bool {
+	return s.staleMin >= 0 && t.Valid(now) && t.Expiry.Sub(now) >= s.staleMin
+}
+
+// backedOff answers from a failed refresh still in force, if there is one:
+// the best token as stale if it can be served, else a *RecentFailureError.
+// ok is false if the source may be called.
+func (s *Source) backedOff(best candidate, fail failure, now time.Time) (r Result, err error, ok bool) {
+	r, err, ok = s.decideBackoff(best, fail, now)
+	if ok && r.Stale {
+		// A warning, like stale-if-error after a failed call.
+		s.log.Info("Token refresh failed recently; serving the cached token without trying again yet",
+			"err", r.RefreshErr.Error(), "from", r.Origin.String(), "expiresIn", r.Token.Expiry.Sub(now).Round(time.Second))
+	}
+	return r, err, ok
+}
+
+// decideBackoff is backedOff without the log line.
+func (s *Source) decideBackoff(best candidate, fail failure, now time.Time) (r Result, err error, ok bool) {
+	canServe := best.ok && s.staleUsable(best.tok, now)
+	until := fail.until(now, canServe)
+	if until.IsZero() || !now.Before(until) {
+		return Result{}, nil, false
+	}
+	rfe := &RecentFailureError{Message: fail.message, FailedAt: fail.at, RetryNotBefore: until, now: now, cause: fail.cause}
+	if !canServe {
+		return Result{}, rfe, true
+	}
+	return Result{Token: best.tok, Origin: best.origin, Stale: true, RefreshErr: rfe}, nil, true
+}
+
+// recordFailure keeps a failed refresh in memory and, if the caller holds
+// the lock, in the entry on disk, so that other invocations back off. The
+// entry keeps the best still-valid token: a failure never hides one.
+func (s *Source) recordFailure(dirfd int, locked bool, best candidate, err error, now time.Time, stale bool) {
+	backoff := FailureBackoff
+	if stale {
+		backoff = OutageBackoff
+	}
+	f := failure{at: now, retryNotBefore: now.Add(backoff), message: failureMessage(err.Error()), cause: err}
+	s.setMemFailure(f)
+	if dirfd < 0 || !locked {
+		// Without the lock, a write could replace a token another process
+		// has just stored.
+		return
+	}
+	rec := record{fail: failure{at: f.at, retryNotBefore: f.retryNotBefore, message: f.message}}
+	if best.ok && best.tok.Valid(now) {
+		rec.tok = best.tok
+	}
+	// A process that gave up waiting for the lock may have stored a token
+	// since the entry was read.
+	if cur, state, _ := s.readRecord(dirfd); state == entryOK && cur.tok.Valid(now) {
+		if cur.tok.Fresh(now) {
+			return
+		}
+		if rec.tok.AccessToken == "" || cur.tok.Expiry.After(rec.tok.Expiry) {
+			rec.tok = cur.tok
+		}
+	}
+	if err := s.writeRecord(dirfd, rec); err != nil {
+		s.diskWarning("Could not record the failed token refresh on disk; other invocations will try again", err)
+	}
+}
+
+func (s *Source) memFailure() failure {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.memFail
+}
+
+func (s *Source) setMemFailure(f failure) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	s.memFail = f
 }
 
 // served records a token found on disk in memory and describes it.
@@ -290,6 +420,9 @@ type candidate struct {
 }
 
 func (c *candidate) consider(t iam.Token, o Origin) {
+	if t.AccessToken == "" {
+		return
+	}
 	if !c.ok || t.Expiry.After(c.tok.Expiry) {
 		*c = candidate{tok: t, origin: o, ok: true}
 	}

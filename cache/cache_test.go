@@ -26,6 +26,7 @@ type step struct {
 	wantOrigin Origin // ignored when wantErr
 	wantStale  bool
 	wantErr    error
+	wantRecent bool // the error is a *RecentFailureError (no source call)
 }
 
 func TestFetchScenarios(t *testing.T) {
@@ -124,7 +125,10 @@ func TestFetchScenarios(t *testing.T) {
 		disk:     true,
 		steps: []step{
 			{srcErr: errIAMDown, wantCalls: 1, wantErr: errIAMDown},
-			{srcErr: nil, wantCalls: 2, wantOrigin: FromSource},
+			// The failure holds back calls for FailureBackoff, in this
+			// process too.
+			{advance: FailureBackoff - time.Second, srcErr: nil, wantCalls: 1, wantErr: errIAMDown, wantRecent: true},
+			{advance: time.Second, srcErr: nil, wantCalls: 2, wantOrigin: FromSource},
 		},
 	}, {
 		name:     "expired token from the source is an error",
@@ -165,6 +169,10 @@ func TestFetchScenarios(t *testing.T) {
 				if st.wantErr != nil {
 					if !errors.Is(err, st.wantErr) {
 						t.Errorf("step %d: err %v, want %v", i, err, st.wantErr)
+					}
+					var rfe *RecentFailureError
+					if errors.As(err, &rfe) != st.wantRecent {
+						t.Errorf("step %d: err %v, RecentFailureError %v", i, err, st.wantRecent)
 					}
 					if r.Token.AccessToken != "" {
 						t.Errorf("step %d: a token came with the error", i)

@@ -23,9 +23,15 @@ import (
 //	<sha256(key)>.lock              flock(2)ed while refreshing; never removed
 //	<sha256(key)>.<random>.tmp      a write in progress, renamed over the entry
 
-// entryVersion is the format version of entry files. Files with another
+// entryVersion is the format version of entry files written. Version 2
+// added the record of a failed refresh (refresh_failed_at, retry_not_before,
+// error) and made the token optional, for a failure with no token to keep.
+// Version 1 entries (a token only) are still read; files with any other
 // version are ignored and replaced.
-const entryVersion = 1
+const (
+	entryVersion   = 2
+	entryVersionV1 = 1
+)
 
 // maxEntrySize bounds what is read from an entry; IAM tokens are a few KiB.
 const maxEntrySize = 1 << 20
@@ -52,13 +58,27 @@ const (
 // and others for writing. The disk layer is not used with such a directory.
 var ErrUnsafeDir = errors.New("unsafe token cache directory")
 
-// entry is the JSON content of an entry file.
+// entry is the JSON content of an entry file: a token, the record of a
+// failed refresh, or both (a failed refresh never hides a valid token).
 type entry struct {
 	Version     int       `json:"version"`
 	KeySHA256   string    `json:"key_sha256"`
-	AccessToken string    `json:"access_token"`
-	IssuedAt    time.Time `json:"issued_at"`
-	Expiry      time.Time `json:"expiry"`
+	AccessToken string    `json:"access_token,omitempty"`
+	IssuedAt    time.Time `json:"issued_at,omitzero"`
+	Expiry      time.Time `json:"expiry,omitzero"`
+	// Since version 2: the last refresh failed at RefreshFailedAt with
+	// Error (one line, no secret), and no invocation calls the source again
+	// before RetryNotBefore (see OutageBackoff and FailureBackoff).
+	RefreshFailedAt time.Time `json:"refresh_failed_at,omitzero"`
+	RetryNotBefore  time.Time `json:"retry_not_before,omitzero"`
+	Error           string    `json:"error,omitempty"`
+}
+
+// record is a trusted entry: a token (AccessToken "" if none) and a failed
+// refresh (zero if none).
+type record struct {
+	tok  iam.Token
+	fail failure
 }
 
 // sysOps are the system calls through which the disk layer creates and
@@ -192,9 +212,20 @@ func openCacheDir(dir string, create bool) (int, error) {
 func (s *Source) entryName() string { return s.hash + ".json" }
 
 // readEntry reads the entry and returns its token if the entry can be
-// trusted (entryOK); otherwise why not. The reason never quotes the file's
+// trusted and holds one (entryOK); a trusted entry without a token (only a
+// failed refresh) is entryMissing. The reason never quotes the file's
 // content.
 func (s *Source) readEntry(dirfd int) (tok iam.Token, state entryState, reason string) {
+	rec, state, reason := s.readRecord(dirfd)
+	if state == entryOK && rec.tok.AccessToken == "" {
+		return iam.Token{}, entryMissing, ""
+	}
+	return rec.tok, state, reason
+}
+
+// readRecord reads the entry and returns what it holds if it can be trusted
+// (entryOK); otherwise why not. The reason never quotes the file's content.
+func (s *Source) readRecord(dirfd int) (rec record, state entryState, reason string) {
 	var fd int
 	err := ignoringEINTR(func() (err error) {
 		// O_NONBLOCK: a FIFO planted in place of the entry must not hang us.
@@ -203,23 +234,23 @@ func (s *Source) readEntry(dirfd int) (tok iam.Token, state entryState, reason s
 	})
 	switch {
 	case errors.Is(err, syscall.ENOENT):
-		return iam.Token{}, entryMissing, ""
+		return record{}, entryMissing, ""
 	case errors.Is(err, syscall.ELOOP):
-		return iam.Token{}, entryUntrusted, "it is a symbolic link"
+		return record{}, entryUntrusted, "it is a symbolic link"
 	case err != nil:
-		return iam.Token{}, entryUnreadable, "cannot open it: " + err.Error()
+		return record{}, entryUnreadable, "cannot open it: " + err.Error()
 	}
 	defer closeFd(fd)
 
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return iam.Token{}, entryUnreadable, "cannot stat it: " + err.Error()
+		return record{}, entryUnreadable, "cannot stat it: " + err.Error()
 	}
 	if problem := untrustedFile(&st); problem != "" {
-		return iam.Token{}, entryUntrusted, problem
+		return record{}, entryUntrusted, problem
 	}
 	if st.Size > maxEntrySize {
-		return iam.Token{}, entryUntrusted, "it is too large"
+		return record{}, entryUntrusted, "it is too large"
 	}
 	buf := make([]byte, st.Size)
 	for n := 0; n < len(buf); {
@@ -229,26 +260,36 @@ func (s *Source) readEntry(dirfd int) (tok iam.Token, state entryState, reason s
 			return err
 		})
 		if err != nil {
-			return iam.Token{}, entryUnreadable, "cannot read it: " + err.Error()
+			return record{}, entryUnreadable, "cannot read it: " + err.Error()
 		}
 		if m == 0 {
-			return iam.Token{}, entryUntrusted, "it is truncated"
+			return record{}, entryUntrusted, "it is truncated"
 		}
 		n += m
 	}
 	var e entry
 	if err := json.Unmarshal(buf, &e); err != nil {
-		return iam.Token{}, entryUntrusted, "it is not valid JSON" // json errors may quote content
+		return record{}, entryUntrusted, "it is not valid JSON" // json errors may quote content
 	}
+	hasTok := e.AccessToken != "" || !e.Expiry.IsZero()
+	hasFail := e.Version >= 2 && (!e.RefreshFailedAt.IsZero() || !e.RetryNotBefore.IsZero() || e.Error != "")
 	switch {
-	case e.Version != entryVersion:
-		return iam.Token{}, entryUntrusted, fmt.Sprintf("unknown format version %d", e.Version)
+	case e.Version != entryVersion && e.Version != entryVersionV1:
+		return record{}, entryUntrusted, fmt.Sprintf("unknown format version %d", e.Version)
 	case e.KeySHA256 != s.hash:
-		return iam.Token{}, entryUntrusted, "its key hash does not match its name"
-	case e.AccessToken == "" || e.Expiry.IsZero():
-		return iam.Token{}, entryUntrusted, "it is incomplete"
+		return record{}, entryUntrusted, "its key hash does not match its name"
+	case hasTok && (e.AccessToken == "" || e.Expiry.IsZero()), !hasTok && !hasFail:
+		return record{}, entryUntrusted, "it is incomplete"
+	case hasFail && (e.RefreshFailedAt.IsZero() || e.RetryNotBefore.Before(e.RefreshFailedAt)):
+		return record{}, entryUntrusted, "its failed-refresh record is inconsistent"
 	}
-	return iam.Token{AccessToken: e.AccessToken, IssuedAt: e.IssuedAt, Expiry: e.Expiry}, entryOK, ""
+	if hasTok {
+		rec.tok = iam.Token{AccessToken: e.AccessToken, IssuedAt: e.IssuedAt, Expiry: e.Expiry}
+	}
+	if hasFail {
+		rec.fail = failure{at: e.RefreshFailedAt, retryNotBefore: e.RetryNotBefore, message: failureMessage(e.Error)}
+	}
+	return rec, entryOK, ""
 }
 
 // untrustedFile says why a file with status st must not be trusted, or "".
@@ -316,16 +357,18 @@ func (s *Source) openLock(dirfd int) (int, error) {
 
 // lockEntry takes the cross-process lock for this key, polling until
 // deadline. While it waits it re-reads the entry, and returns as soon as
-// another process has stored a fresh token (lockfd -1, ok true). Once it has
-// the lock it re-reads the entry too and returns it if trusted (ok true,
-// fresh or not) with lockfd >= 0; closing lockfd releases the lock. If the
-// lock cannot be had in time it returns -1 and ok false, and the caller
-// refreshes without it: one extra call to the source is better than none.
-func (s *Source) lockEntry(ctx context.Context, dirfd int, deadline time.Time) (lockfd int, tok iam.Token, ok bool) {
+// settles says the entry answers the caller (another process stored a fresh
+// token, or recorded a failed refresh that is still in force): lockfd -1,
+// ok true. Once it has the lock it re-reads the entry too and returns it if
+// trusted (ok true, whatever it holds) with lockfd >= 0; closing lockfd
+// releases the lock. If the lock cannot be had in time it returns -1 and ok
+// false, and the caller refreshes without it: one extra call to the source
+// is better than none.
+func (s *Source) lockEntry(ctx context.Context, dirfd int, deadline time.Time, settles func(record) bool) (lockfd int, rec record, ok bool) {
 	fd, err := s.openLock(dirfd)
 	if err != nil {
 		s.diskWarning("Token cache lock unavailable; refreshing without cross-process coordination", err)
-		return -1, iam.Token{}, false
+		return -1, record{}, false
 	}
 	var timer *time.Timer
 	defer func() {
@@ -336,29 +379,29 @@ func (s *Source) lockEntry(ctx context.Context, dirfd int, deadline time.Time) (
 	for poll := minLockPoll; ; poll = min(2*poll, maxLockPoll) {
 		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			t, state, reason := s.readEntry(dirfd)
+			rec, state, reason := s.readRecord(dirfd)
 			switch state {
 			case entryUntrusted:
 				s.dropEntry(dirfd, reason)
 			case entryUnreadable:
 				s.log.V(2).Info("Could not read the token cache entry", "file", s.entryName(), "reason", reason)
 			}
-			return fd, t, state == entryOK
+			return fd, rec, state == entryOK
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			closeFd(fd)
 			s.log.V(2).Info("Could not lock the token cache; calling the token source directly", "err", err.Error())
-			return -1, iam.Token{}, false
+			return -1, record{}, false
 		}
-		if t, state, _ := s.readEntry(dirfd); state == entryOK && t.Fresh(s.now()) {
+		if rec, state, _ := s.readRecord(dirfd); state == entryOK && settles(rec) {
 			closeFd(fd)
-			return -1, t, true
+			return -1, rec, true
 		}
 		wait := min(poll, time.Until(deadline))
 		if wait <= 0 || ctx.Err() != nil {
 			closeFd(fd)
 			s.log.V(2).Info("Timed out waiting for another process to refresh the token; calling the token source directly")
-			return -1, iam.Token{}, false
+			return -1, record{}, false
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -372,18 +415,28 @@ func (s *Source) lockEntry(ctx context.Context, dirfd int, deadline time.Time) (
 	}
 }
 
-// writeEntry stores tok atomically: a new 0600 file in the same directory,
+// writeEntry stores tok (and no failed refresh) atomically, see writeRecord.
+func (s *Source) writeEntry(dirfd int, tok iam.Token) error {
+	return s.writeRecord(dirfd, record{tok: tok})
+}
+
+// writeRecord stores rec atomically: a new 0600 file in the same directory,
 // written and synced, then renamed over the entry (replacing whatever is
 // there, a symbolic link included, never its target), then the directory
 // synced. Readers see the old entry or the new one, never a part.
-func (s *Source) writeEntry(dirfd int, tok iam.Token) (err error) {
-	b, err := json.Marshal(entry{
+func (s *Source) writeRecord(dirfd int, rec record) (err error) {
+	e := entry{
 		Version:     entryVersion,
 		KeySHA256:   s.hash,
-		AccessToken: tok.AccessToken,
-		IssuedAt:    tok.IssuedAt,
-		Expiry:      tok.Expiry,
-	})
+		AccessToken: rec.tok.AccessToken,
+	}
+	if rec.tok.AccessToken != "" {
+		e.IssuedAt, e.Expiry = rec.tok.IssuedAt, rec.tok.Expiry
+	}
+	if !rec.fail.at.IsZero() {
+		e.RefreshFailedAt, e.RetryNotBefore, e.Error = rec.fail.at, rec.fail.retryNotBefore, rec.fail.message
+	}
+	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode token cache entry: %w", err)
 	}

@@ -177,8 +177,10 @@ func TestUntrustedEntryRemovedWhenRefreshFails(t *testing.T) {
 	if !errors.Is(err, errIAMDown) {
 		t.Fatalf("err %v, want %v (no stale token from an untrusted entry)", err, errIAMDown)
 	}
-	if _, err := os.Lstat(entryPath(dir)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("untrusted entry still there: %v", err)
+	// What is there now is the record of the failed refresh, without a
+	// token.
+	if e := readStoredEntry(t, dir); e.AccessToken != "" || e.RefreshFailedAt.IsZero() {
+		t.Errorf("untrusted entry still there, or no failure record: %+v", e.RefreshFailedAt)
 	}
 	assertNoSecret(t, logs, plantedToken, err.Error())
 }

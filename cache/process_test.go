@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,7 +23,13 @@ const (
 	envDir      = "ICR_CACHE_TEST_DIR"
 	envCalls    = "ICR_CACHE_TEST_CALLS"
 	envStart    = "ICR_CACHE_TEST_START"
+	envFail     = "ICR_CACHE_TEST_FAIL" // the source fails after this delay
 	tokenPrefix = "TOKEN="
+	// Further lines a child prints for the outage tests.
+	stalePrefix   = "STALE="
+	errPrefix     = "ERR="
+	recentPrefix  = "RECENT="
+	elapsedPrefix = "ELAPSED="
 )
 
 // TestMultiProcess is the kubelet's worst case: many plugin processes start
@@ -108,22 +115,45 @@ func TestHelperProcess(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	began := time.Now()
 	pid := strconv.Itoa(os.Getpid())
+	var failAfter time.Duration
+	if v := os.Getenv(envFail); v != "" {
+		var err error
+		if failAfter, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
 	src := iam.TokenSourceFunc(func(ctx context.Context) (iam.Token, error) {
 		f, err := os.OpenFile(filepath.Join(os.Getenv(envCalls), pid), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
 			return iam.Token{}, err
 		}
 		f.Close()
+		if failAfter > 0 {
+			time.Sleep(failAfter)
+			return iam.Token{}, errOutage
+		}
 		time.Sleep(100 * time.Millisecond)
 		now := time.Now()
 		return iam.Token{AccessToken: "token-of-" + pid, IssuedAt: now, Expiry: now.Add(time.Hour)}, nil
 	})
 	logger, logs := newLogCapture()
-	tok, err := New(src, testKey, Options{Dir: os.Getenv(envDir), Logger: logger}).Token(ctx)
-	if err != nil {
+	r, err := New(src, testKey, Options{Dir: os.Getenv(envDir), Logger: logger}).Fetch(ctx)
+	elapsed := time.Since(began)
+	t.Log(logs.String())
+	if failAfter == 0 && err != nil {
 		t.Fatal(err)
 	}
-	t.Log(logs.String())
-	fmt.Printf("\n%s%s\n", tokenPrefix, tok.AccessToken)
+	fmt.Printf("\n%s%d\n", elapsedPrefix, elapsed.Milliseconds())
+	if err != nil {
+		var rfe *RecentFailureError
+		fmt.Printf("%s%s\n%s%v\n", errPrefix, err, recentPrefix, errors.As(err, &rfe))
+		return
+	}
+	if r.Stale {
+		var rfe *RecentFailureError
+		fmt.Printf("%s%v\n%s%v\n", stalePrefix, r.Stale, recentPrefix, errors.As(r.RefreshErr, &rfe))
+	}
+	fmt.Printf("%s%s\n", tokenPrefix, r.Token.AccessToken)
 }
