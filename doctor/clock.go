@@ -44,8 +44,10 @@ func (r *run) checkClock(ctx context.Context) {
 		r.add(Check{ID: CheckClock, Status: StatusSkip, Summary: "no answer from IAM carried a time to compare with"})
 		return
 	}
-	// Date has a resolution of one second: ignore the last second.
-	skew := server.Sub(local).Round(time.Second)
+	// Date is truncated to the second: the server's time was, on average,
+	// half a second later than it says.
+	stamped := server
+	skew := server.Add(500 * time.Millisecond).Sub(local).Round(time.Second)
 	abs := skew
 	if abs < 0 {
 		abs = -abs
@@ -54,7 +56,7 @@ func (r *run) checkClock(ctx context.Context) {
 	if skew < 0 {
 		dir = "ahead of"
 	}
-	d := map[string]string{"local": local.UTC().Format(time.RFC3339), "server": server.UTC().Format(time.RFC3339), "skew": skew.String(), "source": source}
+	d := map[string]string{"local": local.UTC().Format(time.RFC3339), "server": stamped.UTC().Format(time.RFC3339), "skew": skew.String(), "source": source}
 	fix := "synchronise the node's clock with NTP (chrony or systemd-timesyncd; check with 'timedatectl status')"
 	switch {
 	case abs > SkewFail:

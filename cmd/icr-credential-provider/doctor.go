@@ -37,9 +37,13 @@ func cmdDoctor(e env, args []string) int {
 	if fs.NArg() > 0 {
 		return fail(e, nil, fmt.Errorf("unexpected argument %q: see '%s doctor --help'", fs.Arg(0), name))
 	}
+	// Where each identity setting came from (flag, env, default), for
+	// config.settings; doctor's own flags are not settings of the plugin.
+	settings := pflag.NewFlagSet("settings", pflag.ContinueOnError)
+	new(config.Config).AddFlags(settings)
 	origins := map[string]string{}
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		if f.Changed && settings.Lookup(f.Name) != nil {
 			origins[f.Name] = "flag"
 		}
 	})
@@ -47,7 +51,7 @@ func cmdDoctor(e env, args []string) int {
 		return fail(e, nil, err)
 	}
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed && origins[f.Name] == "" {
+		if f.Changed && origins[f.Name] == "" && settings.Lookup(f.Name) != nil {
 			origins[f.Name] = "env " + config.EnvName(f.Name)
 		}
 	})
