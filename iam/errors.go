@@ -63,13 +63,13 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.cause())
+	// The cause quotes the server and is bounded; the fix is the plugin's
+	// own and is always kept whole, however long the server's message.
+	s := oneLine(e.cause())
 	if e.Fix != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Fix)
+		s += ": " + oneLine(e.Fix)
 	}
-	return oneLine(b.String())
+	return s
 }
 
 func (e *Error) cause() string {
