@@ -228,15 +228,23 @@ func cmdHelp(e env) int {
 }
 
 func usage(e env, fs *pflag.FlagSet) {
-	fmt.Fprintf(e.stdout, `%s: kubelet image credential provider for IBM Cloud Container Registry.
+	fmt.Fprintf(e.stdout, `%[1]s: kubelet image credential provider for IBM Cloud Container Registry.
 
 Usage:
-  %s [flags]            kubelet mode: CredentialProviderRequest on stdin, response on stdout
-  %s version [--short]  print the version
+  %[1]s [flags]
+      kubelet mode: a CredentialProviderRequest on stdin, the response on stdout
+  %[1]s doctor [flags] [--image REF] [--kubelet-config FILE] [-o text|json]
+      check configuration, identity, token, registry access, kubelet config and clock
+  %[1]s install --bin-dir DIR --config FILE [flags]
+      put the binary and a kubelet CredentialProviderConfig on the host
+  %[1]s credential-helper get|list|store|erase
+      Docker credential helper (also when installed as docker-credential-icr)
+  %[1]s version [--short]
+      print the version
 
 Every flag also reads ICR_<FLAG NAME IN UPPER SNAKE CASE> (e.g. --iam-url: ICR_IAM_URL);
 an explicit flag wins. An API key is also read from IBMCLOUD_API_KEY.
 
 Flags:
-%s`, name, name, name, fs.FlagUsages())
+%[2]s`, name, fs.FlagUsages())
 }
