@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -115,6 +117,12 @@ func parse(fs *pflag.FlagSet, args []string, e env) error {
 func setupLogging(e env, format string) error {
 	klog.SetOutput(e.stderr)
 	klog.LogToStderr(false)
+	// Each message once: klog otherwise writes a warning to both its
+	// WARNING and INFO outputs, and errors to os.Stderr as well.
+	var kfs flag.FlagSet
+	klog.InitFlags(&kfs)
+	_ = kfs.Set("one_output", "true")
+	_ = kfs.Set("stderrthreshold", "FATAL")
 	switch format {
 	case "", "text":
 		return nil
@@ -149,10 +157,17 @@ func cmdKubelet(e env, args []string) int {
 		usage(e, fs)
 		return 0
 	}
-	if err := setupLogging(e, *format); err != nil {
+	// Log lines are held until the outcome is known: a failure must be one
+	// line on stderr (the kubelet copies all of stderr into its log), so
+	// warnings are shown on success, and on failure only when -v asks.
+	logs := &heldLog{}
+	if err := setupLogging(env{stdin: e.stdin, stdout: e.stdout, stderr: logs, lookup: e.lookup}, *format); err != nil {
 		return fail(e, nil, err)
 	}
-	defer klog.Flush()
+	defer func() {
+		klog.Flush()
+		logs.release(e.stderr)
+	}()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
@@ -198,9 +213,39 @@ func cmdKubelet(e env, args []string) int {
 		},
 	}
 	if err := plugin.Run(ctx, e.stdin, e.stdout); err != nil {
+		klog.Flush()
+		if verbosity() == 0 {
+			logs.drop()
+		}
+		logs.release(e.stderr)
 		return fail(e, secrets, err)
 	}
 	return 0
+}
+
+// heldLog keeps log output until release; safe for concurrent use.
+type heldLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (h *heldLog) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.buf.Write(p)
+}
+
+func (h *heldLog) drop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.buf.Reset()
+}
+
+// release writes what is held to w and empties it.
+func (h *heldLog) release(w io.Writer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, _ = h.buf.WriteTo(w)
 }
 
 func cmdVersion(e env, args []string) int {
