@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -107,6 +108,21 @@ func (c *Config) EffectiveIAMURL() string {
 	return iam.DefaultIAMURL
 }
 
+// ValidateURLs checks --iam-url and --metadata-url: absolute http or https
+// URLs with a host and nothing after the path.
+func (c *Config) ValidateURLs() error {
+	for _, u := range []struct{ flag, value string }{{"--iam-url", c.IAMURL}, {"--metadata-url", c.MetadataURL}} {
+		if u.value == "" {
+			continue
+		}
+		p, err := url.Parse(u.value)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.RawQuery != "" || p.Fragment != "" || p.User != nil {
+			return fmt.Errorf("%s %q is not a base URL such as https://iam.cloud.ibm.com or http://169.254.169.254", u.flag, u.value)
+		}
+	}
+	return nil
+}
+
 // DiskCacheDir is the cache directory, or "" when the disk cache is off.
 func (c *Config) DiskCacheDir() string {
 	if strings.TrimSpace(c.CacheDir) == "" || strings.EqualFold(c.CacheDir, CacheDisabled) {
@@ -160,6 +176,9 @@ type Selection struct {
 func (c *Config) NodeSource(getenv func(string) string, opts iam.Options) (*Selection, error) {
 	if getenv == nil {
 		getenv = os.Getenv
+	}
+	if err := c.ValidateURLs(); err != nil {
+		return nil, err
 	}
 	opts.IAMURL = c.EffectiveIAMURL()
 	opts.MetadataURL = c.MetadataURL

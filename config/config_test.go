@@ -97,6 +97,9 @@ func TestNodeSourceSelection(t *testing.T) {
 		{"two profiles", Config{ProfileID: "a", ProfileCRN: "b"}, nil, "", "more than one", false},
 		{"unknown source", Config{TokenSource: "magic"}, nil, "", "not one of", false},
 		{"world-readable key warns", Config{APIKeyFile: loose}, nil, SourceAPIKey, "", true},
+		{"bad iam url", Config{IAMURL: "ICR_EMULATOR_URL=http://127.0.0.1:1"}, nil, "", "--iam-url", false},
+		{"bad metadata url", Config{MetadataURL: "169.254.169.254"}, nil, "", "--metadata-url", false},
+		{"metadata url with query", Config{MetadataURL: "http://127.0.0.1:1/?version=1"}, nil, "", "--metadata-url", false},
 		{"missing key file", Config{APIKeyFile: filepath.Join(dir, "nope")}, nil, "", "does not exist", false},
 	}
 	for _, tt := range tests {

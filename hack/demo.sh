@@ -19,8 +19,12 @@ start_emulator() {
   pids+=($!)
   for _ in $(seq 200); do [ -s "$work/$name.url" ] && break; sleep 0.05; done
   [ -s "$work/$name.url" ] || { echo "emulator did not start:" >&2; cat "$work/$name.log" >&2; exit 1; }
-  cat "$work/$name.url"
+  local u; u=$(cat "$work/$name.url"); echo "${u#ICR_EMULATOR_URL=}"
 }
+
+# abbreviate: the response on one host per line, tokens shortened (they are
+# the emulator's, but a demo should not teach copying tokens around).
+abbreviate() { sed -E -e 's/"password":"([^"]{16})[^"]*"/"password":"\1…"/g' -e 's/\},"/},\n  "/g' -e 's/"auth":\{/"auth":{\n  /'; echo; }
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; }
@@ -32,8 +36,7 @@ step "IBM Cloud emulator (IAM, VPC metadata, registry) listening at $url"
 
 step "1. The kubelet asks for us.icr.io/team/app; the node identity is VPC metadata + a trusted profile"
 show "$bin --profile-id $profile < examples/requests/v1.json"
-plugin --profile-id "$profile" < examples/requests/v1.json
-echo
+plugin --profile-id "$profile" < examples/requests/v1.json | abbreviate
 
 step "2. A new process for another image: served from the on-disk cache (no IAM call)"
 show "$bin --profile-id $profile -v=4 < examples/requests/v1beta1.json   # answers in v1beta1"
