@@ -24,6 +24,9 @@ const (
 	// maxRetryAfter is the longest Retry-After the plugin honours; IAM asking
 	// for more than this is treated as a failure now, not a wait.
 	maxRetryAfter = 20 * time.Second
+	// maxExpiresIn is the longest token lifetime, in seconds, that is
+	// believed; IAM and VPC tokens last an hour at most.
+	maxExpiresIn = 366 * 24 * 60 * 60
 )
 
 // sdkCall is one operation performed through go-sdk-core with a client that
@@ -236,6 +239,12 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, 
 	if resp.ExpiresIn <= 0 {
 		e := base
 		e.Reason, e.Message = ReasonMalformed, fmt.Sprintf("expires_in is %d, not a positive number of seconds", resp.ExpiresIn)
+		return Token{}, &e
+	}
+	if resp.ExpiresIn > maxExpiresIn {
+		// Also keeps the conversion to a time.Duration from overflowing.
+		e := base
+		e.Reason, e.Message = ReasonMalformed, fmt.Sprintf("expires_in is %d, more than a year", resp.ExpiresIn)
 		return Token{}, &e
 	}
 	lifetime := time.Duration(resp.ExpiresIn) * time.Second
