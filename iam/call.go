@@ -106,6 +106,8 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (Token, error
 		c.fix(last)
 	}
 	last.Message = redact(last.Message, c.secretList()...)
+	// A server may echo a secret in its error code as well.
+	last.Code = redact(last.Code, c.secretList()...)
 	return Token{}, last
 }
 
