@@ -105,7 +105,8 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (Token, error
 	if c.fix != nil {
 		c.fix(last)
 	}
-	last.Message = redact(last.Message, c.secretList()...)
+	// Redact, then bound: cutting first could leave part of a secret.
+	last.Message = oneLine(redact(last.Message, c.secretList()...))
 	// A server may echo a secret in its error code as well.
 	last.Code = redact(last.Code, c.secretList()...)
 	return Token{}, last

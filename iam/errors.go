@@ -128,9 +128,12 @@ func (e *Error) Temporary() bool {
 	return false
 }
 
+// fold puts whatever a server said on a single line.
+func fold(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 // oneLine folds whatever a server said into a single line of bounded length.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = fold(s)
 	const maxLen = 600
 	if len(s) > maxLen {
 		s = s[:maxLen] + "…"
@@ -173,7 +176,8 @@ func isTimeout(err error) bool {
 }
 
 // serviceError extracts the error code and message from an IAM or VPC error
-// body. IAM: {"errorCode":"BXNIM0415E","errorMessage":"…"}; VPC:
+// body. The message is folded onto one line but not cut short: it may hold a
+// secret that must be redacted first (the body is bounded by maxErrorBody). IAM: {"errorCode":"BXNIM0415E","errorMessage":"…"}; VPC:
 // {"errors":[{"code":"…","message":"…"}]}; registries: the same "errors"
 // shape with upper-case codes.
 func serviceError(body []byte) (code, msg string) {
@@ -193,11 +197,11 @@ func serviceError(body []byte) (code, msg string) {
 	}
 	switch {
 	case v.ErrorCode != "" || v.ErrorMessage != "":
-		return v.ErrorCode, oneLine(v.ErrorMessage)
+		return v.ErrorCode, fold(v.ErrorMessage)
 	case len(v.Errors) > 0:
-		return v.Errors[0].Code, oneLine(v.Errors[0].Message)
+		return v.Errors[0].Code, fold(v.Errors[0].Message)
 	case v.Error != "":
-		return v.Error, oneLine(v.ErrorDescription)
+		return v.Error, fold(v.ErrorDescription)
 	}
 	return "", ""
 }
