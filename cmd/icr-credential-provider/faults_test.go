@@ -185,6 +185,7 @@ func faultMatrix() []faultRow {
 const faultMatrixParallel = 8
 
 func TestFaultMatrix(t *testing.T) {
+	t.Parallel()
 	rows := faultMatrix()
 	keyFile := filepath.Join(t.TempDir(), "apikey")
 	if err := os.WriteFile(keyFile, []byte(iamtest.DefaultAPIKey+"\n"), 0o600); err != nil {
