@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
 	kubeletv1 "k8s.io/kubelet/config/v1"
+	"k8s.io/kubelet/pkg/apis/credentialprovider"
+	cpinstall "k8s.io/kubelet/pkg/apis/credentialprovider/install"
 	kustomize "sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/yaml"
 
@@ -239,27 +241,30 @@ func TestExampleKustomization(t *testing.T) {
 	}
 }
 
-// The sample requests decode strictly as requests of their version.
+// The sample requests decode strictly, as the plugin's input, with the
+// kubelet's own credentialprovider API types.
 func TestExampleRequests(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join("..", "examples", "requests", "*.json"))
 	if len(files) == 0 {
 		t.Fatal("no sample requests")
 	}
+	s := runtime.NewScheme()
+	cpinstall.Install(s)
+	dec := serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDecoder(credentialprovider.SchemeGroupVersion)
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
-		var req struct {
-			APIVersion, Kind, Image string
-			ServiceAccountToken     string            `json:"serviceAccountToken"`
-			Annotations             map[string]string `json:"serviceAccountAnnotations"`
-		}
-		d := json.NewDecoder(bytes.NewReader(b))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&req); err != nil {
+		obj, gvk, err := dec.Decode(b, nil, nil)
+		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		if req.Kind != "CredentialProviderRequest" || !strings.HasPrefix(req.APIVersion, "credentialprovider.kubelet.k8s.io/") || req.Image == "" {
-			t.Errorf("%s: %+v", f, req)
+		req, ok := obj.(*credentialprovider.CredentialProviderRequest)
+		if !ok || req.Image == "" || gvk.Kind != "CredentialProviderRequest" {
+			t.Errorf("%s: %T %v", f, obj, gvk)
 		}
+	}
+	bad := []byte(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"icr.io/a","imag":"x"}`)
+	if _, _, err := dec.Decode(bad, nil, nil); err == nil {
+		t.Error("a request with an unknown field decoded")
 	}
 }
