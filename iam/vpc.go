@@ -3,6 +3,7 @@ package iam
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/IBM/go-sdk-core/v5/core"
@@ -122,7 +123,19 @@ func (s *VPCSource) fix(e *Error) {
 			e.Fix = "link " + s.profile.String() + " to this instance: 'ibmcloud iam trusted-profile-link-create PROFILE --name NAME --cr-type VSI --link-crn INSTANCE_CRN', or check the profile's id/name"
 		}
 	case ReasonConfig:
-		e.Fix = "give at most one of --profile-id, --profile-crn, --profile-name"
+		// go-sdk-core refuses two things: more than one profile field, and
+		// a metadata API version it does not know.
+		n := 0
+		for _, f := range []string{s.profile.ID, s.profile.CRN, s.profile.Name} {
+			if f != "" {
+				n++
+			}
+		}
+		if n > 1 {
+			e.Fix = "give at most one of --profile-id, --profile-crn, --profile-name"
+		} else {
+			e.Fix = "the metadata API version " + strconv.Quote(s.opts.MetadataVersion) + " is not one go-sdk-core supports: leave it unset for the SDK's default"
+		}
 	default:
 		e.Fix = fixForTransient(e, s.opts.MetadataURL)
 	}
