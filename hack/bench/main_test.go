@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestBenchSmoke runs the benchmark with a handful of runs so that `make
+// bench` cannot rot. It checks that a table comes out; it never judges the
+// figures.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the plugin; skipped with -short")
+	}
+	var out bytes.Buffer
+	if err := run(config{runs: 3, coldRuns: 2, concurrency: 4, inittraceRuns: 1}, &out); err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	for _, want := range []string{
+		"| warm invocation, median of 3 |",
+		"| cold invocation (emulator), median of 2 |",
+		"| peak RSS of a warm invocation",
+		"| ru_maxrss of a warm invocation",
+		"| binary size |",
+		"| IAM grants, 4 invocations at once on a cold cache | 1 (4 of 4 answered",
+		"GODEBUG=inittrace=1",
+		"| package | init clock |",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	t.Logf("\n%s", s)
+}
