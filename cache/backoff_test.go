@@ -513,3 +513,70 @@ func TestRecentFailureErrorMessage(t *testing.T) {
 		t.Errorf("failureMessage: %q", got)
 	}
 }
+
+// permanentErr is an error that says retrying cannot help, like an
+// *iam.Error for a rejected identity.
+type permanentErr struct{}
+
+func (permanentErr) Error() string   { return "IAM rejected the identity: fix it" }
+func (permanentErr) Temporary() bool { return false }
+
+func TestPermanentFailureRetiresStaleToken(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	calls := 0
+	tok := iam.Token{AccessToken: "tok-1", IssuedAt: now, Expiry: now.Add(time.Hour)}
+	src := iam.TokenSourceFunc(func(ctx context.Context) (iam.Token, error) {
+		calls++
+		if calls == 1 {
+			return tok, nil
+		}
+		return iam.Token{}, permanentErr{}
+	})
+	if _, err := New(src, "k", Options{Dir: dir, Now: clock}).Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(55 * time.Minute) // inside the margin, 5 min left: stale-usable
+	_, err := New(src, "k", Options{Dir: dir, Now: clock}).Fetch(context.Background())
+	if !errors.As(err, new(permanentErr)) {
+		t.Fatalf("err = %v, want the permanent error, not the stale token", err)
+	}
+	// Another invocation during the backoff must not serve it either.
+	r, err := New(src, "k", Options{Dir: dir, Now: clock}).Fetch(context.Background())
+	if err == nil || r.Token.AccessToken != "" {
+		t.Fatalf("second invocation: token %q, err %v; want an error", r.Token.AccessToken, err)
+	}
+	if calls != 2 {
+		t.Errorf("source called %d times, want 2 (the backoff holds the second invocation)", calls)
+	}
+}
+
+func TestStaleRefreshIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	first := true
+	src := iam.TokenSourceFunc(func(ctx context.Context) (iam.Token, error) {
+		if first {
+			first = false
+			return iam.Token{AccessToken: "tok-1", IssuedAt: now, Expiry: now.Add(time.Hour)}, nil
+		}
+		<-ctx.Done() // a hung IAM
+		return iam.Token{}, ctx.Err()
+	})
+	if _, err := New(src, "k", Options{Dir: dir, Now: clock}).Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(55 * time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	start := time.Now()
+	r, err := New(src, "k", Options{Dir: dir, Now: clock}).Fetch(ctx)
+	if err != nil || !r.Stale || r.Token.AccessToken != "tok-1" {
+		t.Fatalf("got %+v, %v; want the stale token", r.Origin, err)
+	}
+	if el := time.Since(start); el > StaleRefreshBudget+2*time.Second {
+		t.Errorf("serving the stale token took %v, want about StaleRefreshBudget (%v)", el, StaleRefreshBudget)
+	}
+}

@@ -37,6 +37,11 @@ import (
 // would fail the pull anyway, and the error says why.
 const DefaultStaleMinRemaining = time.Minute
 
+// StaleRefreshBudget bounds a refresh when a cached token could still be
+// served if it failed: a hung IAM then delays the pull by this much, not by
+// the invocation's whole time limit, before the cached token is used.
+const StaleRefreshBudget = 5 * time.Second
+
 // DefaultLockWait is how long a Source waits, at most, for another process or
 // goroutine that is already refreshing the same identity's token before it
 // calls its source itself. The context's deadline shortens it (see
@@ -291,13 +296,23 @@ func (s *Source) Fetch(ctx context.Context) (Result, error) {
 // and records the failure. dirfd is the cache directory (or -1); locked says
 // whether the caller holds the cross-process lock.
 func (s *Source) refresh(ctx context.Context, dirfd int, best candidate, locked bool) (Result, error) {
-	tok, err := s.src.Token(ctx)
+	srcCtx := ctx
+	if best.ok && s.staleUsable(best.tok, s.now()) {
+		var cancel context.CancelFunc
+		srcCtx, cancel = context.WithTimeout(ctx, StaleRefreshBudget)
+		defer cancel()
+	}
+	tok, err := s.src.Token(srcCtx)
 	now := s.now()
 	if err == nil && !tok.Valid(now) {
 		err = ErrInvalidToken
 	}
 	if err != nil {
-		stale := best.ok && s.staleUsable(best.tok, now)
+		// Stale-if-error is for outages. A source that says its failure is
+		// permanent (the identity was rejected: a key deleted, a profile
+		// unlinked) is believed: serving the old token would hide the
+		// change for up to an hour, then fail all at once.
+		stale := best.ok && s.staleUsable(best.tok, now) && !permanent(err)
 		// A cancelled invocation (SIGTERM) says nothing about the source.
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			s.recordFailure(dirfd, locked, best, err, now, stale)
@@ -324,6 +339,13 @@ func (s *Source) refresh(ctx context.Context, dirfd int, best candidate, locked 
 		}
 	}
 	return Result{Token: tok, Origin: FromSource}, nil
+}
+
+// permanent reports whether err says of itself that retrying cannot help
+// (it has a Temporary method that returns false).
+func permanent(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && !t.Temporary()
 }
 
 // staleUsable reports whether t may be served when refreshing it failed.
@@ -374,7 +396,9 @@ func (s *Source) recordFailure(dirfd int, locked bool, best candidate, err error
 		return
 	}
 	rec := record{fail: failure{at: f.at, retryNotBefore: f.retryNotBefore, message: f.message}}
-	if best.ok && best.tok.Valid(now) {
+	// A permanent failure (the identity was rejected) retires the token:
+	// other invocations must not serve it as stale either.
+	if best.ok && best.tok.Valid(now) && !permanent(err) {
 		rec.tok = best.tok
 	}
 	// A process that gave up waiting for the lock may have stored a token
@@ -383,7 +407,7 @@ func (s *Source) recordFailure(dirfd int, locked bool, best candidate, err error
 		if cur.tok.Fresh(now) {
 			return
 		}
-		if rec.tok.AccessToken == "" || cur.tok.Expiry.After(rec.tok.Expiry) {
+		if !permanent(err) && (rec.tok.AccessToken == "" || cur.tok.Expiry.After(rec.tok.Expiry)) {
 			rec.tok = cur.tok
 		}
 	}

@@ -82,7 +82,8 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (Token, error
 		}
 		err.Attempts = attempt
 		last = err
-		if !err.Temporary() || (err.Reason == ReasonTimeout && !c.retryTimeouts) || attempt == maxAttempts {
+		if !err.Temporary() || err.Reason == ReasonDeadline || ctx.Err() != nil ||
+			(err.Reason == ReasonTimeout && !c.retryTimeouts) || attempt == maxAttempts {
 			break
 		}
 		wait := backoff(attempt)

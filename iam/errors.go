@@ -119,10 +119,11 @@ func (e *Error) cause() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Temporary reports whether trying again may succeed.
+// Temporary reports whether trying again may succeed: false when the
+// identity or the request was refused, or the configuration is wrong.
 func (e *Error) Temporary() bool {
 	switch e.Reason {
-	case ReasonTimeout, ReasonUnreachable, ReasonRateLimited, ReasonUnavailable, ReasonMalformed:
+	case ReasonTimeout, ReasonUnreachable, ReasonRateLimited, ReasonUnavailable, ReasonMalformed, ReasonDeadline, ReasonInternal:
 		return true
 	}
 	return false

@@ -117,6 +117,8 @@ func (s *VPCSource) fix(e *Error) {
 		switch {
 		case identityStep:
 			e.Fix = "the metadata service refused an instance identity token; check --metadata-url and that the instance's metadata service is enabled"
+		case e.Status == 401:
+			e.Fix = "the metadata service did not accept the instance identity token it had just issued; retry, and if it persists check that --metadata-url points at the instance's own metadata service (no proxy or port forward in between)"
 		case s.profile == (Profile{}):
 			e.Fix = "the instance has no default trusted profile it may use: pass --profile-id, --profile-crn or --profile-name, or link a trusted profile to the instance ('ibmcloud iam trusted-profile-link-create PROFILE --name NAME --cr-type VSI --link-crn INSTANCE_CRN')"
 		default:

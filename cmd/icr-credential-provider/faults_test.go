@@ -93,6 +93,9 @@ type netFault struct {
 	ep         iamtest.Endpoint
 	f          *iamtest.Fault
 	refused    bool
+	// permanent: the identity is rejected, so a stale token is not served
+	// (stale-if-error is for outages)
+	permanent bool
 	// what happens on a cold cache
 	want    outcome
 	stderr  []string
@@ -124,11 +127,14 @@ func netFaults() []netFault {
 		md("hang", iamtest.EndpointMetadataToken, iamtest.Hang(), mdHangBound, "metadata service did not answer in time: is it enabled? ('ibmcloud is instance-update … --metadata-service true')", "did not answer in time", "metadata service enabled"),
 		{area: "metadata", name: "refused", vpc: true, refused: true, want: failed, bound: quickBound,
 			essence: "cannot reach the metadata service (connection refused): not a VPC instance with the metadata service on", stderr: []string{"connection refused", "metadata-service true"}},
-		md("401", iamtest.EndpointMetadataIAMToken, iamtest.APIError(401, "not_authorized", "The instance identity token is not valid."), quickBound, "metadata service refused (HTTP 401, not_authorized)", "HTTP 401", "not_authorized"),
-		md("profile not linked", iamtest.EndpointMetadataIAMToken, iamtest.APIError(403, "trusted_profile_not_linked", "Trusted profile is not linked to this instance."), quickBound, "metadata service refused (HTTP 403, trusted_profile_not_linked): link the profile ('ibmcloud iam trusted-profile-link-create …')", "HTTP 403", "trusted-profile-link-create"),
+		permanent(md("401", iamtest.EndpointMetadataIAMToken, iamtest.APIError(401, "not_authorized", "The instance identity token is not valid."), quickBound, "metadata service refused (HTTP 401, not_authorized)", "HTTP 401", "not_authorized")),
+		permanent(md("profile not linked", iamtest.EndpointMetadataIAMToken, iamtest.APIError(403, "trusted_profile_not_linked", "Trusted profile is not linked to this instance."), quickBound, "metadata service refused (HTTP 403, trusted_profile_not_linked): link the profile ('ibmcloud iam trusted-profile-link-create …')", "HTTP 403", "trusted-profile-link-create")),
 		md("malformed", iamtest.EndpointMetadataToken, iamtest.Fault{Kind: iamtest.FaultMalformedJSON}, quickBound, "metadata service answered with an unusable body", "unusable body"),
 	}
 }
+
+// permanent marks a fault as a rejection of the identity.
+func permanent(nf netFault) netFault { nf.permanent = true; return nf }
 
 // faultMatrix is every row of the matrix.
 func faultMatrix() []faultRow {
@@ -142,8 +148,10 @@ func faultMatrix() []faultRow {
 				r.Want, r.Bound = fromCache, quickBound
 			case nf.want != failed:
 				r.Want = nf.want
-			case c == stale:
-				r.Want, r.Warn = served, "serving the cached token"
+			case c == stale && !nf.permanent:
+				// The refresh is bounded (cache.StaleRefreshBudget), then
+				// the cached token is served.
+				r.Want, r.Warn, r.Bound = served, "serving the cached token", min(nf.bound, quickBound)
 			default:
 				r.Want, r.Stderr, r.Essence = failed, nf.stderr, nf.essence
 			}
