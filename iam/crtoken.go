@@ -105,17 +105,7 @@ func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSo
 	}
 	opts = opts.withDefaults()
 	s := &CRTokenSource{token: saToken, sa: sa, profile: profile, opts: opts}
-	s.c = caller{
-		service:        "IAM",
-		endpoint:       opts.IAMURL,
-		transport:      opts.Transport,
-		attemptTimeout: opts.IAMTimeout,
-		maxAttempts:    opts.MaxAttempts,
-		retryTimeouts:  true,
-		now:            opts.Now,
-		secrets:        func() []string { return []string{saToken} },
-		fix:            s.fix,
-	}
+	s.c = iamCaller(opts, saToken, s.fix)
 	return s, nil
 }
 

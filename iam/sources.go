@@ -108,7 +108,15 @@ type APIKeySource struct {
 func NewAPIKeySource(apiKey, origin string, opts Options) *APIKeySource {
 	opts = opts.withDefaults()
 	s := &APIKeySource{apiKey: apiKey, origin: origin, opts: opts}
-	s.c = caller{
+	s.c = iamCaller(opts, apiKey, s.fix)
+	return s
+}
+
+// iamCaller is the caller for IAM's token endpoint: timeouts are retried
+// (IAM is far away; a slow answer is not a disabled service), and secret is
+// removed from whatever IAM says.
+func iamCaller(opts Options, secret string, fix func(*Error)) caller {
+	return caller{
 		service:        "IAM",
 		endpoint:       opts.IAMURL,
 		transport:      opts.Transport,
@@ -116,10 +124,9 @@ func NewAPIKeySource(apiKey, origin string, opts Options) *APIKeySource {
 		maxAttempts:    opts.MaxAttempts,
 		retryTimeouts:  true,
 		now:            opts.Now,
-		secrets:        func() []string { return []string{apiKey} },
-		fix:            s.fix,
+		secrets:        func() []string { return []string{secret} },
+		fix:            fix,
 	}
-	return s
 }
 
 // Token obtains a new token from IAM.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/credhelper"
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
 )
 
 // cmdCredentialHelper is the Docker credential-helper protocol:
@@ -78,20 +77,7 @@ func cmdCredentialHelper(e env, args []string) int {
 		Warn:    func(msg string) { klog.Warning(msg) },
 		// The identity is only resolved when a served host needs a token:
 		// "not found" for docker.io needs no configuration at all.
-		Token: func(ctx context.Context) (iam.Token, error) {
-			sel, err := cfg.NodeSource(e.getenv, iam.Options{})
-			if err != nil {
-				return iam.Token{}, err
-			}
-			secrets = append(secrets, sel.Secrets...)
-			for _, w := range sel.Warnings {
-				klog.Warning(w)
-			}
-			klog.V(2).InfoS("Node identity", "source", sel.Source.Describe(), "why", sel.Why)
-			tok, err := newCachingSource(sel.Source, cfg.DiskCacheDir()).Token(ctx)
-			secrets = append(secrets, tok.AccessToken)
-			return tok, err
-		},
+		Token: nodeToken(&cfg, e, &secrets),
 	}
 	err = h.Run(ctx, action, e.stdin, e.stdout)
 	if err == nil {

@@ -183,20 +183,7 @@ func cmdKubelet(e env, args []string) int {
 	// Identities are only resolved when a served registry needs a token:
 	// an answer for docker.io needs no API key file.
 	plugin.Credentials = provider.Router{
-		Node: func(ctx context.Context) (iam.Token, error) {
-			sel, err := cfg.NodeSource(e.getenv, iam.Options{})
-			if err != nil {
-				return iam.Token{}, err
-			}
-			secrets = append(secrets, sel.Secrets...)
-			for _, w := range sel.Warnings {
-				klog.Warning(w)
-			}
-			klog.V(2).InfoS("Node identity", "source", sel.Source.Describe(), "why", sel.Why)
-			tok, err := newCachingSource(sel.Source, cfg.DiskCacheDir()).Token(ctx)
-			secrets = append(secrets, tok.AccessToken)
-			return tok, err
-		},
+		Node: nodeToken(&cfg, e, &secrets),
 		Workload: func(ctx context.Context, profile iam.Profile, saToken string) (iam.Token, error) {
 			secrets = append(secrets, saToken)
 			src, err := iam.NewCRTokenSource(saToken, profile, iam.Options{IAMURL: cfg.EffectiveIAMURL()})
