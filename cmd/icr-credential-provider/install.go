@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/version"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/credhelper"
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
 )
 
@@ -28,6 +30,8 @@ func cmdInstall(e env, args []string) int {
 	cfgPath := fs.String("config", "", "CredentialProviderConfig file to write: the kubelet's --image-credential-provider-config (its directory must exist)")
 	force := fs.Bool("force", false, "replace a config not written by install, or a symbolic link in place of the binary or the config")
 	saTokens := fs.Bool("service-account-tokens", false, "service-account mode: the kubelet passes the pod's service-account token (audience iam) and the trusted-profile annotations (kubelet 1.34+)")
+	helperDir := fs.String("credential-helper", "", "also place the docker-credential-icr link in this directory (on the PATH of docker, nerdctl, podman, crane, …)")
+	helperTarget := fs.String("credential-helper-target", "", "the path the link points at, when the installer sees the bin dir under another path than the host does (default: the installed binary's path)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
 		return fail(e, nil, err)
@@ -80,5 +84,15 @@ Flags:
 		return fail(e, nil, err)
 	}
 	fmt.Fprintf(e.stdout, "binary %s: %s\nconfig %s: %s\n", res.BinaryPath, res.Binary, res.ConfigPath, res.Config)
+	if *helperDir != "" {
+		target := *helperTarget
+		if target == "" {
+			target = res.BinaryPath
+		}
+		if err := credhelper.InstallLink(target, *helperDir); err != nil {
+			return fail(e, nil, err)
+		}
+		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), target)
+	}
 	return 0
 }

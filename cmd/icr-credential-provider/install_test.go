@@ -125,3 +125,30 @@ func TestInstallCommandFailures(t *testing.T) {
 		})
 	}
 }
+
+func TestInstallCredentialHelperLink(t *testing.T) {
+	d := newInstallDirs(t)
+	helperDir := t.TempDir()
+	r := runPlugin(t, invocation{Args: d.args("--credential-helper", helperDir)})
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	link := filepath.Join(helperDir, "docker-credential-icr")
+	target, err := os.Readlink(link)
+	if err != nil || target != filepath.Join(d.bin, "icr-credential-provider") {
+		t.Fatalf("link %s -> %q, %v", link, target, err)
+	}
+	// The link works: argv[0] makes it the credential helper.
+	out, err := exec.Command(link, "list").Output()
+	if err != nil || !strings.Contains(string(out), `"us.icr.io":"iambearer"`) {
+		t.Fatalf("docker-credential-icr list: %v %s", err, out)
+	}
+	// As seen from the host when the installer runs in a container.
+	r = runPlugin(t, invocation{Args: d.args("--credential-helper", helperDir, "--credential-helper-target", "/opt/icr-credential-provider/bin/icr-credential-provider")})
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	if target, _ := os.Readlink(link); target != "/opt/icr-credential-provider/bin/icr-credential-provider" {
+		t.Errorf("link -> %q", target)
+	}
+}
