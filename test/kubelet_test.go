@@ -13,12 +13,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +98,10 @@ type Lookup struct {
 // Auth is one credential the keyring returned.
 type Auth struct {
 	Username, Password string
+	// ServiceAccount is the credential's source as the kubelet tracks it
+	// (namespace/name/uid of the service account whose token produced
+	// it); empty when no service account was involved.
+	ServiceAccount string `json:",omitempty"`
 }
 
 // LookupResult is the keyring's answer.
@@ -133,6 +139,8 @@ type Kubelet struct {
 	// HOME are always set; nothing else leaks in from the test's
 	// environment).
 	Env []string
+	// Verbosity is the kubelet's klog -v level (0: the default).
+	Verbosity int
 }
 
 type kubeletSpec struct {
@@ -181,6 +189,14 @@ func kubeletMain(specPath string) int {
 		return 2
 	}
 	klog.SetOutput(os.Stderr)
+	if spec.Verbosity > 0 {
+		fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+		klog.InitFlags(fs)
+		if err := fs.Set("v", strconv.Itoa(spec.Verbosity)); err != nil {
+			fmt.Fprintln(os.Stderr, "klog verbosity:", err)
+			return 2
+		}
+	}
 	if len(spec.FeatureGates) > 0 {
 		if err := utilfeature.DefaultMutableFeatureGate.SetFromMap(spec.FeatureGates); err != nil {
 			fmt.Fprintln(os.Stderr, "feature gates:", err)
@@ -233,7 +249,12 @@ func kubeletMain(specPath string) int {
 			auths, found := keyring.Lookup(l.Image)
 			r := LookupResult{Lookup: l, Found: found}
 			for _, a := range auths {
-				r.Auths = append(r.Auths, Auth{Username: a.Username, Password: a.Password})
+				auth := Auth{Username: a.Username, Password: a.Password}
+				if a.Source != nil && a.Source.ServiceAccount != nil {
+					c := a.Source.ServiceAccount
+					auth.ServiceAccount = c.Namespace + "/" + c.Name + "/" + c.UID
+				}
+				r.Auths = append(r.Auths, auth)
 			}
 			out.Results = append(out.Results, r)
 		}
