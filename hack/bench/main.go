@@ -3,6 +3,11 @@
 // same run and interleaved, so that machine noise cancels out in the ratios:
 //
 //   - warm-cache invocation wall time (median, p90) and its ratio;
+//   - two more reference binaries measured in the same interleaved warm
+//     loop: the "required-deps floor" (a program that only imports the
+//     packages the plugin must use and prints the same fixed response) and
+//     the same without go-sdk-core, so the plugin can be read against what
+//     its dependencies cost on their own; minor page faults of each;
 //   - cold invocation (empty cache dir each run) against the in-process
 //     emulator, and its ratio;
 //   - IAM token grants when N invocations start at once on a cold cache;
@@ -59,14 +64,20 @@ func main() {
 	}
 }
 
-// minimalSource is the baseline: a Go program that reads the request and
-// prints a fixed response, the least any exec credential plugin in Go does.
-const minimalSource = `package main
+// fixedSource is a Go program that reads the request and prints a fixed
+// response; extra is spliced into its import block. With no extra imports it
+// is the baseline, the least any exec credential plugin in Go does.
+func fixedSource(extra ...string) string {
+	var imports strings.Builder
+	for _, p := range extra {
+		fmt.Fprintf(&imports, "\t_ %q\n", p)
+	}
+	return `package main
 
 import (
 	"io"
 	"os"
-)
+` + imports.String() + `)
 
 const response = ` + "`" + `{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Global","cacheDuration":"50m0s","auth":{"us.icr.io":{"username":"iambearer","password":"fixed"}}}` + "`" + `
 
@@ -75,6 +86,33 @@ func main() {
 	os.Stdout.WriteString(response)
 }
 `
+}
+
+// requiredDeps are the packages the plugin must use (issue 3: go-sdk-core and
+// the kubelet types stay; go-cache is the cache the issue names; klog and
+// component-base/version are the logging and version every k8s plugin
+// carries). Importing them and doing nothing else is the floor the plugin's
+// start-up cannot go under while it links them.
+var requiredDeps = []string{
+	"github.com/IBM/go-sdk-core/v5/core",
+	"github.com/patrickmn/go-cache",
+	"k8s.io/apimachinery/pkg/runtime/serializer",
+	"k8s.io/component-base/version",
+	"k8s.io/klog/v2",
+	"k8s.io/kubelet/pkg/apis/credentialprovider/install",
+}
+
+// withoutSDK is requiredDeps minus go-sdk-core, plus net/http (which the
+// plugin needs for IAM anyway and go-sdk-core would otherwise bring in).
+func withoutSDK() []string {
+	var out []string
+	for _, p := range requiredDeps {
+		if !strings.HasPrefix(p, "github.com/IBM/go-sdk-core/") {
+			out = append(out, p)
+		}
+	}
+	return append(out, "net/http")
+}
 
 const request = `{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"us.icr.io/team/app"}`
 
@@ -82,6 +120,7 @@ const request = `{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Cr
 type sample struct {
 	wall   time.Duration
 	maxRSS int64 // KiB
+	minflt int64 // minor page faults (ru_minflt)
 	stderr string
 }
 
@@ -100,20 +139,30 @@ func run(c config, w io.Writer) error {
 	if err := goBuild(root, plugin, "./cmd/icr-credential-provider"); err != nil {
 		return fmt.Errorf("build the plugin: %w", err)
 	}
-	minDir := filepath.Join(tmp, "minimal")
-	if err := os.Mkdir(minDir, 0o755); err != nil {
-		return err
-	}
 	goLine := strings.Join(strings.SplitN(strings.TrimPrefix(runtime.Version(), "go"), ".", 3)[:2], ".")
-	if err := os.WriteFile(filepath.Join(minDir, "go.mod"), []byte("module minimal\n\ngo "+goLine+"\n"), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(minDir, "main.go"), []byte(minimalSource), 0o644); err != nil {
-		return err
-	}
-	minimal := filepath.Join(tmp, "minimal-plugin")
-	if err := goBuild(minDir, minimal, "."); err != nil {
+	minimal, err := buildFixed(tmp, "minimal", []byte("module minimal\n\ngo "+goLine+"\n"), nil, nil)
+	if err != nil {
 		return fmt.Errorf("build the minimal binary: %w", err)
+	}
+	// The floors import the module's dependencies, so they are built in a
+	// module with this repository's go.mod and go.sum (renamed): the same
+	// versions the plugin links, nothing resolved anew.
+	gomod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		return err
+	}
+	gosum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		return err
+	}
+	gomod = regexp.MustCompile(`(?m)^module .*$`).ReplaceAll(gomod, []byte("module floor"))
+	floor, err := buildFixed(tmp, "deps-floor", gomod, gosum, requiredDeps)
+	if err != nil {
+		return fmt.Errorf("build the required-deps floor: %w", err)
+	}
+	floorNoSDK, err := buildFixed(tmp, "deps-floor-no-sdk", gomod, gosum, withoutSDK())
+	if err != nil {
+		return fmt.Errorf("build the floor without go-sdk-core: %w", err)
 	}
 
 	emu := iamtest.NewServer()
@@ -121,28 +170,34 @@ func run(c config, w io.Writer) error {
 	base := []string{"--iam-url", emu.IAMURL(), "--metadata-url", emu.MetadataURL(), "--profile-id", iamtest.DefaultProfileID}
 	withCache := func(dir string) []string { return append(slices.Clone(base), "--cache-dir", dir) }
 
-	// Warm: one run fills the cache, then plugin and minimal alternate.
+	// Warm: one run fills the cache, then the plugin and the three
+	// reference binaries take turns, round-robin, the starting one rotating
+	// each iteration so that no binary always follows the same other one.
 	warmDir := filepath.Join(tmp, "warm")
 	if s, err := runOnce(plugin, withCache(warmDir), nil); err != nil {
 		return fmt.Errorf("priming the cache: %w: %s", err, s.stderr)
 	}
 	emu.Reset()
-	var warmP, warmM []sample
-	for range c.runs {
-		m, err := runOnce(minimal, nil, nil)
-		if err != nil {
-			return err
+	warmBins := []struct {
+		bin  string
+		args []string
+	}{{minimal, nil}, {floorNoSDK, nil}, {floor, nil}, {plugin, withCache(warmDir)}}
+	warm := make([][]sample, len(warmBins)) // indexed like warmBins
+	for i := range c.runs {
+		for k := range warmBins {
+			j := (i + k) % len(warmBins)
+			s, err := runOnce(warmBins[j].bin, warmBins[j].args, nil)
+			if err != nil {
+				return fmt.Errorf("warm run of %s: %w: %s", filepath.Base(warmBins[j].bin), err, s.stderr)
+			}
+			warm[j] = append(warm[j], s)
 		}
-		p, err := runOnce(plugin, withCache(warmDir), nil)
-		if err != nil {
-			return fmt.Errorf("warm run: %w: %s", err, p.stderr)
-		}
-		warmM, warmP = append(warmM, m), append(warmP, p)
 	}
+	warmM, warmNoSDK, warmFloor, warmP := warm[0], warm[1], warm[2], warm[3]
 	if g := emu.Grants(); g != 0 {
 		return fmt.Errorf("%d IAM grants during warm runs: the cache was not used", g)
 	}
-	floor := selfHWM()
+	launcherHWM := selfHWM()
 
 	// The children's own peak RSS (see rss_linux.go), interleaved too.
 	reqFile := filepath.Join(tmp, "request.json")
@@ -235,6 +290,12 @@ func run(c config, w io.Writer) error {
 	sort.SliceStable(top, func(i, j int) bool { return top[i].clock > top[j].clock })
 
 	pSize, mSize := fileSize(plugin), fileSize(minimal)
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2fx", a/b)
+	}
 
 	// Report.
 	wallMs := func(ss []sample, q float64) float64 { return ms(quantile(walls(ss), q)) }
@@ -259,10 +320,26 @@ func run(c config, w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "| peak RSS of a warm invocation (own VmHWM at exit) | unavailable: %v | | |\n", hwmErr)
 	}
-	row(fmt.Sprintf("ru_maxrss of a warm invocation, median (floor: this launcher's %.1f MiB)", float64(floor)/1024), rssKiB(warmP)/1024, rssKiB(warmM)/1024, "MiB")
+	row(fmt.Sprintf("ru_maxrss of a warm invocation, median (floor: this launcher's %.1f MiB)", float64(launcherHWM)/1024), rssKiB(warmP)/1024, rssKiB(warmM)/1024, "MiB")
 	row("binary size", float64(pSize)/(1<<20), float64(mSize)/(1<<20), "MiB")
 	fmt.Fprintf(w, "| IAM grants, %d invocations at once on a cold cache | %d (%d of %d answered, %.0f ms wall) | – | – |\n",
 		c.concurrency, grants, c.concurrency-failedN, c.concurrency, ms(concWall))
+
+	fmt.Fprintf(w, "\nReference binaries, measured in the same warm loop (round-robin, %d runs each; each prints the same fixed response):\n\n", c.runs)
+	fmt.Fprintf(w, "| binary | warm median | warm p90 | median / minimal | minor faults, median | size |\n|---|---:|---:|---:|---:|---:|\n")
+	m50 := wallMs(warmM, 0.5)
+	refRow := func(name string, ss []sample, bin string) {
+		med := wallMs(ss, 0.5)
+		fmt.Fprintf(w, "| %s | %.2f ms | %.2f ms | %s | %d | %.2f MiB |\n",
+			name, med, wallMs(ss, 0.9), ratio(med, m50), medianInt(minflts(ss)), float64(fileSize(bin))/(1<<20))
+	}
+	refRow("minimal Go binary", warmM, minimal)
+	refRow("floor without go-sdk-core", warmNoSDK, floorNoSDK)
+	refRow("required-deps floor", warmFloor, floor)
+	refRow("icr-credential-provider, warm", warmP, plugin)
+	fmt.Fprintf(w, "\nRequired-deps floor: blank imports of %s. Without go-sdk-core: %s.\n", "`"+strings.Join(requiredDeps, "`, `")+"`", "`"+strings.Join(withoutSDK(), "`, `")+"`")
+	fmt.Fprintf(w, "\nicr-credential-provider warm / required-deps floor (medians): **%s**; go-sdk-core's share (floor − floor without it): %.2f ms; plugin over the floor: %.2f ms.\n",
+		ratio(wallMs(warmP, 0.5), wallMs(warmFloor, 0.5)), wallMs(warmFloor, 0.5)-wallMs(warmNoSDK, 0.5), wallMs(warmP, 0.5)-wallMs(warmFloor, 0.5))
 	fmt.Fprintf(w, "\nPackage init of a warm invocation (GODEBUG=inittrace=1, mean of %d runs): %.2f ms clock in total; top 8:\n\n", c.inittraceRuns, initSum)
 	fmt.Fprintf(w, "| package | init clock |\n|---|---:|\n")
 	for i, t := range top {
@@ -329,6 +406,7 @@ func runOnce(bin string, args, env []string) (sample, error) {
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			s.maxRSS = ru.Maxrss // KiB on Linux
+			s.minflt = ru.Minflt
 		}
 	}
 	if err != nil {
@@ -378,6 +456,46 @@ func quantile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(s)
 	i := int(q*float64(len(s)-1) + 0.5)
 	return s[min(i, len(s)-1)]
+}
+
+func minflts(ss []sample) []int64 {
+	v := make([]int64, len(ss))
+	for i, s := range ss {
+		v[i] = s.minflt
+	}
+	return v
+}
+
+func medianInt(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// buildFixed writes fixedSource(extra...) with the given go.mod (and go.sum,
+// if any) into tmp/name and builds it to tmp/name-bin.
+func buildFixed(tmp, name string, gomod, gosum []byte, extra []string) (string, error) {
+	dir := filepath.Join(tmp, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", err
+	}
+	files := map[string][]byte{"go.mod": gomod, "main.go": []byte(fixedSource(extra...))}
+	if gosum != nil {
+		files["go.sum"] = gosum
+	}
+	for f, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	out := filepath.Join(tmp, name+"-bin")
+	if err := goBuild(dir, out, "."); err != nil {
+		return "", err
+	}
+	return out, nil
 }
 
 func median(v []float64) float64 {

@@ -27,6 +27,11 @@ func TestBenchSmoke(t *testing.T) {
 		"| IAM grants, 4 invocations at once on a cold cache | 1 (4 of 4 answered",
 		"GODEBUG=inittrace=1",
 		"| package | init clock |",
+		"| minimal Go binary |",
+		"| floor without go-sdk-core",
+		"| required-deps floor",
+		"| icr-credential-provider, warm |",
+		"icr-credential-provider warm / required-deps floor (medians): **",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
