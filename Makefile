@@ -13,7 +13,6 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 VPKG    := k8s.io/component-base/version
 LDFLAGS := -s -w -X $(VPKG).gitVersion=$(VERSION) -X $(VPKG).gitCommit=$(COMMIT) -X $(VPKG).buildDate=$(DATE) -X $(VPKG).gitTreeState=clean
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
-export CGO_ENABLED ?= 0
 
 .PHONY: all build emulator demo test unit vet fmt-check bench clean
 
@@ -23,8 +22,9 @@ TEST_TARGETS :=
 
 all: build
 
+# Static binary: the plugin runs on any node's libc (or none).
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/icr-credential-provider ./cmd/icr-credential-provider
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/icr-credential-provider ./cmd/icr-credential-provider
 
 emulator:
 	$(GO) build -o $(BIN)/icr-emulator ./hack/icr-emulator
