@@ -3,8 +3,10 @@ package iam
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -154,7 +156,9 @@ func TestLoadAPIKeyFile(t *testing.T) {
 
 func TestLoadAPIKeyFileUnreadable(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("root reads any file")
+		// Root reads any file: run this test again as nobody.
+		runAsNobody(t, "TestLoadAPIKeyFileUnreadable")
+		return
 	}
 	path := file("SECRET-unreadable", 0o000)(t, t.TempDir())
 	_, _, err := LoadAPIKeyFile(path)
@@ -178,5 +182,42 @@ func file(content string, mode os.FileMode) func(t *testing.T, dir string) strin
 			t.Fatal(err)
 		}
 		return p
+	}
+}
+
+// runAsNobody runs the named test of this test binary again as uid/gid
+// 65534, from a copy of the binary that user may execute.
+func runAsNobody(t *testing.T, test string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "iam-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "iam.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(tmp, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Dir = tmp
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + tmp, "HOME=" + tmp}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("%s as nobody: %v\n%s", test, err, out)
 	}
 }
