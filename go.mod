@@ -1,6 +1,6 @@
 module github.com/icr-credential-provider/icr-credential-provider
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/IBM/go-sdk-core/v5 v5.25.3 // indirect

@@ -1,6 +1,6 @@
 module github.com/icr-credential-provider/icr-credential-provider/test
 
-go 1.26.8
+go 1.26.0
 
 replace github.com/icr-credential-provider/icr-credential-provider => ../
 
