@@ -12,14 +12,17 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-# start_emulator NAME [emulator flags...]: prints the emulator's URL.
+# start_emulator NAME VAR [emulator flags...]: starts an emulator and sets
+# VAR to its URL. (Not in a command substitution: its subshell would lose
+# the PID, and the emulator would outlive the demo.)
 start_emulator() {
-  local name=$1; shift
+  local name=$1 var=$2; shift 2
   bin/icr-emulator --listen 127.0.0.1:0 --url-file "$work/$name.url" "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do [ -s "$work/$name.url" ] && break; sleep 0.05; done
   [ -s "$work/$name.url" ] || { echo "emulator did not start:" >&2; cat "$work/$name.log" >&2; exit 1; }
-  local u; u=$(cat "$work/$name.url"); echo "${u#ICR_EMULATOR_URL=}"
+  local u; u=$(cat "$work/$name.url")
+  printf -v "$var" '%s' "${u#ICR_EMULATOR_URL=}"
 }
 
 # abbreviate: the response on one host per line, tokens shortened (they are
@@ -29,7 +32,7 @@ abbreviate() { sed -E -e 's/"password":"([^"]{16})[^"]*"/"password":"\1…"/g' -
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; }
 
-url=$(start_emulator main)
+start_emulator main url
 plugin() { "$bin" --iam-url "$url" --metadata-url "$url" --cache-dir "$work/cache" "$@"; }
 
 step "IBM Cloud emulator (IAM, VPC metadata, registry) listening at $url"
@@ -51,7 +54,7 @@ plugin < examples/requests/not-served.json
 echo
 
 step "4. Metadata service disabled (it accepts connections and never answers): a clear error, fast"
-hung=$(start_emulator hung --fault metadata-token=hang)
+start_emulator hung hung --fault metadata-token=hang
 show "$bin --metadata-url $hung < examples/requests/v1.json"
 set +e
 start=$(date +%s%N)
