@@ -107,9 +107,9 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (Token, error
 		c.fix(last)
 	}
 	// Redact, then bound: cutting first could leave part of a secret.
-	last.Message = oneLine(redact(last.Message, c.secretList()...))
+	last.Message = oneLine(Redact(last.Message, c.secretList()...))
 	// A server may echo a secret in its error code as well.
-	last.Code = redact(last.Code, c.secretList()...)
+	last.Code = Redact(last.Code, c.secretList()...)
 	return Token{}, last
 }
 

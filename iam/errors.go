@@ -222,9 +222,11 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	return 0
 }
 
-// redact removes every secret from s. Server messages are not supposed to
-// echo secrets, but a message is never trusted to behave.
-func redact(s string, secrets ...string) string {
+// Redact replaces every secret of at least 4 characters in s with
+// "[redacted]" (shorter strings are not secrets and would mangle the text).
+// Server messages are not supposed to echo secrets, but a message is never
+// trusted to behave; the command's last line goes through it too.
+func Redact(s string, secrets ...string) string {
 	for _, sec := range secrets {
 		if len(sec) >= 4 {
 			s = strings.ReplaceAll(s, sec, "[redacted]")

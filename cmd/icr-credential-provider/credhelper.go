@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/version"
@@ -61,10 +58,8 @@ func cmdCredentialHelper(e env, args []string) int {
 		klog.V(2).InfoS("Token cache directory", "dir", dir, "why", why)
 	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := commandContext(invocationTimeout)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, invocationTimeout)
-	defer cancelTimeout()
 
 	hosts, err := cfg.Hosts()
 	if err != nil {

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -76,10 +73,8 @@ Flags:
 		return fail(e, nil, err)
 	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := commandContext(doctorTimeout)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, doctorTimeout)
-	defer cancelTimeout()
 
 	env := doctor.Env{
 		Config:        cfg,

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/version"
@@ -70,7 +67,7 @@ Flags:
 		return fail(e, nil, fmt.Errorf("cannot find this executable to install it: %v", err))
 	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := commandContext(0)
 	defer cancel()
 	res, err := installer.Install(ctx, installer.Options{
 		Executable: exe,

@@ -76,15 +76,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(s
 	return cmdKubelet(e, args)
 }
 
+// commandContext is cancelled on SIGTERM or SIGINT (the kubelet stops a
+// plugin with SIGTERM) and, when timeout is positive, after timeout.
+func commandContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	if timeout <= 0 {
+		return ctx, stop
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
 // fail prints err as the single line on stderr, with every known secret
 // removed, and returns the exit code.
 func fail(e env, secrets []string, err error) int {
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			msg = strings.ReplaceAll(msg, s, "[redacted]")
-		}
-	}
+	msg := iam.Redact(strings.Join(strings.Fields(err.Error()), " "), secrets...)
 	fmt.Fprintf(e.stderr, "%s: %s\n", name, msg)
 	return 1
 }
@@ -169,10 +175,8 @@ func cmdKubelet(e env, args []string) int {
 		logs.release(e.stderr)
 	}()
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := commandContext(invocationTimeout)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, invocationTimeout)
-	defer cancelTimeout()
 
 	hosts, err := cfg.Hosts()
 	if err != nil {
