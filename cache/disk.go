@@ -43,7 +43,7 @@ const (
 	maxLockPoll = 20 * time.Millisecond
 )
 
-// entryState is what readEntry found.
+// entryState is what readRecord found.
 type entryState int
 
 const (
@@ -210,18 +210,6 @@ func openCacheDir(dir string, create bool) (int, error) {
 }
 
 func (s *Source) entryName() string { return s.hash + ".json" }
-
-// readEntry reads the entry and returns its token if the entry can be
-// trusted and holds one (entryOK); a trusted entry without a token (only a
-// failed refresh) is entryMissing. The reason never quotes the file's
-// content.
-func (s *Source) readEntry(dirfd int) (tok iam.Token, state entryState, reason string) {
-	rec, state, reason := s.readRecord(dirfd)
-	if state == entryOK && rec.tok.AccessToken == "" {
-		return iam.Token{}, entryMissing, ""
-	}
-	return rec.tok, state, reason
-}
 
 // readRecord reads the entry and returns what it holds if it can be trusted
 // (entryOK); otherwise why not. The reason never quotes the file's content.

@@ -82,11 +82,10 @@ func (f *fakeSource) source() iam.TokenSource {
 
 // logCapture is a logr sink that records every line at every verbosity.
 type logCapture struct {
-	mu    *sync.Mutex
-	buf   *strings.Builder
-	name  string
-	kv    []any
-	level int
+	mu   *sync.Mutex
+	buf  *strings.Builder
+	name string
+	kv   []any
 }
 
 func newLogCapture() (logr.Logger, *logCapture) {

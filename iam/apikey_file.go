@@ -14,9 +14,6 @@ import (
 // written by 'ibmcloud iam service-api-key-create --file' a few hundred bytes.
 const maxKeyFile = 64 << 10
 
-// ErrNoAPIKey means no API key is configured.
-var ErrNoAPIKey = errors.New("no API key configured")
-
 // KeyFileWarning is a non-fatal finding about an API key file.
 type KeyFileWarning string
 

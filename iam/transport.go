@@ -51,14 +51,13 @@ func NewMetadataTransport(connectTimeout time.Duration) *http.Transport {
 // errors are classified from facts (status, headers, network error, error
 // body) rather than from the SDK's message strings.
 type exchange struct {
-	mu         sync.Mutex
-	path       string
-	status     int
-	header     http.Header
-	netErr     error
-	bodyErr    error
-	errorBody  []byte
-	bodyLength int64
+	mu        sync.Mutex
+	path      string
+	status    int
+	header    http.Header
+	netErr    error
+	bodyErr   error
+	errorBody []byte
 }
 
 func (x *exchange) snapshot() (path string, status int, header http.Header, netErr, bodyErr error, errorBody []byte) {
@@ -103,7 +102,6 @@ type recordingBody struct {
 func (b *recordingBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.x.mu.Lock()
-	b.x.bodyLength += int64(n)
 	if b.keep && len(b.x.errorBody) < maxErrorBody {
 		room := maxErrorBody - len(b.x.errorBody)
 		b.x.errorBody = append(b.x.errorBody, p[:min(n, room)]...)

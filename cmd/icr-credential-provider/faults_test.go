@@ -217,13 +217,6 @@ func TestFaultMatrix(t *testing.T) {
 	t.Logf("%d rows in %v", len(rows), time.Since(start).Round(time.Second))
 }
 
-// faultEnv is one row's world: its own emulator and cache dir.
-type faultEnv struct {
-	emu      *iamtest.Server
-	cacheDir string
-	args     []string
-}
-
 func runFaultRow(t *testing.T, row faultRow, keyFile string) {
 	emu := iamtest.NewServer()
 	t.Cleanup(emu.Close)

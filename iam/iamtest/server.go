@@ -288,7 +288,6 @@ type Server struct {
 	skew     atomic.Int64
 	counts   [numEndpoints]atomic.Int64
 	grants   atomic.Int64
-	reqSeq   atomic.Int64
 	mu       sync.Mutex
 	faults   [numEndpoints]Fault
 	last     [numEndpoints]*Request
