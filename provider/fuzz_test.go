@@ -221,6 +221,10 @@ func FuzzRegistryHost(f *testing.F) {
 		{" us.icr.io/x ", ""},
 		{"us.icr.io /x", ""},
 		{"us.icr.io\t/x", ""},
+		{"iCr.io/\f0", ""}, // found by the fuzzer: \f is whitespace too
+		{"us.icr.io/x\vy", ""},
+		{"us.icr.io/x\u00a0", ""},
+		{"us.icr.io/x\x00", ""},
 		{"[::1]:5000/x", "[::1]:5000"},
 		{"127.0.0.1:5000/x", "127.0.0.1:5000"},
 		{"localhost/x", "localhost"},
@@ -303,8 +307,8 @@ func FuzzRegistryHost(f *testing.F) {
 				t.Fatalf("served host %q of %q contains %q", host, image, r)
 			}
 		}
-		if strings.ContainsFunc(ref, unicode.IsSpace) {
-			t.Fatalf("served an image reference with whitespace: %q", image)
+		if strings.ContainsFunc(ref, unicode.IsSpace) || strings.ContainsFunc(ref, unicode.IsControl) {
+			t.Fatalf("served an image reference with whitespace or a control character: %q", image)
 		}
 		if stripPort(host) == "cp.icr.io" && extraNorm != "cp.icr.io" {
 			t.Fatalf("cp.icr.io served without being configured")

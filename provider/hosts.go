@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // icrRegions are the regional IBM Cloud Container Registry hosts
@@ -143,7 +144,7 @@ func isDNSName(s string) bool {
 // anything odd (user info, spaces, non-ASCII look-alikes).
 func RegistryHost(image string) (host string, ok bool) {
 	image = strings.TrimSpace(image)
-	if image == "" || strings.ContainsAny(image, " \t\r\n\\") {
+	if image == "" || strings.ContainsFunc(image, unsafeInReference) {
 		return "", false
 	}
 	// Tolerate a scheme when run by hand; the kubelet never sends one. Only
@@ -163,6 +164,13 @@ func RegistryHost(image string) (host string, ok bool) {
 		return "", false
 	}
 	return norm, true
+}
+
+// unsafeInReference reports the runes that never occur in an image
+// reference: any Unicode space or control character (not only " \t\r\n":
+// "\f", "\v", U+0085 and U+00A0 are spaces too) and a backslash.
+func unsafeInReference(r rune) bool {
+	return r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r)
 }
 
 // isScheme reports whether s is a URL scheme (RFC 3986: ALPHA *( ALPHA /

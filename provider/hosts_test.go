@@ -53,6 +53,14 @@ func TestRegistryHostAndServes(t *testing.T) {
 		{"xn--us-icr-io/x", "docker.io", false},
 		{"xn--s-icr-8ya.io/x", "xn--s-icr-8ya.io", false},
 		{"us.icr.io /team", "", false},
+		{"icr.io/\f0", "", false}, // any Unicode space or control character, anywhere
+		{"us.icr.io/team/app\v:1", "", false},
+		{"us.icr.io/team/app\u0085:1", "", false},
+		{"us.icr.io/team\u00a0/app", "", false},
+		{" us.icr.io/team/app\n", "us.icr.io", true}, // surrounding space (run by hand) is trimmed
+		{"us.icr.io/team\x00/app", "", false},
+		{"us.icr.io/team\x7f/app", "", false},
+		{"us.icr.io\\team/app", "", false},
 		{"", "", false},
 		{"*.icr.io/x", "", false},
 		{"us.icr.io:99999/x", "", false},
