@@ -219,8 +219,11 @@ func FuzzTokenResponse(f *testing.F) {
 		tok, err := src.Token(ctx)
 		elapsed := time.Since(start)
 		// One attempt per step, bounded by attemptTimeout each; the context
-		// deadline is the hard bound.
-		if elapsed > deadline+500*time.Millisecond {
+		// deadline is the hard bound. What this catches is a call that
+		// ignores the deadline (a hang), so the slack is generous: a busy
+		// CI machine running two fuzz workers must not turn it into a
+		// timing test.
+		if elapsed > deadline+5*time.Second {
 			t.Fatalf("Token took %v, deadline %v", elapsed, deadline)
 		}
 		if err != nil {
