@@ -32,6 +32,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
@@ -258,6 +260,14 @@ func quoteHost(serverURL string) string {
 	return "that server URL"
 }
 
+// notInServerURL reports the runes a server URL never holds: user info,
+// a backslash, spaces and control characters, and anything non-ASCII (an
+// IDNA host is sent in its xn-- form; strings.ToLower would turn the Kelvin
+// sign into an ASCII "k").
+func notInServerURL(r rune) bool {
+	return r == '@' || r == '\\' || r >= utf8.RuneSelf || unicode.IsSpace(r) || unicode.IsControl(r)
+}
+
 // ServerHost returns the registry host ("host" or "host:port", lower case)
 // of a server URL as clients send it: "us.icr.io", "us.icr.io:443",
 // "https://us.icr.io", "https://us.icr.io/v2/", "us.icr.io/team/app".
@@ -266,7 +276,7 @@ func quoteHost(serverURL string) string {
 // (provider.HostSet.Serves), so a look-alike is never served.
 func ServerHost(serverURL string) (host string, ok bool) {
 	s := strings.TrimSpace(serverURL)
-	if s == "" || strings.ContainsAny(s, " \t\r\n\\@") {
+	if s == "" || strings.ContainsFunc(s, notInServerURL) {
 		return "", false
 	}
 	if i := strings.Index(s, "://"); i >= 0 {

@@ -43,6 +43,10 @@ func TestServerHost(t *testing.T) {
 		{"us icr io", "", false},
 		{"us.icr.io:99999", "", false},
 		{`us.icr.io\evil`, "", false},
+		{"u\u212a.icr.io", "", false}, // Kelvin sign, which strings.ToLower makes an ASCII k
+		{"\u212a", "", false},
+		{"regi\fstry", "", false},
+		{"us.icr.io\x00", "", false},
 	}
 	for _, tt := range tests {
 		host, ok := ServerHost(tt.in)

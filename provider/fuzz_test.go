@@ -221,7 +221,10 @@ func FuzzRegistryHost(f *testing.F) {
 		{" us.icr.io/x ", ""},
 		{"us.icr.io /x", ""},
 		{"us.icr.io\t/x", ""},
-		{"iCr.io/\f0", ""}, // found by the fuzzer: \f is whitespace too
+		{"iCr.io/\f0", ""},       // found by the fuzzer: \f is whitespace too
+		{"u\u212a.icr.io/x", ""}, // the Kelvin sign lower-cases to an ASCII k
+		{"\u212a.example.com/x", "k.example.com"},
+		{"k.example.com/x", "\u212a.example.com"},
 		{"us.icr.io/x\vy", ""},
 		{"us.icr.io/x\u00a0", ""},
 		{"us.icr.io/x\x00", ""},

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // icrRegions are the regional IBM Cloud Container Registry hosts
@@ -77,7 +78,10 @@ func (h *HostSet) Hosts() []string { return h.list }
 // Serves reports whether host ("host" or "host:port", as returned by
 // RegistryHost) is served. A default HTTPS port (":443") is the same host.
 func (h *HostSet) Serves(host string) bool {
-	host = strings.ToLower(host)
+	host, ok := lowerASCII(host)
+	if !ok {
+		return false
+	}
 	if h.hosts[host] {
 		return true
 	}
@@ -91,7 +95,10 @@ func (h *HostSet) Serves(host string) bool {
 // (lower case). It must be a DNS name or IP literal with an optional port,
 // and nothing else: no scheme, path, user info, glob or trailing dot.
 func validHost(s string) (string, error) {
-	s = strings.ToLower(s)
+	s, ok := lowerASCII(s)
+	if !ok {
+		return "", fmt.Errorf("has non-ASCII characters (give an IDNA name in its xn-- form)")
+	}
 	name, port := s, ""
 	if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
 		n, p, err := net.SplitHostPort(s)
@@ -113,6 +120,18 @@ func validHost(s string) (string, error) {
 		return "", fmt.Errorf("is not a valid host name (globs, schemes, paths and user info are not allowed)")
 	}
 	return s, nil
+}
+
+// lowerASCII lower-cases an ASCII string; ok is false if s has any other
+// byte. strings.ToLower is not enough for host names: it maps the Kelvin
+// sign U+212A to an ASCII "k", so "u\u212a.icr.io" would become uk.icr.io.
+func lowerASCII(s string) (lower string, ok bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return "", false
+		}
+	}
+	return strings.ToLower(s), true
 }
 
 // isDNSName reports whether s is a lower-case DNS name of ASCII labels

@@ -61,6 +61,8 @@ func TestRegistryHostAndServes(t *testing.T) {
 		{"us.icr.io/team\x00/app", "", false},
 		{"us.icr.io/team\x7f/app", "", false},
 		{"us.icr.io\\team/app", "", false},
+		{"u\u212a.icr.io/team/app", "", false}, // Kelvin sign: strings.ToLower makes it "k"
+		{"U\u212A.ICR.IO/team/app", "", false},
 		{"", "", false},
 		{"*.icr.io/x", "", false},
 		{"us.icr.io:99999/x", "", false},
@@ -98,7 +100,7 @@ func TestDefaultHosts(t *testing.T) {
 }
 
 func TestNewHostSetRejects(t *testing.T) {
-	for _, bad := range []string{"*.example.com", "https://r.example.com", "r.example.com/path", "user@r.example.com", "r.example.com:0", "r.example.com:x", "r.example.com.", "exa mple.com"} {
+	for _, bad := range []string{"*.example.com", "https://r.example.com", "r.example.com/path", "user@r.example.com", "r.example.com:0", "r.example.com:x", "r.example.com.", "exa mple.com", "\u212a.example.com", "bücher.example"} {
 		if _, err := NewHostSet([]string{bad}); err == nil {
 			t.Errorf("NewHostSet(%q) accepted it", bad)
 		}
@@ -109,5 +111,10 @@ func TestNewHostSetRejects(t *testing.T) {
 	}
 	if !hs.Serves("registry.example.com") || !hs.Serves("[::1]:5000") {
 		t.Errorf("normalised extras not served: %v", hs.Hosts())
+	}
+	for _, h := range []string{"u\u212a.icr.io", "U\u212A.ICR.IO:443", "us.icr.io\u0131"} {
+		if hs.Serves(h) {
+			t.Errorf("Serves(%q): a non-ASCII host is served", h)
+		}
 	}
 }
