@@ -1,15 +1,12 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,60 +37,17 @@ func TestMultiProcess(t *testing.T) {
 	}
 	const procs = 32
 	base := t.TempDir()
-	dir := filepath.Join(base, "cache")
-	calls := filepath.Join(base, "calls")
-	start := filepath.Join(base, "start")
-	if err := os.Mkdir(calls, 0o700); err != nil {
-		t.Fatal(err)
+	// runChildren starts every child, then lets them race at once.
+	got, calls := runChildren(t, procs, base, filepath.Join(base, "cache"))
+	if calls != 1 {
+		t.Errorf("%d source calls, want 1", calls)
 	}
-
-	cmds := make([]*exec.Cmd, procs)
-	outs := make([]*bytes.Buffer, procs)
-	for i := range cmds {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), envHelper+"=1", envDir+"="+dir, envCalls+"="+calls, envStart+"="+start)
-		outs[i] = &bytes.Buffer{}
-		cmd.Stdout, cmd.Stderr = outs[i], outs[i]
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	for i, o := range got {
+		if o.token == "" || o.err != "" {
+			t.Fatalf("child %d got no token (error %q)", i, o.err)
 		}
-		cmds[i] = cmd
-	}
-	// All children wait for this file, so that they race for real.
-	if err := os.WriteFile(start, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var tokens []string
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("child %d: %v\n%s", i, err, outs[i])
-		}
-		tok := ""
-		for _, line := range strings.Split(outs[i].String(), "\n") {
-			if v, ok := strings.CutPrefix(line, tokenPrefix); ok {
-				tok = v
-			}
-		}
-		if tok == "" {
-			t.Fatalf("child %d printed no token:\n%s", i, outs[i])
-		}
-		tokens = append(tokens, tok)
-	}
-
-	made, err := os.ReadDir(calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(made) != 1 {
-		var names []string
-		for _, m := range made {
-			names = append(names, m.Name())
-		}
-		t.Errorf("%d source calls (%v), want 1", len(made), names)
-	}
-	for i, tok := range tokens {
-		if tok != tokens[0] {
-			t.Errorf("child %d got %q, child 0 got %q", i, tok, tokens[0])
+		if o.token != got[0].token {
+			t.Errorf("child %d got %q, child 0 got %q", i, o.token, got[0].token)
 		}
 	}
 }
