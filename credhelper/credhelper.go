@@ -260,10 +260,9 @@ func quoteHost(serverURL string) string {
 	return "that server URL"
 }
 
-// notInServerURL reports the runes a server URL never holds: user info,
-// a backslash, spaces and control characters, and anything non-ASCII (an
-// IDNA host is sent in its xn-- form; strings.ToLower would turn the Kelvin
-// sign into an ASCII "k").
+// notInServerURL reports the runes a server URL never holds, in its host
+// or its path: user info, a backslash, spaces and control characters, and
+// anything non-ASCII (an IDNA host is sent in its xn-- form).
 func notInServerURL(r rune) bool {
 	return r == '@' || r == '\\' || r >= utf8.RuneSelf || unicode.IsSpace(r) || unicode.IsControl(r)
 }
@@ -293,18 +292,12 @@ func ServerHost(serverURL string) (host string, ok bool) {
 	if s == "" {
 		return "", false
 	}
-	// provider.RegistryHost validates and normalises the first component of
-	// an image reference; a host alone is such a component.
-	h, ok := provider.RegistryHost(s + "/x")
-	if !ok {
+	// The same rule as a --registries entry. Unlike the first component of
+	// an image reference, a single-label name ("registry") is a host of its
+	// own here, not docker.io; it is served only if configured exactly.
+	h, err := provider.NormalizeHost(s)
+	if err != nil {
 		return "", false
-	}
-	if h == "docker.io" && !strings.EqualFold(s, "docker.io") {
-		// A single-label name ("registry", "registry:5000" has a colon and
-		// is handled above): in an image reference it would mean docker.io,
-		// as a server URL it is a host of its own. Served only if it was
-		// configured exactly.
-		return strings.ToLower(s), true
 	}
 	return h, true
 }

@@ -33,6 +33,9 @@ func TestServerHost(t *testing.T) {
 		{"[::1]:5000", "[::1]:5000", true},
 		{"https://index.docker.io/v1/", "index.docker.io", true},
 		{"registry", "registry", true},
+		{"Registry:5000", "registry:5000", true},
+		{"reg_istry", "", false}, // a single label is a host, so it must be a valid one
+		{"-registry", "", false},
 		{"", "", false},
 		{"https://", "", false},
 		{"user@us.icr.io", "", false},

@@ -55,7 +55,7 @@ func NewHostSet(extra []string) (*HostSet, error) {
 		if e == "" {
 			continue
 		}
-		norm, err := validHost(e)
+		norm, err := NormalizeHost(e)
 		if err != nil {
 			return nil, fmt.Errorf("--registries entry %q %v: give exact hosts such as registry.example.com or 127.0.0.1:5000, comma-separated", e, err)
 		}
@@ -91,10 +91,12 @@ func (h *HostSet) Serves(host string) bool {
 	return false
 }
 
-// validHost checks a configured registry host and returns it normalised
-// (lower case). It must be a DNS name or IP literal with an optional port,
-// and nothing else: no scheme, path, user info, glob or trailing dot.
-func validHost(s string) (string, error) {
+// NormalizeHost checks a registry host — a configured --registries entry,
+// the first component of an image reference, a credential helper's server
+// URL without scheme and path — and returns it normalised (lower case). It
+// must be an ASCII DNS name or IP literal with an optional port, and nothing
+// else: no scheme, path, user info, glob or trailing dot.
+func NormalizeHost(s string) (string, error) {
 	s, ok := lowerASCII(s)
 	if !ok {
 		return "", fmt.Errorf("has non-ASCII characters (give an IDNA name in its xn-- form)")
@@ -178,7 +180,7 @@ func RegistryHost(image string) (host string, ok bool) {
 	if !strings.ContainsAny(first, ".:") && first != "localhost" {
 		return "docker.io", true
 	}
-	norm, err := validHost(first)
+	norm, err := NormalizeHost(first)
 	if err != nil {
 		return "", false
 	}
