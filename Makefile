@@ -44,7 +44,7 @@ unit:
 
 include $(wildcard mk/*.mk)
 
-test: fmt-check vet unit $(TEST_TARGETS)
+test: lint unit $(TEST_TARGETS)
 
 clean:
 	rm -rf $(BIN)

@@ -2,9 +2,9 @@ package cache
 
 import (
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // Outage backoff (negative caching). When a refresh fails, the failure is
@@ -45,13 +45,6 @@ type failure struct {
 	cause          error
 }
 
-// consider keeps the most recent of f and g.
-func (f *failure) consider(g failure) {
-	if !g.at.IsZero() && (f.at.IsZero() || g.at.After(f.at)) {
-		*f = g
-	}
-}
-
 // until is when f stops holding back refreshes, given whether a token can
 // be served meanwhile: never later than the backoff that applies (so that a
 // bad record cannot stop refreshes for long), and FailureBackoff at most
@@ -72,20 +65,9 @@ func (f failure) until(now time.Time, canServe bool) time.Time {
 	return u
 }
 
-// failureMessage folds msg into one line of bounded length. Errors of token
-// sources never hold secrets (iam.Error redacts what a server echoes), so the
-// text is kept as it is.
-func failureMessage(msg string) string {
-	msg = strings.Join(strings.Fields(msg), " ")
-	if len(msg) <= maxFailureMessage {
-		return msg
-	}
-	cut := maxFailureMessage
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + "…"
-}
+// failureMessage is a failure message read from an entry: it was written
+// by another process (or planted), so it goes through secret.Line again.
+func failureMessage(msg string) string { return secret.Line(msg, maxFailureMessage) }
 
 // RecentFailureError is the error Fetch returns, without calling the
 // source, while a recent failed refresh (by another invocation, or another

@@ -6,22 +6,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// The disk layer lives in one directory, all of it reached through a
-// directory file descriptor opened with O_NOFOLLOW, so that nothing is
-// followed out of it once it has been checked:
+// The disk store lives in one directory, all of it reached through a
+// directory file descriptor that was opened component by component from /
+// with O_NOFOLLOW and checked, so that nothing is followed out of it:
 //
 //	<sha256(key)>.json              the entry (entryVersion format)
-//	<sha256(key)>.lock              flock(2)ed while refreshing; never removed
-//	<sha256(key)>.<random>.tmp      a write in progress, renamed over the entry
+//	<sha256(key)>.lock              flock(2)ed while refreshing
+//	<sha256(key)>.<random>.tmp      a write in progress (flock(2)ed by its
+//	                                writer), renamed over the entry
+//	sweep.stamp                     the time of the last sweep
 
 // entryVersion is the format version of entry files written. Version 2
 // added the record of a failed refresh (refresh_failed_at, retry_not_before,
@@ -43,19 +48,23 @@ const (
 	maxLockPoll = 20 * time.Millisecond
 )
 
-// entryState is what readRecord found.
-type entryState int
-
+// Identities come and go (one service-account token per pod), so entries
+// are swept: files untouched for SweepAge (entries are rewritten on every
+// refresh, tokens live at most an hour) are removed, at most once per
+// SweepEvery. A lock file in use at that moment may be removed; the cost is
+// at most one extra token request.
 const (
-	entryOK         entryState = iota // a trusted entry
-	entryMissing                      // no entry
-	entryUnreadable                   // an I/O error; the entry is left alone
-	entryUntrusted                    // an entry that must be ignored and replaced
+	SweepEvery = 10 * time.Minute
+	SweepAge   = 3 * time.Hour
 )
+
+const sweepStamp = "sweep.stamp"
 
 // ErrUnsafeDir is returned (wrapped) by CheckDir for a cache directory that
 // is not a real directory owned by the effective user and closed to group
-// and others for writing. The disk layer is not used with such a directory.
+// and others for writing, or that is reached through a symbolic link or a
+// directory others may write. The disk store is not used with such a
+// directory.
 var ErrUnsafeDir = errors.New("unsafe token cache directory")
 
 // entry is the JSON content of an entry file: a token, the record of a
@@ -74,14 +83,7 @@ type entry struct {
 	Error           string    `json:"error,omitempty"`
 }
 
-// record is a trusted entry: a token (AccessToken "" if none) and a failed
-// refresh (zero if none).
-type record struct {
-	tok  iam.Token
-	fail failure
-}
-
-// sysOps are the system calls through which the disk layer creates and
+// sysOps are the system calls through which the disk store creates and
 // writes files; tests replace them to simulate a full or read-only disk.
 type sysOps struct {
 	openat func(dirfd int, path string, flags int, mode uint32) (int, error)
@@ -90,11 +92,42 @@ type sysOps struct {
 
 var realSys = sysOps{openat: syscall.Openat, write: syscall.Write}
 
+// disk is the file layer's store in a checked directory.
+type disk struct {
+	fd   int // the directory
+	dir  string
+	hash string
+	sys  sysOps
+	log  klog.Logger
+	// warn reports a problem that costs the cache its sharing (once loudly
+	// per process, see File.warn).
+	warn func(msg string, err error)
+}
+
+// openDisk opens (creating) and checks dir, and tidies it: temporary files
+// left by killed writers are removed (they hold tokens), and old entries
+// are swept when a sweep is due at now (by the real clock, as file times
+// are).
+func openDisk(dir, hash string, sys sysOps, log klog.Logger, now time.Time) (*disk, error) {
+	fd, err := openCacheDir(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	d := &disk{fd: fd, dir: dir, hash: hash, sys: sys, log: log,
+		warn: func(msg string, err error) { log.V(2).Info(msg, "dir", dir, "err", err.Error()) }}
+	d.tidy(now)
+	return d, nil
+}
+
+func (d *disk) close() { closeFd(d.fd) }
+
+func (d *disk) entryName() string { return d.hash + ".json" }
+
 // CheckDir reports whether dir is usable as a cache directory, without
 // creating it: nil if it is, an error wrapping fs.ErrNotExist if it does not
-// exist yet (a Source creates it on first use), or an error wrapping
-// ErrUnsafeDir or the system error that makes a Source disable its disk
-// layer. It is meant for diagnostics and safe for concurrent use.
+// exist yet (the cache creates it on first use), or an error wrapping
+// ErrUnsafeDir or the system error that makes the cache keep tokens in
+// memory only. It is meant for diagnostics and safe for concurrent use.
 func CheckDir(dir string) error {
 	fd, err := openCacheDir(dir, false)
 	if err != nil {
@@ -104,30 +137,29 @@ func CheckDir(dir string) error {
 	return nil
 }
 
-// Clear removes every cache entry, lock and leftover temporary file from
-// dir, and nothing else. A missing dir is not an error. It is safe for
-// concurrent use; a Source running at the same time may refresh once more
+// Clear removes every cache entry, lock, leftover temporary file and the
+// sweep stamp from dir, and nothing else. A missing dir is not an error. It is safe for
+// concurrent use; a cache running at the same time may refresh once more
 // than it otherwise would.
 func Clear(dir string) error {
 	if dir == "" {
 		return nil
 	}
-	fd, err := openDirNoFollow(dir)
+	fd, err := openCacheDir(dir, false)
 	if errors.Is(err, syscall.ENOENT) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("open token cache dir %s: %w", dir, err)
+		return err
 	}
-	d := os.NewFile(uintptr(fd), dir) // owns fd from here
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
+	defer closeFd(fd)
+	names, err := listDir(fd)
 	if err != nil {
 		return fmt.Errorf("list token cache dir %s: %w", dir, err)
 	}
 	var errs []error
 	for _, name := range names {
-		if !isCacheFileName(name) {
+		if _, ok := cacheFileKind(name); !ok && name != sweepStamp {
 			continue
 		}
 		// unlinkat removes a symbolic link itself, never its target.
@@ -138,107 +170,233 @@ func Clear(dir string) error {
 	return errors.Join(errs...)
 }
 
-// isCacheFileName reports whether name is one of the names this package
-// creates.
-func isCacheFileName(name string) bool {
+// cacheFileKind says which of the names this package creates name is
+// (".json", ".lock" or ".tmp"); ok is false for any other name.
+func cacheFileKind(name string) (kind string, ok bool) {
 	const hashLen = 64
 	if len(name) <= hashLen || strings.Trim(name[:hashLen], "0123456789abcdef") != "" {
-		return false
+		return "", false
 	}
-	rest := name[hashLen:]
-	return rest == ".json" || rest == ".lock" || (strings.HasPrefix(rest, ".") && strings.HasSuffix(rest, ".tmp"))
+	switch rest := name[hashLen:]; {
+	case rest == ".json", rest == ".lock":
+		return rest, true
+	case strings.HasPrefix(rest, ".") && strings.HasSuffix(rest, ".tmp"):
+		return ".tmp", true
+	}
+	return "", false
 }
 
-// openDir opens the cache directory, creating it if missing, and checks it.
-// It returns -1, with one warning and the disk layer disabled for good, if
-// the directory cannot be used.
-func (s *Source) openDir() int {
-	fd, err := openCacheDir(s.dir, true)
+// listDir lists the directory fd without moving fd's own offset.
+func listDir(fd int) ([]string, error) {
+	dfd, err := syscall.Openat(fd, ".", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		s.diskOff.Store(true)
-		s.diskWarning("Token cache on disk disabled; caching in memory only", err)
-		return -1
+		return nil, err
 	}
-	return fd
+	f := os.NewFile(uintptr(dfd), ".") // owns dfd
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
 
-func openDirNoFollow(dir string) (int, error) {
+// tidy removes temporary files no live writer holds (a killed writer's
+// lock is gone with it) and, at most once per SweepEvery, the cache files
+// nobody has written for SweepAge. Best effort.
+func (d *disk) tidy(now time.Time) {
+	names, err := listDir(d.fd)
+	if err != nil {
+		return
+	}
+	sweep := true
+	var st unix.Stat_t
+	if unix.Fstatat(d.fd, sweepStamp, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG &&
+		now.Sub(time.Unix(st.Mtim.Unix())) < SweepEvery {
+		sweep = false
+	}
+	if sweep {
+		if err := touch(d.fd, now); err != nil {
+			sweep = false
+		}
+	}
+	removed := 0
+	for _, name := range names {
+		kind, ok := cacheFileKind(name)
+		switch {
+		case !ok:
+		case kind == ".tmp":
+			d.abandoned(name, func() {
+				if syscall.Unlinkat(d.fd, name) == nil {
+					d.log.V(2).Info("Removed a temporary token cache file left by a killed writer", "file", name)
+				}
+			})
+		case sweep && unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && now.Sub(time.Unix(st.Mtim.Unix())) >= SweepAge:
+			if syscall.Unlinkat(d.fd, name) == nil {
+				removed++
+			}
+		}
+	}
+	if removed > 0 {
+		d.log.V(2).Info("Swept old token cache files", "removed", removed)
+	}
+}
+
+// abandoned reports whether the temporary file name has no live writer.
+// Writers write while they hold their identity's lock and an exclusive
+// flock on the file itself; a killed writer's locks are gone with it. Both
+// are taken here (without waiting) and held while the file is removed, so
+// that a writer that has just created its file is never cut short.
+func (d *disk) abandoned(name string, remove func()) {
+	if lock, err := syscall.Openat(d.fd, name[:64]+".lock", syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0); err == nil {
+		defer closeFd(lock)
+		if syscall.Flock(lock, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			return // a refresh of that identity is under way
+		}
+	}
+	fd, err := syscall.Openat(d.fd, name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) { // a symbolic link is never ours in use
+			remove()
+		}
+		return
+	}
+	defer closeFd(fd)
+	if syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		remove()
+	}
+}
+
+// touch creates or updates the sweep stamp without following a symlink.
+func touch(dirfd int, now time.Time) error {
+	fd, err := syscall.Openat(dirfd, sweepStamp, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return err
+	}
+	defer closeFd(fd)
+	tv := syscall.NsecToTimeval(now.UnixNano())
+	return syscall.Futimes(fd, []syscall.Timeval{tv, tv})
+}
+
+// openCacheDir opens dir one component at a time from /, never following a
+// symbolic link, and checks every directory on the way: each parent must be
+// owned by root or the effective user and not writable by group or others
+// (unless sticky, as /tmp), and dir itself owned by the effective user and
+// not writable by group or others. With create, missing components are
+// created 0700.
+func openCacheDir(dir string, create bool) (int, error) {
+	if !filepath.IsAbs(dir) {
+		return -1, fmt.Errorf("%s: %w: not an absolute path", dir, ErrUnsafeDir)
+	}
+	fd, err := openDirAt(-1, "/")
+	if err != nil {
+		return -1, fmt.Errorf("open /: %w", err)
+	}
+	euid := syscall.Geteuid()
+	parts := strings.Split(strings.Trim(filepath.Clean(dir), "/"), "/")
+	path := ""
+	for i, name := range parts {
+		if name == "" {
+			continue
+		}
+		path += "/" + name
+		last := i == len(parts)-1
+		next, err := openDirAt(fd, name)
+		if errors.Is(err, syscall.ENOENT) && create {
+			if err := syscall.Mkdirat(fd, name, 0o700); err != nil && !errors.Is(err, syscall.EEXIST) {
+				closeFd(fd)
+				return -1, fmt.Errorf("create token cache dir %s: %w", path, err)
+			}
+			next, err = openDirAt(fd, name)
+		}
+		if err != nil {
+			var st unix.Stat_t
+			lerr := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+			closeFd(fd)
+			switch {
+			case lerr == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
+				return -1, fmt.Errorf("%s: %w: %s is a symbolic link", dir, ErrUnsafeDir, path)
+			case lerr == nil && last && st.Mode&unix.S_IFMT != unix.S_IFDIR:
+				return -1, fmt.Errorf("%s: %w: it is not a directory", dir, ErrUnsafeDir)
+			}
+			return -1, fmt.Errorf("open token cache dir %s: %w", dir, err)
+		}
+		closeFd(fd)
+		fd = next
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil {
+			closeFd(fd)
+			return -1, fmt.Errorf("stat %s: %w", path, err)
+		}
+		if problem := unsafeDir(&st, last, euid); problem != "" {
+			closeFd(fd)
+			return -1, fmt.Errorf("%s: %w: %s %s", dir, ErrUnsafeDir, path, problem)
+		}
+	}
+	return fd, nil
+}
+
+// unsafeDir says why a directory on the way to the cache (last: the cache
+// directory itself) must not be trusted, or "".
+func unsafeDir(st *syscall.Stat_t, last bool, euid int) string {
+	switch {
+	case last && int(st.Uid) != euid:
+		return fmt.Sprintf("is owned by uid %d, not %d", st.Uid, euid)
+	case !last && st.Uid != 0 && int(st.Uid) != euid:
+		return fmt.Sprintf("is owned by uid %d, neither root nor %d", st.Uid, euid)
+	case st.Mode&0o022 != 0 && (last || st.Mode&syscall.S_ISVTX == 0):
+		return fmt.Sprintf("has mode %04o, writable by group or others", st.Mode&0o7777)
+	}
+	return ""
+}
+
+func openDirAt(dirfd int, name string) (int, error) {
 	var fd int
 	err := ignoringEINTR(func() (err error) {
-		fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		if dirfd < 0 {
+			fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		} else {
+			fd, err = syscall.Openat(dirfd, name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		}
 		return err
 	})
 	return fd, err
 }
 
-// openCacheDir opens dir without following a symbolic link and checks that
-// it is a directory owned by the effective user and not writable by group or
-// others. With create, a missing dir is created 0700 (parents too).
-func openCacheDir(dir string, create bool) (int, error) {
-	fd, err := openDirNoFollow(dir)
-	if errors.Is(err, syscall.ENOENT) && create {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return -1, fmt.Errorf("create token cache dir: %w", err)
-		}
-		fd, err = openDirNoFollow(dir)
+// read returns the entry's record if it can be trusted; otherwise an empty
+// one (and why, at V(2)).
+func (d *disk) read() record {
+	rec, problem := d.readRecord()
+	if problem != "" {
+		d.log.V(2).Info("Ignoring token cache entry", "file", d.entryName(), "reason", problem)
 	}
-	if err != nil {
-		if fi, lerr := os.Lstat(dir); lerr == nil {
-			if fi.Mode()&fs.ModeSymlink != 0 {
-				return -1, fmt.Errorf("%s: %w: it is a symbolic link", dir, ErrUnsafeDir)
-			}
-			if !fi.IsDir() {
-				return -1, fmt.Errorf("%s: %w: it is not a directory", dir, ErrUnsafeDir)
-			}
-		}
-		return -1, fmt.Errorf("open token cache dir %s: %w", dir, err)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
-		closeFd(fd)
-		return -1, fmt.Errorf("stat token cache dir %s: %w", dir, err)
-	}
-	if euid := syscall.Geteuid(); int(st.Uid) != euid {
-		closeFd(fd)
-		return -1, fmt.Errorf("%s: %w: owned by uid %d, not %d", dir, ErrUnsafeDir, st.Uid, euid)
-	}
-	if st.Mode&0o022 != 0 {
-		closeFd(fd)
-		return -1, fmt.Errorf("%s: %w: mode %04o is writable by group or others", dir, ErrUnsafeDir, st.Mode&0o7777)
-	}
-	return fd, nil
+	return rec
 }
 
-func (s *Source) entryName() string { return s.hash + ".json" }
-
-// readRecord reads the entry and returns what it holds if it can be trusted
-// (entryOK); otherwise why not. The reason never quotes the file's content.
-func (s *Source) readRecord(dirfd int) (rec record, state entryState, reason string) {
+// readRecord reads the entry: its record if it can be trusted, else why not
+// ("" also when there is none). The reason never quotes the file's content.
+func (d *disk) readRecord() (rec record, problem string) {
 	var fd int
 	err := ignoringEINTR(func() (err error) {
 		// O_NONBLOCK: a FIFO planted in place of the entry must not hang us.
-		fd, err = s.sys.openat(dirfd, s.entryName(), syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+		fd, err = d.sys.openat(d.fd, d.entryName(), syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 		return err
 	})
 	switch {
 	case errors.Is(err, syscall.ENOENT):
-		return record{}, entryMissing, ""
+		return record{}, ""
 	case errors.Is(err, syscall.ELOOP):
-		return record{}, entryUntrusted, "it is a symbolic link"
+		return record{}, "it is a symbolic link"
 	case err != nil:
-		return record{}, entryUnreadable, "cannot open it: " + err.Error()
+		return record{}, "cannot open it: " + err.Error()
 	}
 	defer closeFd(fd)
 
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return record{}, entryUnreadable, "cannot stat it: " + err.Error()
+		return record{}, "cannot stat it: " + err.Error()
 	}
 	if problem := untrustedFile(&st); problem != "" {
-		return record{}, entryUntrusted, problem
+		return record{}, problem
 	}
 	if st.Size > maxEntrySize {
-		return record{}, entryUntrusted, "it is too large"
+		return record{}, "it is too large"
 	}
 	buf := make([]byte, st.Size)
 	for n := 0; n < len(buf); {
@@ -248,36 +406,42 @@ func (s *Source) readRecord(dirfd int) (rec record, state entryState, reason str
 			return err
 		})
 		if err != nil {
-			return record{}, entryUnreadable, "cannot read it: " + err.Error()
+			return record{}, "cannot read it: " + err.Error()
 		}
 		if m == 0 {
-			return record{}, entryUntrusted, "it is truncated"
+			return record{}, "it is truncated"
 		}
 		n += m
 	}
+	return parseEntry(buf, d.hash)
+}
+
+// parseEntry checks an entry's content against the key hash it must carry.
+func parseEntry(buf []byte, hash string) (rec record, problem string) {
 	var e entry
 	if err := json.Unmarshal(buf, &e); err != nil {
-		return record{}, entryUntrusted, "it is not valid JSON" // json errors may quote content
+		return record{}, "it is not valid JSON" // json errors may quote content
 	}
 	hasTok := e.AccessToken != "" || !e.Expiry.IsZero()
 	hasFail := e.Version >= 2 && (!e.RefreshFailedAt.IsZero() || !e.RetryNotBefore.IsZero() || e.Error != "")
 	switch {
 	case e.Version != entryVersion && e.Version != entryVersionV1:
-		return record{}, entryUntrusted, fmt.Sprintf("unknown format version %d", e.Version)
-	case e.KeySHA256 != s.hash:
-		return record{}, entryUntrusted, "its key hash does not match its name"
+		return record{}, fmt.Sprintf("unknown format version %d", e.Version)
+	case e.KeySHA256 != hash:
+		return record{}, "its key hash does not match its name"
 	case hasTok && (e.AccessToken == "" || e.Expiry.IsZero()), !hasTok && !hasFail:
-		return record{}, entryUntrusted, "it is incomplete"
+		return record{}, "it is incomplete"
 	case hasFail && (e.RefreshFailedAt.IsZero() || e.RetryNotBefore.Before(e.RefreshFailedAt)):
-		return record{}, entryUntrusted, "its failed-refresh record is inconsistent"
+		return record{}, "its failed-refresh record is inconsistent"
 	}
+	rec.origin = FromDisk
 	if hasTok {
-		rec.tok = iam.Token{AccessToken: e.AccessToken, IssuedAt: e.IssuedAt, Expiry: e.Expiry}
+		rec.tok = token.Token{AccessToken: e.AccessToken, IssuedAt: e.IssuedAt, Expiry: e.Expiry}
 	}
 	if hasFail {
 		rec.fail = failure{at: e.RefreshFailedAt, retryNotBefore: e.RetryNotBefore, message: failureMessage(e.Error)}
 	}
-	return rec, entryOK, ""
+	return rec, ""
 }
 
 // untrustedFile says why a file with status st must not be trusted, or "".
@@ -295,31 +459,20 @@ func untrustedFile(st *syscall.Stat_t) string {
 	return ""
 }
 
-// dropEntry removes an untrusted entry. It is called with the lock held, so
-// it cannot remove an entry that another process has just written.
-func (s *Source) dropEntry(dirfd int, reason string) {
-	s.log.V(2).Info("Replacing untrusted token cache entry", "file", s.entryName(), "reason", reason)
-	// Removes a symbolic link or other file itself, never what it points to;
-	// a directory is left alone (the write will then fail and say so).
-	if err := syscall.Unlinkat(dirfd, s.entryName()); err != nil && !errors.Is(err, syscall.ENOENT) {
-		s.log.V(2).Info("Could not remove untrusted token cache entry", "file", s.entryName(), "err", err.Error())
-	}
-}
-
 // openLock opens (creating) the lock file without following a symbolic link
-// and checks that it is a regular file owned by the effective user. Anything
-// else in its place is removed and the open retried once.
-func (s *Source) openLock(dirfd int) (int, error) {
-	name := s.hash + ".lock"
+// and checks it as an entry is checked (untrustedFile). Anything else in its
+// place is removed and the open retried once.
+func (d *disk) openLock() (int, error) {
+	name := d.hash + ".lock"
 	var lastErr error
 	for range 2 {
 		var fd int
 		err := ignoringEINTR(func() (err error) {
-			fd, err = s.sys.openat(dirfd, name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0o600)
+			fd, err = d.sys.openat(d.fd, name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0o600)
 			return err
 		})
 		if err != nil {
-			lastErr = fmt.Errorf("open lock file %s/%s: %w", s.dir, name, err)
+			lastErr = fmt.Errorf("open lock file %s/%s: %w", d.dir, name, err)
 			if !errors.Is(err, syscall.ELOOP) {
 				return -1, lastErr
 			}
@@ -327,36 +480,35 @@ func (s *Source) openLock(dirfd int) (int, error) {
 			var st syscall.Stat_t
 			if err := syscall.Fstat(fd, &st); err != nil {
 				closeFd(fd)
-				return -1, fmt.Errorf("stat lock file %s/%s: %w", s.dir, name, err)
+				return -1, fmt.Errorf("stat lock file %s/%s: %w", d.dir, name, err)
 			}
-			if st.Mode&syscall.S_IFMT == syscall.S_IFREG && int(st.Uid) == syscall.Geteuid() {
+			problem := untrustedFile(&st)
+			if problem == "" {
 				return fd, nil
 			}
 			closeFd(fd)
-			lastErr = fmt.Errorf("lock file %s/%s: %w: not a regular file owned by uid %d", s.dir, name, ErrUnsafeDir, syscall.Geteuid())
+			lastErr = fmt.Errorf("lock file %s/%s: %w: %s", d.dir, name, ErrUnsafeDir, problem)
 		}
-		s.log.V(2).Info("Replacing untrusted token cache lock file", "file", name)
-		if err := syscall.Unlinkat(dirfd, name); err != nil && !errors.Is(err, syscall.ENOENT) {
+		d.log.V(2).Info("Replacing untrusted token cache lock file", "file", name)
+		if err := syscall.Unlinkat(d.fd, name); err != nil && !errors.Is(err, syscall.ENOENT) {
 			return -1, lastErr
 		}
 	}
 	return -1, lastErr
 }
 
-// lockEntry takes the cross-process lock for this key, polling until
-// deadline. While it waits it re-reads the entry, and returns as soon as
-// settles says the entry answers the caller (another process stored a fresh
-// token, or recorded a failed refresh that is still in force): lockfd -1,
-// ok true. Once it has the lock it re-reads the entry too and returns it if
-// trusted (ok true, whatever it holds) with lockfd >= 0; closing lockfd
-// releases the lock. If the lock cannot be had in time it returns -1 and ok
-// false, and the caller refreshes without it: one extra call to the source
-// is better than none.
-func (s *Source) lockEntry(ctx context.Context, dirfd int, deadline time.Time, settles func(record) bool) (lockfd int, rec record, ok bool) {
-	fd, err := s.openLock(dirfd)
+// lock takes the cross-process lock for this key, polling until deadline.
+// While it waits it re-reads the entry, and returns as soon as settles says
+// the entry answers the caller (another process stored a fresh token, or
+// recorded a failed refresh that is still in force). Once it holds the
+// lock, an untrusted entry is removed, so that nothing stops the write
+// that follows. If the lock cannot be had in time the caller refreshes
+// without it: one extra call to the source is better than none.
+func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), locked bool, settled *record) {
+	fd, err := d.openLock()
 	if err != nil {
-		s.diskWarning("Token cache lock unavailable; refreshing without cross-process coordination", err)
-		return -1, record{}, false
+		d.warn("Token cache lock unavailable; refreshing without cross-process coordination", err)
+		return nil, false, nil
 	}
 	var timer *time.Timer
 	defer func() {
@@ -367,29 +519,25 @@ func (s *Source) lockEntry(ctx context.Context, dirfd int, deadline time.Time, s
 	for poll := minLockPoll; ; poll = min(2*poll, maxLockPoll) {
 		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			rec, state, reason := s.readRecord(dirfd)
-			switch state {
-			case entryUntrusted:
-				s.dropEntry(dirfd, reason)
-			case entryUnreadable:
-				s.log.V(2).Info("Could not read the token cache entry", "file", s.entryName(), "reason", reason)
+			if _, problem := d.readRecord(); problem != "" {
+				d.dropEntry(problem)
 			}
-			return fd, rec, state == entryOK
+			return func() { closeFd(fd) }, true, nil // closing releases the flock
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			closeFd(fd)
-			s.log.V(2).Info("Could not lock the token cache; calling the token source directly", "err", err.Error())
-			return -1, record{}, false
+			d.log.V(2).Info("Could not lock the token cache; calling the token source directly", "err", err.Error())
+			return nil, false, nil
 		}
-		if rec, state, _ := s.readRecord(dirfd); state == entryOK && settles(rec) {
+		if rec, problem := d.readRecord(); problem == "" && settles(rec) {
 			closeFd(fd)
-			return -1, rec, true
+			return nil, false, &rec
 		}
 		wait := min(poll, time.Until(deadline))
 		if wait <= 0 || ctx.Err() != nil {
 			closeFd(fd)
-			s.log.V(2).Info("Timed out waiting for another process to refresh the token; calling the token source directly")
-			return -1, record{}, false
+			d.log.V(2).Info("Timed out waiting for another process to refresh the token; calling the token source directly")
+			return nil, false, nil
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -403,21 +551,24 @@ func (s *Source) lockEntry(ctx context.Context, dirfd int, deadline time.Time, s
 	}
 }
 
-// writeEntry stores tok (and no failed refresh) atomically, see writeRecord.
-func (s *Source) writeEntry(dirfd int, tok iam.Token) error {
-	return s.writeRecord(dirfd, record{tok: tok})
+// dropEntry removes an untrusted entry. It is called with the lock held, so
+// it cannot remove an entry that another process has just written.
+func (d *disk) dropEntry(reason string) {
+	d.log.V(2).Info("Replacing untrusted token cache entry", "file", d.entryName(), "reason", reason)
+	// Removes a symbolic link or other file itself, never what it points to;
+	// a directory is left alone (the write will then fail and say so).
+	if err := syscall.Unlinkat(d.fd, d.entryName()); err != nil && !errors.Is(err, syscall.ENOENT) {
+		d.log.V(2).Info("Could not remove untrusted token cache entry", "file", d.entryName(), "err", err.Error())
+	}
 }
 
-// writeRecord stores rec atomically: a new 0600 file in the same directory,
-// written and synced, then renamed over the entry (replacing whatever is
-// there, a symbolic link included, never its target), then the directory
-// synced. Readers see the old entry or the new one, never a part.
-func (s *Source) writeRecord(dirfd int, rec record) (err error) {
-	e := entry{
-		Version:     entryVersion,
-		KeySHA256:   s.hash,
-		AccessToken: rec.tok.AccessToken,
-	}
+// write stores rec atomically: a new 0600 file in the same directory,
+// flocked while it is written (so that tidy knows it is in use), synced,
+// then renamed over the entry (replacing whatever is there, a symbolic link
+// included, never its target), then the directory synced. Readers see the
+// old entry or the new one, never a part.
+func (d *disk) write(rec record) (err error) {
+	e := entry{Version: entryVersion, KeySHA256: d.hash, AccessToken: rec.tok.AccessToken}
 	if rec.tok.AccessToken != "" {
 		e.IssuedAt, e.Expiry = rec.tok.IssuedAt, rec.tok.Expiry
 	}
@@ -428,52 +579,50 @@ func (s *Source) writeRecord(dirfd int, rec record) (err error) {
 	if err != nil {
 		return fmt.Errorf("encode token cache entry: %w", err)
 	}
-	tmp := s.hash + "." + rand.Text() + ".tmp"
+	tmp := d.hash + "." + rand.Text() + ".tmp"
 	var fd int
 	err = ignoringEINTR(func() (err error) {
-		fd, err = s.sys.openat(dirfd, tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+		fd, err = d.sys.openat(d.fd, tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("create %s/%s: %w", s.dir, tmp, err)
+		return fmt.Errorf("create %s/%s: %w", d.dir, tmp, err)
 	}
 	defer func() {
 		if fd >= 0 {
 			closeFd(fd)
 		}
 		if err != nil {
-			_ = syscall.Unlinkat(dirfd, tmp)
+			_ = syscall.Unlinkat(d.fd, tmp)
 		}
 	}()
+	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("lock %s/%s: %w", d.dir, tmp, err)
+	}
 	for p := b; len(p) > 0; {
 		var n int
 		err := ignoringEINTR(func() (err error) {
-			n, err = s.sys.write(fd, p)
+			n, err = d.sys.write(fd, p)
 			return err
 		})
 		if err == nil && n == 0 {
 			err = syscall.EIO
 		}
 		if err != nil {
-			return fmt.Errorf("write %s/%s: %w", s.dir, tmp, err)
+			return fmt.Errorf("write %s/%s: %w", d.dir, tmp, err)
 		}
 		p = p[n:]
 	}
 	if err := ignoringEINTR(func() error { return syscall.Fsync(fd) }); err != nil {
-		return fmt.Errorf("sync %s/%s: %w", s.dir, tmp, err)
+		return fmt.Errorf("sync %s/%s: %w", d.dir, tmp, err)
 	}
-	err = syscall.Close(fd)
-	fd = -1
-	if err != nil {
-		return fmt.Errorf("close %s/%s: %w", s.dir, tmp, err)
-	}
-	if err := syscall.Renameat(dirfd, tmp, dirfd, s.entryName()); err != nil {
-		return fmt.Errorf("rename %s/%s: %w", s.dir, tmp, err)
+	if err := syscall.Renameat(d.fd, tmp, d.fd, d.entryName()); err != nil {
+		return fmt.Errorf("rename %s/%s: %w", d.dir, tmp, err)
 	}
 	// The token is in place; a failed directory sync only risks losing it
 	// in a crash, and /run does not survive one anyway.
-	if err := ignoringEINTR(func() error { return syscall.Fsync(dirfd) }); err != nil {
-		s.log.V(2).Info("Could not sync the token cache directory", "dir", s.dir, "err", err.Error())
+	if err := ignoringEINTR(func() error { return syscall.Fsync(d.fd) }); err != nil {
+		d.log.V(2).Info("Could not sync the token cache directory", "dir", d.dir, "err", err.Error())
 	}
 	return nil
 }

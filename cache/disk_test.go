@@ -127,7 +127,7 @@ func TestUntrustedEntries(t *testing.T) {
 			fake := newSource(clock.Now, time.Hour)
 			logger, logs := newLogCapture()
 			opts := Options{Dir: dir, Now: clock.Now, Logger: logger}
-			if _, err := New(fake.source(), testKey, opts).Token(context.Background()); err != nil {
+			if _, err := newCache(fake.source(), testKey, opts).Token(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			good, err := os.ReadFile(entryPath(dir))
@@ -136,7 +136,7 @@ func TestUntrustedEntries(t *testing.T) {
 			}
 			tc.plant(t, dir, entryPath(dir), good)
 
-			r, err := New(fake.source(), testKey, opts).Fetch(context.Background())
+			r, err := newCache(fake.source(), testKey, opts).Fetch(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,7 +150,7 @@ func TestUntrustedEntries(t *testing.T) {
 			if e := readStoredEntry(t, dir); e.AccessToken != r.Token.AccessToken {
 				t.Errorf("entry not replaced")
 			}
-			r2, err := New(fake.source(), testKey, opts).Fetch(context.Background())
+			r2, err := newCache(fake.source(), testKey, opts).Fetch(context.Background())
 			if err != nil || r2.Origin != FromDisk || r2.Token.AccessToken != r.Token.AccessToken {
 				t.Errorf("after replacement: %v from %v, %v", r2.Token, r2.Origin, err)
 			}
@@ -173,7 +173,7 @@ func TestUntrustedEntryRemovedWhenRefreshFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeEntry(nil, 0o644)(t, dir, entryPath(dir), nil)
-	_, err := New(fake.source(), testKey, Options{Dir: dir, Now: clock.Now, Logger: logger}).Fetch(context.Background())
+	_, err := newCache(fake.source(), testKey, Options{Dir: dir, Now: clock.Now, Logger: logger}).Fetch(context.Background())
 	if !errors.Is(err, errIAMDown) {
 		t.Fatalf("err %v, want %v (no stale token from an untrusted entry)", err, errIAMDown)
 	}
@@ -290,7 +290,7 @@ func TestUnusableDir(t *testing.T) {
 			clock := newClock()
 			fake := newSource(clock.Now, time.Hour)
 			logger, logs := newLogCapture()
-			s := New(fake.source(), testKey, Options{Dir: dir, Now: clock.Now, Logger: logger})
+			s := newCache(fake.source(), testKey, Options{Dir: dir, Now: clock.Now, Logger: logger})
 			for i, want := range []Origin{FromSource, FromMemory} {
 				r, err := s.Fetch(context.Background())
 				if err != nil || r.Origin != want {
@@ -369,8 +369,8 @@ func TestWriteErrors(t *testing.T) {
 			fake := newSource(clock.Now, time.Hour)
 			logger, logs := newLogCapture()
 			opts := Options{Dir: dir, Now: clock.Now, Logger: logger}
-			s := New(fake.source(), testKey, opts)
-			s.sys = tc.sys(s.sys)
+			s := newCache(fake.source(), testKey, opts)
+			s.file().sys = tc.sys(s.file().sys)
 			r, err := s.Fetch(context.Background())
 			if err != nil || r.Origin != FromSource {
 				t.Fatalf("origin %v, %v", r.Origin, err)
@@ -380,7 +380,7 @@ func TestWriteErrors(t *testing.T) {
 			}
 			names, _ := os.ReadDir(dir)
 			for _, n := range names {
-				if !strings.HasSuffix(n.Name(), ".lock") {
+				if !strings.HasSuffix(n.Name(), ".lock") && n.Name() != sweepStamp {
 					t.Errorf("left behind: %s", n.Name())
 				}
 			}
@@ -403,7 +403,7 @@ func TestUntrustedLockFile(t *testing.T) {
 	symlink(t, target, lock)
 	fake := newSource(time.Now, time.Hour)
 	logger, _ := newLogCapture()
-	if _, err := New(fake.source(), testKey, Options{Dir: dir, Logger: logger}).Token(context.Background()); err != nil {
+	if _, err := newCache(fake.source(), testKey, Options{Dir: dir, Logger: logger}).Token(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(lock); err != nil || !fi.Mode().IsRegular() {
@@ -419,7 +419,7 @@ func TestClear(t *testing.T) {
 	fake := newSource(time.Now, time.Hour)
 	logger, _ := newLogCapture()
 	for _, key := range []string{"a", "b"} {
-		if _, err := New(fake.source(), key, Options{Dir: dir, Logger: logger}).Token(context.Background()); err != nil {
+		if _, err := newCache(fake.source(), key, Options{Dir: dir, Logger: logger}).Token(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/icr-credential-provider/icr-credential-provider/cache"
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // This target goes through the package's public API only (New, Fetch), so
@@ -41,24 +41,24 @@ func entryName(key string) string {
 	return hex.EncodeToString(sum[:]) + ".json"
 }
 
-func fuzzSource(fail bool) iam.TokenSource {
-	return iam.TokenSourceFunc(func(ctx context.Context) (iam.Token, error) {
+func fuzzSource(fail bool) token.Source {
+	return token.SourceFunc(func(ctx context.Context) (token.Token, error) {
 		if fail {
-			return iam.Token{}, errSource
+			return token.Token{}, errSource
 		}
-		return iam.Token{AccessToken: sourceToken, IssuedAt: fuzzNow, Expiry: fuzzNow.Add(time.Hour)}, nil
+		return token.Token{AccessToken: sourceToken, IssuedAt: fuzzNow, Expiry: fuzzNow.Add(time.Hour)}, nil
 	})
 }
 
 // writtenEntry returns an entry as the package itself writes it for key,
 // holding a token valid at fuzzNow for lifetime.
-func writtenEntry(tb testing.TB, key, token string, issued time.Time, lifetime time.Duration) []byte {
+func writtenEntry(tb testing.TB, key, tok string, issued time.Time, lifetime time.Duration) []byte {
 	tb.Helper()
 	dir := tb.TempDir()
-	src := iam.TokenSourceFunc(func(ctx context.Context) (iam.Token, error) {
-		return iam.Token{AccessToken: token, IssuedAt: issued, Expiry: issued.Add(lifetime)}, nil
+	src := token.SourceFunc(func(ctx context.Context) (token.Token, error) {
+		return token.Token{AccessToken: tok, IssuedAt: issued, Expiry: issued.Add(lifetime)}, nil
 	})
-	c := cache.New(src, key, cache.Options{Dir: dir, Now: func() time.Time { return issued }, Logger: quiet})
+	c := cache.New(src, key, cache.Options{Memory: cache.NewMemory(), Dir: dir, Now: func() time.Time { return issued }, Logger: quiet})
 	if _, err := c.Fetch(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func FuzzDiskEntry(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, entryName(fuzzKey)), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c := cache.New(fuzzSource(sourceFails), fuzzKey, cache.Options{Dir: dir, Now: func() time.Time { return fuzzNow }, Logger: quiet})
+		c := cache.New(fuzzSource(sourceFails), fuzzKey, cache.Options{Memory: cache.NewMemory(), Dir: dir, Now: func() time.Time { return fuzzNow }, Logger: quiet})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		res, err := c.Fetch(ctx)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // testKey looks like an identity's cache key; it must never appear on disk.
@@ -63,8 +63,8 @@ func (f *fakeSource) setErr(err error) {
 	f.err = err
 }
 
-func (f *fakeSource) source() iam.TokenSource {
-	return iam.TokenSourceFunc(func(ctx context.Context) (iam.Token, error) {
+func (f *fakeSource) source() token.Source {
+	return token.SourceFunc(func(ctx context.Context) (token.Token, error) {
 		n := f.calls.Add(1)
 		if f.delay > 0 {
 			time.Sleep(f.delay)
@@ -73,10 +73,10 @@ func (f *fakeSource) source() iam.TokenSource {
 		err := f.err
 		f.mu.Unlock()
 		if err != nil {
-			return iam.Token{}, err
+			return token.Token{}, err
 		}
 		now := f.clock()
-		return iam.Token{AccessToken: fmt.Sprintf("SECRET-token-%d", n), IssuedAt: now, Expiry: now.Add(f.lifetime)}, nil
+		return token.Token{AccessToken: fmt.Sprintf("SECRET-token-%d", n), IssuedAt: now, Expiry: now.Add(f.lifetime)}, nil
 	})
 }
 
@@ -158,7 +158,19 @@ func assertNoSecret(t *testing.T, logs *logCapture, secret string, texts ...stri
 }
 
 // hashOf is the file name stem for key.
-func hashOf(key string) string { return New(nil, key, Options{}).hash }
+func hashOf(key string) string { return hashKey(key) }
+
+// newCache is New with a memory of its own unless opts gives one: each
+// call stands for a new process.
+func newCache(src token.Source, key string, opts Options) *Reused {
+	if opts.Memory == nil {
+		opts.Memory = NewMemory()
+	}
+	return New(src, key, opts)
+}
+
+// file is the file layer of a cache made by newCache.
+func (r *Reused) file() *File { return r.src.(*File) }
 
 func entryPath(dir string) string { return filepath.Join(dir, hashOf(testKey)+".json") }
 

@@ -1,20 +1,33 @@
 // Package config turns the command line and the environment into the
-// plugin's settings, and settings into a token source. Every flag also reads
-// ICR_ + its name in upper snake case; an explicit flag wins.
+// plugin's settings, checks them, and resolves them into the identities
+// that answer: the node's (VPC instance metadata + trusted profile, or an
+// API key) and a pod's service account (a trusted profile that trusts it).
+// Every command (kubelet mode, credential helper, doctor, install, the node
+// agent) goes through it, so a setting means the same everywhere and is
+// refused everywhere for the same reason.
+//
+// Every flag also reads ICR_ + its name in upper snake case; an explicit
+// flag wins.
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
+	"github.com/icr-credential-provider/icr-credential-provider/cache"
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // EnvPrefix starts the environment variable of every flag.
@@ -37,11 +50,26 @@ const (
 	SourceAPIKey      = "api-key"
 )
 
+// Error is a setting that cannot work: its cause and the fix, as data.
+type Error struct {
+	Cause string
+	Fix   string
+}
+
+func (e *Error) Error() string {
+	if e.Fix == "" {
+		return e.Cause
+	}
+	return e.Cause + ": " + e.Fix
+}
+
 // Config holds the settings shared by every sub-command.
 type Config struct {
 	IAMURL           string
 	PrivateEndpoints bool
+	AllowInsecureIAM bool
 	MetadataURL      string
+	MetadataVersion  string
 	ProfileID        string
 	ProfileCRN       string
 	ProfileName      string
@@ -49,19 +77,25 @@ type Config struct {
 	TokenSource      string
 	CacheDir         string
 	Registries       []string
+
+	// Memory is the in-process token store of this process (not a flag);
+	// nil means package cache's process-wide one.
+	Memory *cache.Memory
 }
 
 // AddFlags registers the settings on fs.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.IAMURL, "iam-url", "", "IAM base URL (default "+iam.DefaultIAMURL+", or "+iam.PrivateIAMURL+" with --private-endpoints)")
 	fs.BoolVar(&c.PrivateEndpoints, "private-endpoints", false, "use IAM's private endpoint "+iam.PrivateIAMURL+" unless --iam-url is set")
+	fs.BoolVar(&c.AllowInsecureIAM, "allow-insecure-iam", false, "allow an http:// --iam-url that is not a loopback address (API keys and tokens then cross the network in clear text)")
 	fs.StringVar(&c.MetadataURL, "metadata-url", iam.DefaultMetadataURL, "VPC instance metadata service base URL")
+	fs.StringVar(&c.MetadataVersion, "metadata-version", "", "VPC metadata API version: "+strings.Join(iam.MetadataVersions, " or ")+" (default go-sdk-core's, "+iam.MetadataVersions[0]+"; the other is tried when the service does not know its paths)")
 	fs.StringVar(&c.ProfileID, "profile-id", "", "trusted profile ID the node identity assumes (none: the instance's default trusted profile)")
 	fs.StringVar(&c.ProfileCRN, "profile-crn", "", "trusted profile CRN the node identity assumes")
 	fs.StringVar(&c.ProfileName, "profile-name", "", "trusted profile name the node identity assumes")
-	fs.StringVar(&c.APIKeyFile, "api-key-file", "", "file holding an IAM API key (else $"+APIKeyEnv+")")
+	fs.StringVar(&c.APIKeyFile, "api-key-file", "", "file holding an IAM API key, absolute path (else $"+APIKeyEnv+")")
 	fs.StringVar(&c.TokenSource, "token-source", SourceAuto, "where tokens come from: auto (an API key if one is configured, else the VPC metadata service), vpc-metadata or api-key")
-	fs.StringVar(&c.CacheDir, "cache-dir", DefaultCacheDir, "directory of the on-disk token cache shared by invocations; 'none' disables it")
+	fs.StringVar(&c.CacheDir, "cache-dir", DefaultCacheDir, "directory of the on-disk token cache shared by invocations, absolute path; 'none' disables it")
 	fs.StringSliceVar(&c.Registries, "registries", nil, "extra registry hosts to serve (host or host:port, exact, comma-separated)")
 }
 
@@ -85,7 +119,7 @@ func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 		if f.Value.Type() == "bool" {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not a boolean: use true or false", EnvName(f.Name), v))
+				errs = append(errs, &Error{Cause: fmt.Sprintf("%s=%q is not a boolean", EnvName(f.Name), v), Fix: "use true or false"})
 				return
 			}
 			v = strconv.FormatBool(b)
@@ -108,21 +142,6 @@ func (c *Config) EffectiveIAMURL() string {
 	return iam.DefaultIAMURL
 }
 
-// ValidateURLs checks --iam-url and --metadata-url: absolute http or https
-// URLs with a host and nothing after the path.
-func (c *Config) ValidateURLs() error {
-	for _, u := range []struct{ flag, value string }{{"--iam-url", c.IAMURL}, {"--metadata-url", c.MetadataURL}} {
-		if u.value == "" {
-			continue
-		}
-		p, err := url.Parse(u.value)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.RawQuery != "" || p.Fragment != "" || p.User != nil {
-			return fmt.Errorf("%s %q is not a base URL such as https://iam.cloud.ibm.com or http://169.254.169.254", u.flag, u.value)
-		}
-	}
-	return nil
-}
-
 // DiskCacheDir is the cache directory, or "" when the disk cache is off.
 func (c *Config) DiskCacheDir() string {
 	if strings.TrimSpace(c.CacheDir) == "" || strings.EqualFold(c.CacheDir, CacheDisabled) {
@@ -133,105 +152,239 @@ func (c *Config) DiskCacheDir() string {
 
 // Hosts returns the served registry hosts.
 func (c *Config) Hosts() (*provider.HostSet, error) {
-	return provider.NewHostSet(c.Registries)
+	hs, err := provider.NewHostSet(c.Registries)
+	if err != nil {
+		return nil, &Error{Cause: err.Error(), Fix: "give exact hosts such as registry.example.com or 127.0.0.1:5000, comma-separated"}
+	}
+	return hs, nil
 }
 
 // Profile is the trusted profile for the node identity.
-func (c *Config) Profile() (iam.Profile, error) {
-	p := iam.Profile{ID: strings.TrimSpace(c.ProfileID), CRN: strings.TrimSpace(c.ProfileCRN), Name: strings.TrimSpace(c.ProfileName)}
+func (c *Config) Profile() iam.Profile {
+	return iam.Profile{ID: strings.TrimSpace(c.ProfileID), CRN: strings.TrimSpace(c.ProfileCRN), Name: strings.TrimSpace(c.ProfileName)}
+}
+
+// Validate checks every setting on its own and against the others, without
+// reading any file: what every command refuses, the installer before it
+// writes a config. (Warnings lists what is allowed but worth saying.)
+func (c *Config) Validate() error {
+	if err := checkURL("--iam-url", c.IAMURL, c.AllowInsecureIAM); err != nil {
+		return err
+	}
+	if err := checkURL("--metadata-url", c.MetadataURL, true); err != nil {
+		return err
+	}
+	if v := strings.TrimSpace(c.MetadataVersion); v != "" && !slices.Contains(iam.MetadataVersions, v) {
+		return &Error{Cause: fmt.Sprintf("--metadata-version %q is not a version go-sdk-core speaks", c.MetadataVersion),
+			Fix: "use " + strings.Join(iam.MetadataVersions, " or ") + ", or leave it unset"}
+	}
 	n := 0
-	for _, s := range []string{p.ID, p.CRN, p.Name} {
-		if s != "" {
+	for _, s := range []string{c.ProfileID, c.ProfileCRN, c.ProfileName} {
+		if strings.TrimSpace(s) != "" {
 			n++
 		}
 	}
 	if n > 1 {
-		return p, errors.New("more than one of --profile-id, --profile-crn and --profile-name is set: give exactly one, or none for the instance's default trusted profile")
+		return &Error{Cause: "more than one of --profile-id, --profile-crn and --profile-name is set",
+			Fix: "give exactly one, or none for the instance's default trusted profile"}
 	}
-	return p, nil
+	switch c.mode() {
+	case SourceAuto, SourceAPIKey, SourceVPCMetadata:
+	default:
+		return &Error{Cause: fmt.Sprintf("--token-source %q is not one of auto, vpc-metadata, api-key", c.TokenSource), Fix: "choose one of them"}
+	}
+	for _, p := range []struct{ flag, value string }{{"--api-key-file", c.APIKeyFile}, {"--cache-dir", c.DiskCacheDir()}} {
+		if v := strings.TrimSpace(p.value); v != "" && !filepath.IsAbs(v) {
+			return &Error{Cause: fmt.Sprintf("%s %q is a relative path", p.flag, p.value),
+				Fix: "give an absolute path: the kubelet runs the plugin from a working directory of its own"}
+		}
+	}
+	_, err := c.Hosts()
+	return err
 }
 
-// Source is the node identity selected by the settings.
-type Source interface {
-	iam.TokenSource
-	iam.Identity
+// Warnings are the settings that are allowed but worth a warning.
+func (c *Config) Warnings() []string {
+	if u, err := url.Parse(c.EffectiveIAMURL()); err == nil && u.Scheme == "http" && !provider.IsLoopback(u.Hostname()) {
+		return []string{"--iam-url " + c.EffectiveIAMURL() + " is plain http to a host that is not this machine (--allow-insecure-iam): API keys and tokens cross the network in clear text"}
+	}
+	return nil
 }
 
-// Selection is the outcome of NodeSource: the source and how it was chosen.
+// checkURL is the one rule for endpoint URLs: an absolute http or https URL
+// with a host and nothing after the path (no user info, query or fragment:
+// they would be sent along with secrets, or silently dropped); plain http
+// only to a loopback address unless insecureOK.
+func checkURL(flag, value string, insecureOK bool) error {
+	if value == "" {
+		return nil
+	}
+	bad := &Error{Cause: fmt.Sprintf("%s %q is not a base URL", flag, value), Fix: "give one such as https://iam.cloud.ibm.com or http://169.254.169.254, without user info, query or fragment"}
+	u, err := url.Parse(value)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+		return bad
+	}
+	if _, err := provider.NormalizeHost(u.Host); err != nil {
+		return bad
+	}
+	if u.Scheme == "http" && !insecureOK && !provider.IsLoopback(u.Hostname()) {
+		return &Error{Cause: fmt.Sprintf("%s %q is plain http to a host that is not this machine: API keys and tokens would cross the network in clear text", flag, value),
+			Fix: "use https, or give --allow-insecure-iam (ICR_ALLOW_INSECURE_IAM=true) if you mean it"}
+	}
+	return nil
+}
+
+func (c *Config) mode() string {
+	m := strings.ToLower(strings.TrimSpace(c.TokenSource))
+	if m == "" {
+		return SourceAuto
+	}
+	return m
+}
+
+// Selection says which identity answers for the node, and why, from the
+// settings alone (no file is read).
 type Selection struct {
-	Source Source
 	// Kind is SourceAPIKey or SourceVPCMetadata.
 	Kind string
 	// Why says which setting selected it, for logs and doctor.
 	Why string
-	// Warnings are non-fatal findings (e.g. a world-readable key file).
-	Warnings []string
-	// Secrets are the secrets this configuration holds, for redaction.
-	Secrets []string
+	// KeyFromEnv is true when the API key comes from $IBMCLOUD_API_KEY.
+	KeyFromEnv bool
 }
 
-// NodeSource selects the node identity: with --token-source auto an API key
+// Select applies the selection rule: with --token-source auto an API key
 // (--api-key-file, else $IBMCLOUD_API_KEY) wins, else the VPC metadata
 // service; an explicit --token-source never falls back to the other.
-func (c *Config) NodeSource(getenv func(string) string, opts iam.Options) (*Selection, error) {
-	if getenv == nil {
-		getenv = os.Getenv
+// getenv reads the plugin's environment ($IBMCLOUD_API_KEY).
+func (c *Config) Select(getenv func(string) string) (Selection, error) {
+	if err := c.Validate(); err != nil {
+		return Selection{}, err
 	}
-	if err := c.ValidateURLs(); err != nil {
-		return nil, err
-	}
-	opts.IAMURL = c.EffectiveIAMURL()
-	opts.MetadataURL = c.MetadataURL
-	profile, err := c.Profile()
-	if err != nil {
-		return nil, err
-	}
-	mode := strings.ToLower(strings.TrimSpace(c.TokenSource))
-	switch mode {
-	case "", SourceAuto, SourceAPIKey, SourceVPCMetadata:
-	default:
-		return nil, fmt.Errorf("--token-source %q is not one of auto, vpc-metadata, api-key", c.TokenSource)
-	}
-
-	keyConfigured := c.APIKeyFile != "" || strings.TrimSpace(getenv(APIKeyEnv)) != ""
-	if mode == SourceVPCMetadata || (mode != SourceAPIKey && !keyConfigured) {
+	envKey := getenv != nil && strings.TrimSpace(getenv(APIKeyEnv)) != ""
+	keyConfigured := c.APIKeyFile != "" || envKey
+	mode := c.mode()
+	if mode == SourceVPCMetadata || (mode == SourceAuto && !keyConfigured) {
 		why := "--token-source vpc-metadata"
 		if mode != SourceVPCMetadata {
 			why = "no API key is configured (--api-key-file, $" + APIKeyEnv + ")"
 		}
-		return &Selection{Source: iam.NewVPCSource(profile, opts), Kind: SourceVPCMetadata, Why: why}, nil
+		return Selection{Kind: SourceVPCMetadata, Why: why}, nil
 	}
+	if c.Profile() != (iam.Profile{}) {
+		return Selection{}, &Error{Cause: "--profile-id/--profile-crn/--profile-name select a trusted profile for the VPC metadata identity, but an API key is in use",
+			Fix: "remove one of them, or set --token-source vpc-metadata"}
+	}
+	if !keyConfigured {
+		return Selection{}, &Error{Cause: "--token-source api-key but no API key is configured",
+			Fix: "set --api-key-file (ICR_API_KEY_FILE) to a file holding the key, mode 0600"}
+	}
+	sel := Selection{Kind: SourceAPIKey, Why: "--api-key-file " + c.APIKeyFile}
+	if c.APIKeyFile == "" {
+		sel.Why, sel.KeyFromEnv = "$"+APIKeyEnv+" is set", true
+	}
+	if mode == SourceAPIKey {
+		sel.Why = "--token-source api-key, key from " + strings.TrimPrefix(sel.Why, "--api-key-file ")
+	}
+	return sel, nil
+}
 
-	if profile != (iam.Profile{}) {
-		return nil, errors.New("--profile-id/--profile-crn/--profile-name select a trusted profile for the VPC metadata identity, but an API key is in use: remove one of them, or set --token-source vpc-metadata")
+// Identity is a resolved identity: a token source, uncached, and what is
+// known about it without any secret.
+type Identity struct {
+	Selection
+	// Source obtains tokens; every call asks IAM or the metadata service.
+	Source token.Source
+	// Key identifies the identity for the token cache; no secret in it.
+	Key string
+	// Describe names the identity for logs and doctor.
+	Describe string
+	// Fingerprint identifies the API key, if one is used, without showing
+	// it (secret.Fingerprint).
+	Fingerprint string
+	// Warnings are non-fatal findings (a world-readable key file, plain
+	// http to IAM).
+	Warnings []string
+}
+
+// iamOptions are the endpoint settings for package iam.
+func (c *Config) iamOptions(opts iam.Options) iam.Options {
+	opts.IAMURL = c.EffectiveIAMURL()
+	opts.MetadataURL = c.MetadataURL
+	opts.MetadataVersion = strings.TrimSpace(c.MetadataVersion)
+	return opts
+}
+
+// Node resolves the node identity (reading the API key if one is used).
+// opts tunes package iam (timeouts, transports); the endpoints come from c.
+func (c *Config) Node(getenv func(string) string, opts iam.Options) (*Identity, error) {
+	sel, err := c.Select(getenv)
+	if err != nil {
+		return nil, err
 	}
-	sel := &Selection{Kind: SourceAPIKey}
-	var key, origin string
+	opts = c.iamOptions(opts)
+	id := &Identity{Selection: sel, Warnings: c.Warnings()}
 	switch {
-	case c.APIKeyFile != "":
-		k, warns, err := iam.LoadAPIKeyFile(c.APIKeyFile)
+	case sel.Kind == SourceVPCMetadata:
+		src := iam.NewVPCSource(c.Profile(), opts)
+		id.Source, id.Key, id.Describe = src, src.CacheKey(), src.Describe()
+		return id, nil
+	case sel.KeyFromEnv:
+		key, err := apiKeyFromEnv(getenv(APIKeyEnv))
 		if err != nil {
 			return nil, err
 		}
-		for _, w := range warns {
-			sel.Warnings = append(sel.Warnings, string(w))
-		}
-		key, origin = k, c.APIKeyFile
-		sel.Why = "--api-key-file " + c.APIKeyFile
-	case strings.TrimSpace(getenv(APIKeyEnv)) != "":
-		k, err := iam.ParseAPIKey([]byte(getenv(APIKeyEnv)))
-		if err != nil {
-			return nil, fmt.Errorf("$%s %v", APIKeyEnv, strings.Replace(err.Error(), "put the API key in it", "set it to the API key", 1))
-		}
-		key, origin = k, "$"+APIKeyEnv
-		sel.Why = "$" + APIKeyEnv + " is set"
+		src := iam.NewAPIKeySource(key, "$"+APIKeyEnv, opts)
+		id.Source, id.Key, id.Describe, id.Fingerprint = src, src.CacheKey(), src.Describe(), secret.Fingerprint(key)
 	default:
-		return nil, fmt.Errorf("--token-source api-key but no API key is configured: set --api-key-file (ICR_API_KEY_FILE) or $%s", APIKeyEnv)
+		key, warns, err := LoadAPIKeyFile(c.APIKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		src := iam.NewAPIKeySource(key, c.APIKeyFile, opts)
+		id.Source, id.Key, id.Describe, id.Fingerprint = src, src.CacheKey(), src.Describe(), secret.Fingerprint(key)
+		id.Warnings = append(id.Warnings, warns...)
 	}
-	if mode == SourceAPIKey {
-		sel.Why = "--token-source api-key, key from " + origin
+	return id, nil
+}
+
+// NodeSource is the node identity behind the token cache, resolved on each
+// call (so that an answer that needs no token needs no configuration, and a
+// rotated key file is read again): warnings are logged, then the cache
+// answers or asks the identity.
+func (c *Config) NodeSource(getenv func(string) string) token.Source {
+	return token.SourceFunc(func(ctx context.Context) (token.Token, error) {
+		id, err := c.Node(getenv, iam.Options{})
+		if err != nil {
+			return token.Token{}, err
+		}
+		for _, w := range id.Warnings {
+			klog.Warning(w)
+		}
+		klog.V(2).InfoS("Node identity", "source", id.Describe, "why", id.Why)
+		return c.Cached(id.Source, id.Key).Token(ctx)
+	})
+}
+
+// Cached wraps src in the token cache: the process's memory, then the disk
+// cache directory, then src.
+func (c *Config) Cached(src token.Source, key string) token.Source {
+	return cache.New(src, key, cache.Options{Dir: c.DiskCacheDir(), Memory: c.Memory})
+}
+
+// WorkloadSource is the identity of a pod's service account (w names its
+// trusted profile and carries its token) behind the token cache.
+func (c *Config) WorkloadSource(w provider.Workload) (token.Source, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
 	}
-	sel.Source = iam.NewAPIKeySource(key, origin, opts)
-	sel.Secrets = []string{key}
-	return sel, nil
+	for _, warn := range c.Warnings() {
+		klog.Warning(warn)
+	}
+	src, err := iam.NewCRTokenSource(w.ServiceAccountToken, iam.Profile{ID: w.ProfileID, Name: w.ProfileName}, c.iamOptions(iam.Options{}))
+	if err != nil {
+		return nil, fmt.Errorf("the pod's service account asks for %s: %w", w, err)
+	}
+	klog.V(2).InfoS("Workload identity", "source", src.Describe())
+	return c.Cached(src, src.CacheKey()), nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,7 +74,7 @@ func TestEffectiveIAMURLAndCacheDir(t *testing.T) {
 	}
 }
 
-func TestNodeSourceSelection(t *testing.T) {
+func TestNodeSelection(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
 	os.WriteFile(keyFile, []byte("file-key-0123456789"), 0o600)
@@ -84,46 +85,67 @@ func TestNodeSourceSelection(t *testing.T) {
 		cfg      Config
 		env      map[string]string
 		wantKind string
-		wantErr  string
-		warn     bool
+		wantErr  string // in the cause
+		wantFix  string
+		warn     string
 	}{
-		{"auto, nothing configured: metadata", Config{}, nil, SourceVPCMetadata, "", false},
-		{"auto, key file: api key", Config{APIKeyFile: keyFile}, nil, SourceAPIKey, "", false},
-		{"auto, env key: api key", Config{}, map[string]string{APIKeyEnv: "env-key-0123456789"}, SourceAPIKey, "", false},
-		{"auto, file wins over env", Config{APIKeyFile: keyFile}, map[string]string{APIKeyEnv: "env-key"}, SourceAPIKey, "", false},
-		{"explicit metadata ignores key", Config{TokenSource: SourceVPCMetadata, APIKeyFile: keyFile}, nil, SourceVPCMetadata, "", false},
-		{"explicit api-key without key", Config{TokenSource: SourceAPIKey}, nil, "", "no API key is configured", false},
-		{"profile with api key", Config{APIKeyFile: keyFile, ProfileID: "p"}, nil, "", "--token-source vpc-metadata", false},
-		{"two profiles", Config{ProfileID: "a", ProfileCRN: "b"}, nil, "", "more than one", false},
-		{"unknown source", Config{TokenSource: "magic"}, nil, "", "not one of", false},
-		{"world-readable key warns", Config{APIKeyFile: loose}, nil, SourceAPIKey, "", true},
-		{"bad iam url", Config{IAMURL: "ICR_EMULATOR_URL=http://127.0.0.1:1"}, nil, "", "--iam-url", false},
-		{"bad metadata url", Config{MetadataURL: "169.254.169.254"}, nil, "", "--metadata-url", false},
-		{"metadata url with query", Config{MetadataURL: "http://127.0.0.1:1/?version=1"}, nil, "", "--metadata-url", false},
-		{"missing key file", Config{APIKeyFile: filepath.Join(dir, "nope")}, nil, "", "does not exist", false},
+		{name: "auto, nothing configured: metadata", wantKind: SourceVPCMetadata},
+		{name: "auto, key file: api key", cfg: Config{APIKeyFile: keyFile}, wantKind: SourceAPIKey},
+		{name: "auto, env key: api key", env: map[string]string{APIKeyEnv: "env-key-0123456789"}, wantKind: SourceAPIKey},
+		{name: "auto, file wins over env", cfg: Config{APIKeyFile: keyFile}, env: map[string]string{APIKeyEnv: "env-key"}, wantKind: SourceAPIKey},
+		{name: "explicit metadata ignores key", cfg: Config{TokenSource: SourceVPCMetadata, APIKeyFile: keyFile}, wantKind: SourceVPCMetadata},
+		{name: "explicit api-key without key", cfg: Config{TokenSource: SourceAPIKey}, wantErr: "no API key is configured", wantFix: "--api-key-file"},
+		{name: "profile with api key", cfg: Config{APIKeyFile: keyFile, ProfileID: "p"}, wantErr: "an API key is in use", wantFix: "--token-source vpc-metadata"},
+		{name: "two profiles", cfg: Config{ProfileID: "a", ProfileCRN: "b"}, wantErr: "more than one", wantFix: "exactly one"},
+		{name: "unknown source", cfg: Config{TokenSource: "magic"}, wantErr: "not one of"},
+		{name: "world-readable key warns", cfg: Config{APIKeyFile: loose}, wantKind: SourceAPIKey, warn: "chmod 600"},
+		{name: "bad iam url", cfg: Config{IAMURL: "ICR_EMULATOR_URL=http://127.0.0.1:1"}, wantErr: "--iam-url"},
+		{name: "bad metadata url", cfg: Config{MetadataURL: "169.254.169.254"}, wantErr: "--metadata-url"},
+		{name: "metadata url with query", cfg: Config{MetadataURL: "http://127.0.0.1:1/?version=1"}, wantErr: "--metadata-url"},
+		{name: "iam url with user info", cfg: Config{IAMURL: "https://user:pass@iam.example"}, wantErr: "--iam-url", wantFix: "without user info"},
+		{name: "iam url with fragment", cfg: Config{IAMURL: "https://iam.example/#x"}, wantErr: "--iam-url"},
+		{name: "iam url with empty query", cfg: Config{IAMURL: "https://iam.example/?"}, wantErr: "--iam-url"},
+		{name: "ftp iam url", cfg: Config{IAMURL: "ftp://iam.example"}, wantErr: "--iam-url"},
+		{name: "iam url host 999.1.1.1", cfg: Config{IAMURL: "https://999.1.1.1"}, wantErr: "--iam-url"},
+		{name: "plain http to a remote IAM", cfg: Config{IAMURL: "http://iam.example"}, wantErr: "plain http", wantFix: "--allow-insecure-iam"},
+		{name: "plain http to a remote IAM, allowed", cfg: Config{IAMURL: "http://iam.example", AllowInsecureIAM: true}, wantKind: SourceVPCMetadata, warn: "clear text"},
+		{name: "plain http to loopback IAM", cfg: Config{IAMURL: "http://127.0.0.1:1"}, wantKind: SourceVPCMetadata},
+		{name: "plain http to the metadata service", cfg: Config{MetadataURL: "http://169.254.169.254"}, wantKind: SourceVPCMetadata},
+		{name: "unknown metadata version", cfg: Config{MetadataVersion: "2024-01-01"}, wantErr: "--metadata-version", wantFix: "2025-08-26"},
+		{name: "known metadata version", cfg: Config{MetadataVersion: "2025-08-26"}, wantKind: SourceVPCMetadata},
+		{name: "relative key file", cfg: Config{APIKeyFile: "key"}, wantErr: "relative", wantFix: "absolute"},
+		{name: "relative cache dir", cfg: Config{CacheDir: "cache"}, wantErr: "relative", wantFix: "absolute"},
+		{name: "cache dir none", cfg: Config{CacheDir: "none"}, wantKind: SourceVPCMetadata},
+		{name: "bad registry", cfg: Config{Registries: []string{"https://r.example"}}, wantErr: "--registries", wantFix: "exact hosts"},
+		{name: "missing key file", cfg: Config{APIKeyFile: filepath.Join(dir, "nope")}, wantErr: "does not exist", wantFix: "service-api-key-create"},
+		{name: "empty env key", env: map[string]string{APIKeyEnv: " {} "}, wantErr: "$" + APIKeyEnv, wantFix: "API key alone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			getenv := func(k string) string { return tt.env[k] }
-			sel, err := tt.cfg.NodeSource(getenv, iam.Options{})
+			id, err := tt.cfg.Node(getenv, iam.Options{})
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				var ce *Error
+				if !errors.As(err, &ce) {
+					t.Fatalf("err = %v (%T), want a *config.Error", err, err)
+				}
+				if !strings.Contains(ce.Cause, tt.wantErr) || !strings.Contains(ce.Fix, tt.wantFix) || ce.Fix == "" {
+					t.Fatalf("cause %q fix %q, want %q and %q", ce.Cause, ce.Fix, tt.wantErr, tt.wantFix)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sel.Kind != tt.wantKind || sel.Why == "" {
-				t.Errorf("kind %s (%s), want %s", sel.Kind, sel.Why, tt.wantKind)
+			if id.Kind != tt.wantKind || id.Why == "" || id.Key == "" || id.Describe == "" {
+				t.Errorf("kind %s (%s), want %s", id.Kind, id.Why, tt.wantKind)
 			}
-			if (len(sel.Warnings) > 0) != tt.warn {
-				t.Errorf("warnings %v", sel.Warnings)
+			if got := strings.Join(id.Warnings, "; "); (tt.warn == "") != (got == "") || !strings.Contains(got, tt.warn) {
+				t.Errorf("warnings %q, want %q", got, tt.warn)
 			}
-			for _, s := range sel.Secrets {
-				if strings.Contains(sel.Why, s) || strings.Contains(sel.Source.Describe(), s) || strings.Contains(sel.Source.CacheKey(), s) {
-					t.Error("a secret appears in the selection's description or cache key")
+			for _, s := range []string{"file-key-0123456789", "env-key-0123456789", "loose-key-0123456789"} {
+				if strings.Contains(id.Why+id.Describe+id.Key, s) {
+					t.Error("a secret appears in the identity's description or cache key")
 				}
 			}
 		})

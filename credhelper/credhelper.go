@@ -32,11 +32,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // HelperName is the name to use in credHelpers entries ("us.icr.io": "icr").
@@ -99,7 +97,7 @@ type Helper struct {
 	Hosts *provider.HostSet
 	// Token mints (or takes from the cache) the IAM token; called only by
 	// get for a served host.
-	Token func(ctx context.Context) (iam.Token, error)
+	Token token.Source
 	// Warn receives non-fatal findings, one line each; nil drops them.
 	Warn func(msg string)
 	// Version is printed by the version action.
@@ -116,7 +114,7 @@ func (h *Helper) Run(ctx context.Context, action string, in io.Reader, out io.Wr
 	case "get":
 		var c Credentials
 		var serverURL string
-		if serverURL, err = readServerURL(in); err == nil {
+		if serverURL, err = readServerURL(ctx, in); err == nil {
 			if c, err = h.Get(ctx, serverURL); err == nil {
 				answer, err = json.Marshal(c)
 			}
@@ -124,10 +122,10 @@ func (h *Helper) Run(ctx context.Context, action string, in io.Reader, out io.Wr
 	case "list":
 		answer, err = json.Marshal(h.List())
 	case "store":
-		err = h.Store(in)
+		err = h.Store(ctx, in)
 	case "erase":
 		var serverURL string
-		if serverURL, err = readServerURL(in); err == nil {
+		if serverURL, err = readServerURL(ctx, in); err == nil {
 			err = h.Erase(serverURL)
 		}
 	case "version":
@@ -149,11 +147,11 @@ func (h *Helper) Run(ctx context.Context, action string, in io.Reader, out io.Wr
 // Get returns the credentials for serverURL: username iambearer and an IAM
 // token if its host is served, else the protocol's not-found error.
 func (h *Helper) Get(ctx context.Context, serverURL string) (Credentials, error) {
-	host, ok := ServerHost(serverURL)
+	host, ok := provider.ServerHost(serverURL)
 	if !ok || !h.Hosts.Serves(host) {
 		return Credentials{}, &ProtocolError{Message: NotFoundMessage}
 	}
-	tok, err := h.Token(ctx)
+	tok, err := h.Token.Token(ctx)
 	if err != nil {
 		return Credentials{}, err
 	}
@@ -174,15 +172,15 @@ func (h *Helper) List() map[string]string {
 
 // Store validates a credential as docker-credential-helpers does and keeps
 // nothing: tokens are minted on demand. Its secret is never echoed.
-func (h *Helper) Store(in io.Reader) error {
-	b, err := readInput(in)
+func (h *Helper) Store(ctx context.Context, in io.Reader) error {
+	b, err := readInput(ctx, in)
 	if err != nil {
 		return err
 	}
 	var c Credentials
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&c); err != nil {
-		return fmt.Errorf("store expects the JSON of a credential on stdin ({\"ServerURL\":…,\"Username\":…,\"Secret\":…}): %s", jsonProblem(err))
+		return fmt.Errorf("store expects the JSON of a credential on stdin ({\"ServerURL\":…,\"Username\":…,\"Secret\":…}): %s", provider.DescribeJSONError(err, b))
 	}
 	if strings.TrimSpace(c.ServerURL) == "" {
 		return &ProtocolError{Message: MissingServerURLMessage, Hint: "store needs a ServerURL in the credential on stdin"}
@@ -190,7 +188,7 @@ func (h *Helper) Store(in io.Reader) error {
 	if strings.TrimSpace(c.Username) == "" {
 		return &ProtocolError{Message: MissingUsernameMessage, Hint: "store needs a Username in the credential on stdin"}
 	}
-	if host, ok := ServerHost(c.ServerURL); !ok || !h.Hosts.Serves(host) {
+	if host, ok := provider.ServerHost(c.ServerURL); !ok || !h.Hosts.Serves(host) {
 		h.warn(fmt.Sprintf("credentials for %s were not stored: %s keeps no credentials and does not serve that registry; route only ICR hosts to it with per-host credHelpers entries, not credsStore", quoteHost(c.ServerURL), LinkName))
 	}
 	return nil
@@ -207,8 +205,8 @@ func (h *Helper) warn(msg string) {
 
 // readServerURL reads the server URL of get and erase: all of stdin, white
 // space trimmed, as docker-credential-helpers does.
-func readServerURL(in io.Reader) (string, error) {
-	b, err := readInput(in)
+func readServerURL(ctx context.Context, in io.Reader) (string, error) {
+	b, err := readInput(ctx, in)
 	if err != nil {
 		return "", err
 	}
@@ -219,85 +217,23 @@ func readServerURL(in io.Reader) (string, error) {
 	return s, nil
 }
 
-func readInput(in io.Reader) ([]byte, error) {
+// readInput reads stdin, bounded in size and by ctx.
+func readInput(ctx context.Context, in io.Reader) ([]byte, error) {
 	if in == nil {
 		return nil, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(in, MaxInput+1))
+	b, err := provider.ReadInput(ctx, in, MaxInput)
 	if err != nil {
-		return nil, fmt.Errorf("reading stdin: %v", err)
-	}
-	if len(b) > MaxInput {
-		return nil, fmt.Errorf("stdin is larger than %d bytes: the protocol sends a server URL or one small JSON object", MaxInput)
+		return nil, fmt.Errorf("%v: the protocol sends a server URL or one small JSON object", err)
 	}
 	return b, nil
-}
-
-// jsonProblem describes a decoding error without quoting the input (which
-// may hold a secret).
-func jsonProblem(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return "stdin is empty"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "the JSON is truncated"
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
-	case errors.As(err, &te):
-		return fmt.Sprintf("field %s must be a %s, not a JSON %s", te.Field, te.Type, te.Value)
-	}
-	return "invalid JSON"
 }
 
 // quoteHost names the registry of serverURL in a message: its host if it has
 // one, else a placeholder (the input is never echoed as such).
 func quoteHost(serverURL string) string {
-	if host, ok := ServerHost(serverURL); ok {
+	if host, ok := provider.ServerHost(serverURL); ok {
 		return host
 	}
 	return "that server URL"
-}
-
-// notInServerURL reports the runes a server URL never holds, in its host
-// or its path: user info, a backslash, spaces and control characters, and
-// anything non-ASCII (an IDNA host is sent in its xn-- form).
-func notInServerURL(r rune) bool {
-	return r == '@' || r == '\\' || r >= utf8.RuneSelf || unicode.IsSpace(r) || unicode.IsControl(r)
-}
-
-// ServerHost returns the registry host ("host" or "host:port", lower case)
-// of a server URL as clients send it: "us.icr.io", "us.icr.io:443",
-// "https://us.icr.io", "https://us.icr.io/v2/", "us.icr.io/team/app".
-// ok is false for anything that has no valid host, user info, or a scheme
-// other than http or https. The host is then looked up exactly
-// (provider.HostSet.Serves), so a look-alike is never served.
-func ServerHost(serverURL string) (host string, ok bool) {
-	s := strings.TrimSpace(serverURL)
-	if s == "" || strings.ContainsFunc(s, notInServerURL) {
-		return "", false
-	}
-	if i := strings.Index(s, "://"); i >= 0 {
-		switch strings.ToLower(s[:i]) {
-		case "http", "https":
-		default:
-			return "", false
-		}
-		s = s[i+3:]
-	}
-	if i := strings.IndexAny(s, "/?#"); i >= 0 {
-		s = s[:i]
-	}
-	if s == "" {
-		return "", false
-	}
-	// The same rule as a --registries entry. Unlike the first component of
-	// an image reference, a single-label name ("registry") is a host of its
-	// own here, not docker.io; it is served only if configured exactly.
-	h, err := provider.NormalizeHost(s)
-	if err != nil {
-		return "", false
-	}
-	return h, true
 }

@@ -1,8 +1,6 @@
 package doctor
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,56 +12,37 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/cache"
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// fingerprint identifies a secret without revealing it: the same 8 hex
-// digits as the plugin's own log lines ("fingerprint …").
-func fingerprint(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])[:8]
-}
-
-// keyInUse reports whether an API key would be used by the configuration.
-func (r *run) keyInUse() bool {
-	c := r.env.Config
-	mode := strings.ToLower(strings.TrimSpace(c.TokenSource))
-	if mode == config.SourceVPCMetadata {
-		return false
-	}
-	return c.APIKeyFile != "" || strings.TrimSpace(r.env.Getenv(config.APIKeyEnv)) != "" || mode == config.SourceAPIKey
-}
-
 // checkAPIKey: the API key file's existence, type, permissions and content
-// (a fingerprint of the key, never the key), or $IBMCLOUD_API_KEY.
+// (a fingerprint of the key, never the key), or $IBMCLOUD_API_KEY, when the
+// configuration would use one.
 func (r *run) checkAPIKey() {
 	c := r.env.Config
-	if !r.keyInUse() {
+	sel, err := c.Select(r.env.Getenv)
+	if err != nil || sel.Kind != config.SourceAPIKey {
 		sum := "no API key is configured: the node identity comes from the VPC metadata service"
-		if c.APIKeyFile != "" || r.env.Getenv(config.APIKeyEnv) != "" {
+		if err != nil {
+			sum = "not checked: the settings do not select an identity (see " + CheckSettings + ")"
+		} else if c.APIKeyFile != "" || r.env.Getenv(config.APIKeyEnv) != "" {
 			sum = "an API key is configured but ignored: --token-source vpc-metadata"
 		}
 		r.add(Check{ID: CheckAPIKey, Status: StatusSkip, Summary: sum})
 		return
 	}
-	if c.APIKeyFile == "" {
-		v := r.env.Getenv(config.APIKeyEnv)
-		if strings.TrimSpace(v) == "" {
-			r.add(Check{ID: CheckAPIKey, Status: StatusFail,
-				Summary: "--token-source api-key but no API key is configured",
-				Fix:     "set --api-key-file (ICR_API_KEY_FILE in the kubelet config's env) to a file holding the key, mode 0600"})
-			return
-		}
-		key, err := iam.ParseAPIKey([]byte(v))
+	if sel.KeyFromEnv {
+		id, err := c.Node(r.env.Getenv, r.env.IAM)
 		if err != nil {
-			r.add(Check{ID: CheckAPIKey, Status: StatusFail, Summary: "$" + config.APIKeyEnv + " " + err.Error(),
-				Fix: "set $" + config.APIKeyEnv + " to the bare API key, or use --api-key-file"})
+			cause, fix := causeFix(err)
+			r.add(Check{ID: CheckAPIKey, Status: StatusFail, Summary: cause, Fix: fix})
 			return
 		}
-		r.secret(key)
+		fp := id.Fingerprint
 		r.add(Check{ID: CheckAPIKey, Status: StatusWarn,
-			Summary: "API key from $" + config.APIKeyEnv + " (fingerprint " + fingerprint(key) + ")",
+			Summary: "API key from $" + config.APIKeyEnv + " (fingerprint " + fp + ")",
 			Fix:     "an environment variable is visible to every process of the kubelet's user and in its unit file; prefer --api-key-file with a 0600 file",
-			Details: map[string]string{"source": "$" + config.APIKeyEnv, "fingerprint": fingerprint(key)}})
+			Details: map[string]string{"source": "$" + config.APIKeyEnv, "fingerprint": fp}})
 		return
 	}
 
@@ -79,21 +58,19 @@ func (r *run) checkAPIKey() {
 			d["symlink"] = "true"
 		}
 	}
-	key, warns, err := iam.LoadAPIKeyFile(path)
+	key, warns, err := config.LoadAPIKeyFile(path)
 	if err != nil {
-		// LoadAPIKeyFile's messages name the file and the fix, never the
-		// content: "cause: fix".
-		cause, fix := splitFix(err.Error())
+		cause, fix := causeFix(err)
 		r.add(Check{ID: CheckAPIKey, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
 		return
 	}
-	r.secret(key)
-	d["fingerprint"] = fingerprint(key)
+	fp := secret.Fingerprint(key)
+	d["fingerprint"] = fp
 	chk := Check{ID: CheckAPIKey, Status: StatusOK, Details: d,
-		Summary: fmt.Sprintf("API key file %s holds a key (fingerprint %s), mode %s", path, fingerprint(key), d["mode"])}
+		Summary: fmt.Sprintf("API key file %s holds a key (fingerprint %s), mode %s", path, fp, d["mode"])}
 	if len(warns) > 0 {
 		chk.Status = StatusWarn
-		chk.Summary, chk.Fix = splitFix(string(warns[0]))
+		chk.Summary, chk.Fix = "API key file "+path+" (fingerprint "+fp+") is readable by other users (mode "+d["mode"]+")", "run 'chmod 600 "+path+"'"
 	}
 	if uid, ok := d["owner_uid"]; ok && uid != "0" && chk.Status == StatusOK {
 		chk.Status = StatusWarn
@@ -103,15 +80,18 @@ func (r *run) checkAPIKey() {
 	r.add(chk)
 }
 
-// splitFix splits "cause: fix" at the last ": " that is followed by an
-// imperative remedy; without one the whole text is the cause.
-func splitFix(msg string) (cause, fix string) {
-	for _, sep := range []string{": create ", ": make ", ": put ", ": point ", ": check ", ": run ", ": use ", ": set ", ": give ", ": remove ", ": link ", ": pass "} {
-		if i := strings.Index(msg, sep); i >= 0 {
-			return msg[:i], msg[i+2:]
-		}
+// causeFix returns an error's cause and fix: the fields of a *config.Error
+// or an *iam.Error; any other error is all cause.
+func causeFix(err error) (cause, fix string) {
+	var ce *config.Error
+	var ie *iam.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce.Cause, ce.Fix
+	case errors.As(err, &ie):
+		return ie.Cause(), ie.Fix
 	}
-	return msg, ""
+	return err.Error(), ""
 }
 
 // checkSettings resolves the node identity as kubelet mode would and shows
@@ -142,28 +122,29 @@ func (r *run) checkSettings() {
 	}
 	if _, err := c.Hosts(); err != nil {
 		r.hostsErr = err
-		cause, fix := splitFix(err.Error())
+		cause, fix := causeFix(err)
 		r.add(Check{ID: CheckSettings, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
 		return
 	}
-	sel, err := c.NodeSource(r.env.Getenv, r.env.IAM)
+	id, err := c.Node(r.env.Getenv, r.env.IAM)
 	if err != nil {
 		if prev, ok := r.last(CheckAPIKey); ok && prev.Status == StatusFail {
 			r.add(skipped(CheckSettings, "", CheckAPIKey))
 			return
 		}
-		cause, fix := splitFix(err.Error())
+		cause, fix := causeFix(err)
 		r.add(Check{ID: CheckSettings, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
 		return
 	}
-	for _, s := range sel.Secrets {
-		r.secret(s)
+	r.id = id
+	d["identity"] = id.Describe
+	d["why"] = id.Why
+	chk := Check{ID: CheckSettings, Status: StatusOK, Details: d,
+		Summary: fmt.Sprintf("identity: %s (token source %s, because %s); IAM %s", id.Describe, id.Kind, id.Why, c.EffectiveIAMURL())}
+	if w := c.Warnings(); len(w) > 0 {
+		chk.Status, chk.Fix = StatusWarn, w[0]
 	}
-	r.sel = sel
-	d["identity"] = sel.Source.Describe()
-	d["why"] = sel.Why
-	r.add(Check{ID: CheckSettings, Status: StatusOK, Details: d,
-		Summary: fmt.Sprintf("identity: %s (token source %s, because %s); IAM %s", sel.Source.Describe(), sel.Kind, sel.Why, c.EffectiveIAMURL())})
+	r.add(chk)
 }
 
 func (r *run) last(id string) (Check, bool) {

@@ -20,13 +20,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // Status is the outcome of one check.
@@ -154,8 +155,8 @@ type Env struct {
 	// doctor lowers MaxAttempts to 2 unless set, so that a failing IAM is
 	// reported in seconds.
 	IAM iam.Options
-	// Transport carries registry and clock requests; nil: a transport with
-	// Proxy: http.ProxyFromEnvironment and short dial/TLS timeouts.
+	// Transport carries registry and clock requests; nil: iam's transport
+	// (proxies from the environment, short dial and TLS timeouts).
 	Transport http.RoundTripper
 	// RequestTimeout bounds each registry or clock request (8s).
 	RequestTimeout time.Duration
@@ -227,30 +228,17 @@ func (e *Env) defaults() {
 		e.RequestTimeout = 8 * time.Second
 	}
 	if e.Transport == nil {
-		e.Transport = NewTransport()
+		e.Transport = iam.NewIAMTransport()
 	}
-}
-
-// NewTransport returns the transport for registry and clock requests:
-// proxies from the environment (HTTPS_PROXY, NO_PROXY), bounded dial, TLS
-// and header times.
-func NewTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = http.ProxyFromEnvironment
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 5 * time.Second
-	t.ResponseHeaderTimeout = 8 * time.Second
-	return t
 }
 
 // run is the state of one Run: the checks so far and what they learned.
 type run struct {
-	env     *Env
-	checks  []Check
-	secrets []string
+	env    *Env
+	checks []Check
 
-	sel      *config.Selection
-	token    iam.Token
+	id       *config.Identity
+	token    token.Token
 	claims   *claims
 	idErr    *iam.Error // the identity check's failure, if any
 	hostsErr error
@@ -259,12 +247,6 @@ type run struct {
 func (r *run) add(c Check) Check {
 	r.checks = append(r.checks, c)
 	return c
-}
-
-func (r *run) secret(s string) {
-	if len(s) >= 4 {
-		r.secrets = append(r.secrets, s)
-	}
 }
 
 // skipped is a check not run because prerequisite did not pass.
@@ -307,14 +289,13 @@ func Run(ctx context.Context, env Env) *Report {
 	return rep
 }
 
-// scrub folds s into one line and removes every secret seen during the run
-// and anything shaped like a JWT.
+// maxLine bounds every string of the report.
+const maxLine = 1000
+
+// scrub puts s on one bounded line without any secret the process handled
+// (secret.Line) and without anything shaped like a JWT.
 func (r *run) scrub(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	for _, sec := range r.secrets {
-		s = strings.ReplaceAll(s, sec, "[redacted]")
-	}
-	return redactJWTs(s)
+	return secret.Line(redactJWTs(s), maxLine)
 }
 
 // redactJWTs replaces anything that looks like a JWT (eyJ….….) with
@@ -329,7 +310,7 @@ func redactJWTs(s string) string {
 		for j < len(s) && (isB64URL(s[j]) || s[j] == '.') {
 			j++
 		}
-		s = s[:i] + "[redacted]" + s[j:]
+		s = s[:i] + secret.Mask + s[j:]
 	}
 }
 

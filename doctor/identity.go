@@ -2,8 +2,6 @@ package doctor
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,15 +17,14 @@ const identityTimeout = 25 * time.Second
 // checkIdentity obtains a token from the selected source, without any
 // cache, and explains a failure from the *iam.Error's fields.
 func (r *run) checkIdentity(ctx context.Context) {
-	if r.sel == nil {
+	if r.id == nil {
 		r.add(skipped(CheckMetadata, "", CheckSettings))
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, identityTimeout)
 	defer cancel()
-	tok, err := r.sel.Source.Token(ctx)
+	tok, err := r.id.Source.Token(ctx)
 	if err == nil {
-		r.secret(tok.AccessToken)
 		r.token = tok
 	}
 	var ie *iam.Error
@@ -35,7 +32,7 @@ func (r *run) checkIdentity(ctx context.Context) {
 		ie = &iam.Error{Reason: iam.ReasonInternal, Err: err, Fix: "this is a bug in the plugin; please report it with this output"}
 	}
 	r.idErr = ie
-	if r.sel.Kind == config.SourceVPCMetadata {
+	if r.id.Kind == config.SourceVPCMetadata {
 		r.vpcChecks(ie)
 	} else {
 		r.apiKeyCheck(ie)
@@ -90,19 +87,9 @@ func noAnswer(e *iam.Error, what string) string {
 	case iam.ReasonDeadline:
 		return what + " at " + e.Endpoint + " did not answer before doctor's time ran out"
 	case iam.ReasonUnreachable:
-		return "cannot connect to " + what + " at " + e.Endpoint + ": " + unwrapNet(e)
+		return "cannot connect to " + what + " at " + e.Endpoint + ": " + iam.NetCause(e.Err)
 	}
-	return e.Error()
-}
-
-func unwrapNet(e *iam.Error) string {
-	// The *iam.Error's text for Unreachable is "cannot reach … : CAUSE: fix";
-	// take the cause from its own formatting, without the fix.
-	msg := (&iam.Error{Service: e.Service, Reason: e.Reason, Op: e.Op, Err: e.Err}).Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		return msg[i+2:]
-	}
-	return msg
+	return e.Cause()
 }
 
 // vpcChecks splits the VPC source's outcome in two: the metadata service
@@ -111,7 +98,7 @@ func (r *run) vpcChecks(e *iam.Error) {
 	mdURL := r.env.Config.MetadataURL
 	if e == nil {
 		r.add(Check{ID: CheckMetadata, Status: StatusOK, Summary: "metadata service at " + mdURL + " answered: instance identity token obtained"})
-		r.add(Check{ID: CheckTrustedProfile, Status: StatusOK, Summary: r.sel.Source.Describe() + ": IAM token obtained through the metadata service"})
+		r.add(Check{ID: CheckTrustedProfile, Status: StatusOK, Summary: r.id.Describe + ": IAM token obtained through the metadata service"})
 		return
 	}
 	// The identity token step is PUT …/token; the exchange is …/iam_token(s).
@@ -124,7 +111,7 @@ func (r *run) vpcChecks(e *iam.Error) {
 		case iam.ReasonRejected, iam.ReasonNotSupported, iam.ReasonUnavailable, iam.ReasonRateLimited:
 			c.Summary = "the metadata service refused an instance identity token (" + httpCause(e) + ")"
 		default:
-			c.Summary = e.Error()
+			c.Summary = e.Cause()
 		}
 		if e.Reason == iam.ReasonTimeout {
 			c.Fix = "a disabled metadata service never answers: enable it with 'ibmcloud is instance-update INSTANCE --metadata-service true' (check with 'ibmcloud is instance INSTANCE'), or use --token-source api-key with --api-key-file"
@@ -135,7 +122,7 @@ func (r *run) vpcChecks(e *iam.Error) {
 	}
 	r.add(Check{ID: CheckMetadata, Status: StatusOK, Summary: "metadata service at " + mdURL + " answered: instance identity token obtained"})
 	c := Check{ID: CheckTrustedProfile, Status: StatusFail, Fix: e.Fix, Details: errDetails(e)}
-	p, _ := r.env.Config.Profile()
+	p := r.env.Config.Profile()
 	switch {
 	case e.Reason == iam.ReasonTimeout || e.Reason == iam.ReasonUnreachable || e.Reason == iam.ReasonDeadline:
 		c.Summary = noAnswer(e, "the metadata service's IAM token exchange")
@@ -150,7 +137,7 @@ func (r *run) vpcChecks(e *iam.Error) {
 	case e.Status != 0:
 		c.Summary = "the metadata service did not issue an IAM token for " + p.String() + " (" + httpCause(e) + ")"
 	default:
-		c.Summary = e.Error()
+		c.Summary = e.Cause()
 	}
 	r.add(c)
 }
@@ -171,7 +158,7 @@ func profileArg(p iam.Profile) string {
 func (r *run) apiKeyCheck(e *iam.Error) {
 	iamURL := r.env.Config.EffectiveIAMURL()
 	if e == nil {
-		r.add(Check{ID: CheckIdentityAPIKey, Status: StatusOK, Summary: "IAM at " + iamURL + " accepted the " + r.sel.Source.Describe()})
+		r.add(Check{ID: CheckIdentityAPIKey, Status: StatusOK, Summary: "IAM at " + iamURL + " accepted the " + r.id.Describe})
 		return
 	}
 	c := Check{ID: CheckIdentityAPIKey, Status: StatusFail, Fix: e.Fix, Details: errDetails(e)}
@@ -195,7 +182,7 @@ func (r *run) apiKeyCheck(e *iam.Error) {
 	case iam.ReasonNotSupported:
 		c.Summary = "IAM URL " + iamURL + " does not serve the token API (" + httpCause(e) + ")"
 	default:
-		c.Summary = e.Error()
+		c.Summary = e.Cause()
 	}
 	r.add(c)
 }
@@ -220,31 +207,13 @@ type claims struct {
 	} `json:"authn"`
 }
 
-// decodeClaims decodes a JWT's payload without verifying it: doctor only
-// describes the token, it never trusts it.
-func decodeClaims(tok string) (*claims, error) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("not a JWT")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return nil, errors.New("JWT payload is not base64url")
-	}
-	var c claims
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, errors.New("JWT payload is not JSON")
-	}
-	return &c, nil
-}
-
 // checkToken describes the token: who it is and when it expires.
 func (r *run) checkToken() {
 	if r.token.AccessToken == "" {
 		prev := CheckIdentityAPIKey
-		if r.sel == nil {
+		if r.id == nil {
 			prev = CheckSettings
-		} else if r.sel.Kind == config.SourceVPCMetadata {
+		} else if r.id.Kind == config.SourceVPCMetadata {
 			prev = CheckTrustedProfile
 		}
 		r.add(skipped(CheckToken, "", prev))
@@ -256,8 +225,8 @@ func (r *run) checkToken() {
 		"expires_at": r.token.Expiry.UTC().Format(time.RFC3339),
 		"expires_in": left.String(),
 	}
-	c, err := decodeClaims(r.token.AccessToken)
-	if err != nil {
+	c := &claims{}
+	if err := iam.DecodeClaims(r.token.AccessToken, c); err != nil {
 		r.add(Check{ID: CheckToken, Status: StatusWarn, Details: d,
 			Summary: "a token was obtained (expires in " + left.String() + ") but its payload cannot be read: " + err.Error(),
 			Fix:     "registries reject tokens that are not IAM JWTs; check that --iam-url points at IAM and no proxy rewrites its answers"})

@@ -15,23 +15,13 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1 "k8s.io/kubelet/config/v1"
+	"k8s.io/kubelet/pkg/apis/credentialprovider"
 	"sigs.k8s.io/yaml"
 
+	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
-
-// Service-account annotations the plugin reads (kubelet tokenAttributes).
-const (
-	AnnotationProfileID   = "icr-credential-provider.github.io/trusted-profile-id"
-	AnnotationProfileName = "icr-credential-provider.github.io/trusted-profile-name"
-)
-
-// Request API versions the plugin answers.
-var supportedRequestVersions = []string{
-	"credentialprovider.kubelet.k8s.io/v1",
-	"credentialprovider.kubelet.k8s.io/v1beta1",
-	"credentialprovider.kubelet.k8s.io/v1alpha1",
-}
 
 // providerEntry is a provider entry of any config version.
 type providerEntry struct {
@@ -183,13 +173,13 @@ func (r *run) checkKubelet() {
 		if errors.Is(err, fs.ErrPermission) {
 			fix = "run doctor as root to read it"
 		}
-		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + pathless(err), Fix: fix})
+		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + config.Bare(err).Error(), Fix: fix})
 		skipRest(CheckKubeletConfig)
 		return
 	}
 	apiVersion, providers, err := decodeKubeletConfig(data)
 	if err != nil {
-		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "kubelet config " + path + " does not decode strictly: " + oneLine(err.Error(), 300),
+		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "kubelet config " + path + " does not decode strictly: " + secret.Line(err.Error(), 300),
 			Fix:     "the kubelet refuses to start with it: fix the YAML (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/",
 			Details: map[string]string{"path": path}})
 		skipRest(CheckKubeletConfig)
@@ -227,12 +217,11 @@ func (r *run) checkKubelet() {
 	r.checkTokenAttributes(p)
 }
 
-func pathless(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
+// supportedRequestVersion reports whether a provider entry's apiVersion is
+// one the plugin answers.
+func supportedRequestVersion(apiVersion string) bool {
+	v, ok := strings.CutPrefix(apiVersion, credentialprovider.GroupName+"/")
+	return ok && slices.Contains(provider.SupportedVersions, v)
 }
 
 func (r *run) checkProviderEntry(p *providerEntry) {
@@ -250,7 +239,7 @@ func (r *run) checkProviderEntry(p *providerEntry) {
 		r.add(Check{ID: CheckKubeletProvider, Status: StatusFail, Summary: sum, Fix: fix, Details: d})
 	}
 	switch {
-	case !slices.Contains(supportedRequestVersions, p.APIVersion):
+	case !supportedRequestVersion(p.APIVersion):
 		fail(fmt.Sprintf("provider %s has apiVersion %q, which the kubelet and the plugin do not both speak", p.Name, p.APIVersion),
 			"set apiVersion: credentialprovider.kubelet.k8s.io/v1")
 		return
@@ -327,8 +316,8 @@ func (r *run) checkMatchImages(p *providerEntry) {
 	}
 	imageMissed := false
 	if r.env.Image != "" {
-		if img, err := parseImage(r.env.Image); err == nil {
-			full := img.Host + "/" + img.Repo
+		if img, err := provider.ParseImage(r.env.Image); err == nil {
+			full := img.Host + "/" + img.Repository
 			if !matches(full) {
 				imageMissed = true
 				missedPublic = append([]string{full}, missedPublic...)
@@ -432,7 +421,7 @@ func (r *run) checkTokenAttributes(p *providerEntry) {
 		r.add(Check{ID: CheckTokenAttributes, Status: StatusFail, Details: d, Summary: sum, Fix: fix})
 	}
 	keys := append(append([]string(nil), ta.RequiredServiceAccountAnnotationKeys...), ta.OptionalServiceAccountAnnotationKeys...)
-	hasID, hasName := slices.Contains(keys, AnnotationProfileID), slices.Contains(keys, AnnotationProfileName)
+	hasID, hasName := slices.Contains(keys, provider.AnnotationProfileID), slices.Contains(keys, provider.AnnotationProfileName)
 	switch {
 	case p.APIVersion != "credentialprovider.kubelet.k8s.io/v1":
 		fail("tokenAttributes needs the provider's apiVersion credentialprovider.kubelet.k8s.io/v1, not "+p.APIVersion, "set apiVersion: credentialprovider.kubelet.k8s.io/v1")
@@ -441,9 +430,9 @@ func (r *run) checkTokenAttributes(p *providerEntry) {
 	case ta.RequireServiceAccount == nil:
 		fail("tokenAttributes.requireServiceAccount is missing, which the kubelet requires", "set requireServiceAccount: false (pods without the annotation keep the node identity)")
 	case !hasID && !hasName:
-		fail("neither "+AnnotationProfileID+" nor "+AnnotationProfileName+" is in the annotation keys: the plugin never learns a pod's trusted profile",
+		fail("neither "+provider.AnnotationProfileID+" nor "+provider.AnnotationProfileName+" is in the annotation keys: the plugin never learns a pod's trusted profile",
 			"add both to optionalServiceAccountAnnotationKeys")
-	case slices.Contains(ta.RequiredServiceAccountAnnotationKeys, AnnotationProfileID) && slices.Contains(ta.RequiredServiceAccountAnnotationKeys, AnnotationProfileName):
+	case slices.Contains(ta.RequiredServiceAccountAnnotationKeys, provider.AnnotationProfileID) && slices.Contains(ta.RequiredServiceAccountAnnotationKeys, provider.AnnotationProfileName):
 		fail("both profile annotations are required: a service account with both is rejected as ambiguous, so no pod can pull",
 			"move them to optionalServiceAccountAnnotationKeys")
 	case len(ta.RequiredServiceAccountAnnotationKeys) > 0 && !*ta.RequireServiceAccount:
@@ -455,7 +444,7 @@ func (r *run) checkTokenAttributes(p *providerEntry) {
 	case !hasID || !hasName:
 		r.add(Check{ID: CheckTokenAttributes, Status: StatusWarn, Details: d,
 			Summary: "only one of the two profile annotation keys is passed to the plugin",
-			Fix:     "add both " + AnnotationProfileID + " and " + AnnotationProfileName + " to optionalServiceAccountAnnotationKeys"})
+			Fix:     "add both " + provider.AnnotationProfileID + " and " + provider.AnnotationProfileName + " to optionalServiceAccountAnnotationKeys"})
 	default:
 		r.add(Check{ID: CheckTokenAttributes, Status: StatusOK, Details: d,
 			Summary: "service-account mode: audience iam, cacheType " + string(ta.CacheType) + ", profile annotations passed"})

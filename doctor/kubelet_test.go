@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
 )
 
 func TestMatchImage(t *testing.T) {
@@ -108,7 +109,7 @@ func TestKubeletChecks(t *testing.T) {
 	ta := func(aud, cacheType, keys string) string {
 		return "    tokenAttributes:\n      serviceAccountTokenAudience: " + aud + "\n      cacheType: " + cacheType + "\n      requireServiceAccount: false\n" + keys
 	}
-	both := "      optionalServiceAccountAnnotationKeys: [" + AnnotationProfileID + ", " + AnnotationProfileName + "]\n"
+	both := "      optionalServiceAccountAnnotationKeys: [" + provider.AnnotationProfileID + ", " + provider.AnnotationProfileName + "]\n"
 	tests := []struct {
 		name    string
 		yaml    string
@@ -123,7 +124,7 @@ func TestKubeletChecks(t *testing.T) {
 		{"token cache type", cfg(v1, "10m", ta("iam", "Token", both)), 0o755, CheckTokenAttributes, StatusWarn, "cacheType: ServiceAccount"},
 		{"no annotation keys", cfg(v1, "10m", ta("iam", "ServiceAccount", "")), 0o755, CheckTokenAttributes, StatusFail, "never learns"},
 		{"both required", cfg(v1, "10m", strings.Replace(ta("iam", "ServiceAccount", strings.Replace(both, "optional", "required", 1)), "requireServiceAccount: false", "requireServiceAccount: true", 1)), 0o755, CheckTokenAttributes, StatusFail, "ambiguous"},
-		{"one key only", cfg(v1, "10m", ta("iam", "ServiceAccount", "      optionalServiceAccountAnnotationKeys: ["+AnnotationProfileID+"]\n")), 0o755, CheckTokenAttributes, StatusWarn, "only one"},
+		{"one key only", cfg(v1, "10m", ta("iam", "ServiceAccount", "      optionalServiceAccountAnnotationKeys: ["+provider.AnnotationProfileID+"]\n")), 0o755, CheckTokenAttributes, StatusWarn, "only one"},
 		{"tokenAttributes with v1beta1 request", cfg("credentialprovider.kubelet.k8s.io/v1beta1", "10m", ta("iam", "ServiceAccount", both)), 0o755, CheckTokenAttributes, StatusFail, "needs the provider's apiVersion"},
 		{"unsupported request version", cfg("credentialprovider.kubelet.k8s.io/v2", "10m", ""), 0o755, CheckKubeletProvider, StatusFail, "apiVersion"},
 		{"long default cache duration", cfg(v1, "2h", ""), 0o755, CheckKubeletProvider, StatusWarn, "longer than an IAM token lives"},
@@ -196,24 +197,6 @@ func TestTrustedRealm(t *testing.T) {
 		if got := trustedRealm(u, tt.host); got != tt.want {
 			t.Errorf("trustedRealm(%q, %q) = %v", tt.realm, tt.host, got)
 		}
-	}
-}
-
-func TestParseImage(t *testing.T) {
-	tests := []struct{ in, host, repo, ref string }{
-		{"us.icr.io/team/app", "us.icr.io", "team/app", "latest"},
-		{"us.icr.io/team/app:1.2", "us.icr.io", "team/app", "1.2"},
-		{"127.0.0.1:5000/team/app:v1", "127.0.0.1:5000", "team/app", "v1"},
-		{"icr.io/team/sub/app@sha256:abc", "icr.io", "team/sub/app", "sha256:abc"},
-	}
-	for _, tt := range tests {
-		got, err := parseImage(tt.in)
-		if err != nil || got.Host != tt.host || got.Repo != tt.repo || got.Ref != tt.ref {
-			t.Errorf("parseImage(%q) = %+v, %v", tt.in, got, err)
-		}
-	}
-	if _, err := parseImage("us.icr.io/"); err == nil {
-		t.Error("no repository accepted")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // manifestAccept is what a container runtime sends when it resolves a tag.
@@ -22,40 +23,6 @@ var manifestAccept = []string{
 	"application/vnd.docker.distribution.manifest.v2+json",
 }
 
-// imageRef is a parsed image reference.
-type imageRef struct {
-	Host, Repo, Ref string // Ref: a tag or a digest
-}
-
-func (i imageRef) namespace() string { ns, _, _ := strings.Cut(i.Repo, "/"); return ns }
-
-// parseImage splits host/namespace/repo[:tag|@digest]; the tag defaults to
-// "latest" as the kubelet's image normalisation does.
-func parseImage(s string) (imageRef, error) {
-	host, ok := provider.RegistryHost(s)
-	if !ok {
-		return imageRef{}, fmt.Errorf("%q is not an image reference", s)
-	}
-	rest := strings.TrimSpace(s)
-	if i := strings.Index(rest, "://"); i >= 0 {
-		rest = rest[i+3:]
-	}
-	first, after, hasSlash := strings.Cut(rest, "/")
-	if hasSlash && (strings.ContainsAny(first, ".:") || first == "localhost") {
-		rest = after
-	}
-	ref := "latest"
-	if i := strings.Index(rest, "@"); i >= 0 {
-		rest, ref = rest[:i], rest[i+1:]
-	} else if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
-		rest, ref = rest[:i], rest[i+1:]
-	}
-	if rest == "" || ref == "" {
-		return imageRef{}, fmt.Errorf("%q has no repository", s)
-	}
-	return imageRef{Host: host, Repo: rest, Ref: ref}, nil
-}
-
 // isLoopback reports whether host ("h" or "h:port") is a loopback address:
 // only those are spoken to over plain HTTP.
 func isLoopback(host string) bool {
@@ -63,11 +30,7 @@ func isLoopback(host string) bool {
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		h = hh
 	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(h, "[]"))
-	return ip != nil && ip.IsLoopback()
+	return provider.IsLoopback(h)
 }
 
 func schemeFor(host string) string {
@@ -108,8 +71,8 @@ func regionOf(host string) string {
 
 // policyCommand is the ibmcloud command that grants the token's identity
 // Reader on the namespace.
-func (r *run) policyCommand(img imageRef) string {
-	ns := img.namespace()
+func (r *run) policyCommand(img provider.Image) string {
+	ns := img.Namespace()
 	if ns == "" {
 		ns = "NAMESPACE"
 	}
@@ -136,9 +99,9 @@ func (r *run) policyCommand(img imageRef) string {
 // checkRegistries checks the image's registry, or each of RegistryHosts.
 func (r *run) checkRegistries(ctx context.Context) {
 	if r.env.Image != "" {
-		img, err := parseImage(r.env.Image)
+		img, err := provider.ParseImage(r.env.Image)
 		if err != nil {
-			r.add(Check{ID: CheckRegistryHost, Target: r.env.Image, Status: StatusFail, Summary: err.Error(),
+			r.add(Check{ID: CheckRegistryHost, Target: r.env.Image, Status: StatusFail, Summary: fmt.Sprintf("%q is not an image reference: %v", r.env.Image, err),
 				Fix: "pass --image HOST/NAMESPACE/REPOSITORY[:TAG], e.g. us.icr.io/team/app:1.2"})
 			return
 		}
@@ -150,13 +113,10 @@ func (r *run) checkRegistries(ctx context.Context) {
 	}
 }
 
-func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
+func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Image) {
 	target := host
 	if img != nil {
-		target = img.Host + "/" + img.Repo + ":" + img.Ref
-		if strings.HasPrefix(img.Ref, "sha256:") {
-			target = img.Host + "/" + img.Repo + "@" + img.Ref
-		}
+		target = img.String()
 	}
 	if r.hostsErr == nil {
 		hosts, _ := r.env.Config.Hosts()
@@ -196,7 +156,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
 		realm, service, ok = parseChallenge(resp.Header.Get("WWW-Authenticate"))
 		if !ok {
 			r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail,
-				Summary: fmt.Sprintf("%s/v2/ answered 401 without a Bearer challenge (WWW-Authenticate %q)", base, oneLine(resp.Header.Get("WWW-Authenticate"), 120)),
+				Summary: fmt.Sprintf("%s/v2/ answered 401 without a Bearer challenge (WWW-Authenticate %q)", base, secret.Line(resp.Header.Get("WWW-Authenticate"), 120)),
 				Fix:     "this is not a Docker registry API answer; check for a proxy answering in the registry's stead"})
 			return
 		}
@@ -212,7 +172,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
 	ru, err := url.Parse(realm)
 	if err != nil || !trustedRealm(ru, host) {
 		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail,
-			Summary: "the registry's token realm " + oneLine(realm, 200) + " is not an IBM Cloud registry host: doctor will not send the IAM token there",
+			Summary: "the registry's token realm " + secret.Line(realm, 200) + " is not an IBM Cloud registry host: doctor will not send the IAM token there",
 			Fix:     "check DNS and proxies for " + host + ": something other than ICR answers"})
 		return
 	}
@@ -225,7 +185,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
 		q.Set("service", service)
 	}
 	if img != nil {
-		q.Set("scope", "repository:"+img.Repo+":pull")
+		q.Set("scope", "repository:"+img.Repository+":pull")
 	}
 	ru.RawQuery = q.Encode()
 	resp, err = r.do(ctx, client, http.MethodGet, ru.String(), func(req *http.Request) { req.SetBasicAuth("iambearer", r.token.AccessToken) })
@@ -247,7 +207,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
 	if regTok == "" {
 		regTok = tr.AccessToken
 	}
-	r.secret(regTok)
+	secret.Add(regTok)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail,
@@ -272,7 +232,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
 		return
 	}
 	// 3. the manifest
-	murl := base + "/v2/" + img.Repo + "/manifests/" + img.Ref
+	murl := base + "/v2/" + img.Repository + "/manifests/" + img.Ref
 	auth := func(req *http.Request) {
 		req.Header.Set("Authorization", "Bearer "+regTok)
 		req.Header.Set("Accept", strings.Join(manifestAccept, ", "))
@@ -305,18 +265,18 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *imageRef) {
 			Summary: "the identity may pull " + target + " (manifest " + d["digest"] + ")"})
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
-			Summary: fmt.Sprintf("pull of %s denied (HTTP %d%s): %s has no IAM policy granting Reader on namespace %s", target, status, code, r.who(), img.namespace()),
+			Summary: fmt.Sprintf("pull of %s denied (HTTP %d%s): %s has no IAM policy granting Reader on namespace %s", target, status, code, r.who(), img.Namespace()),
 			Fix:     r.policyCommand(*img)})
 	case status == http.StatusNotFound:
 		what := "image or tag not found"
 		if strings.Contains(code, "NAME_UNKNOWN") {
-			what = "repository " + img.Repo + " not found"
+			what = "repository " + img.Repository + " not found"
 		} else if strings.Contains(code, "MANIFEST_UNKNOWN") {
-			what = "tag or digest " + img.Ref + " not found in " + img.Repo
+			what = "tag or digest " + img.Ref + " not found in " + img.Repository
 		}
 		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
 			Summary: fmt.Sprintf("%s (HTTP 404%s); authentication works", what, code),
-			Fix:     "check the image name and tag: 'ibmcloud cr images --restrict " + img.Repo + "' (in region " + regionOf(img.Host) + ") lists what exists"})
+			Fix:     "check the image name and tag: 'ibmcloud cr images --restrict " + img.Repository + "' (in region " + regionOf(img.Host) + ") lists what exists"})
 	default:
 		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
 			Summary: fmt.Sprintf("the registry answered HTTP %d%s for the manifest", status, code),
@@ -338,11 +298,11 @@ func (r *run) account() string {
 	return r.claims.Account.BSS
 }
 
-func scopeText(img *imageRef) string {
+func scopeText(img *provider.Image) string {
 	if img == nil {
 		return ""
 	}
-	return " for repository:" + img.Repo + ":pull"
+	return " for repository:" + img.Repository + ":pull"
 }
 
 // do performs one request with the per-request timeout.
@@ -384,15 +344,7 @@ func netText(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return "no answer in time"
 	}
-	return oneLine(err.Error(), 200)
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
+	return secret.Line(err.Error(), 200)
 }
 
 // regCode extracts ", CODE: message" from a registry error body.
@@ -406,7 +358,7 @@ func regCode(body []byte) string {
 	if json.Unmarshal(body, &v) != nil || len(v.Errors) == 0 {
 		return ""
 	}
-	return ", " + oneLine(v.Errors[0].Code+": "+v.Errors[0].Message, 160)
+	return ", " + secret.Line(v.Errors[0].Code+": "+v.Errors[0].Message, 160)
 }
 
 // parseChallenge parses a Bearer WWW-Authenticate header (quoted or

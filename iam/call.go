@@ -2,6 +2,7 @@ package iam
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,6 +10,9 @@ import (
 	"time"
 
 	"github.com/IBM/go-sdk-core/v5/core"
+
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // Retry policy for token calls. A kubelet waits at most a minute for the
@@ -24,9 +28,11 @@ const (
 	// maxRetryAfter is the longest Retry-After the plugin honours; IAM asking
 	// for more than this is treated as a failure now, not a wait.
 	maxRetryAfter = 20 * time.Second
-	// maxExpiresIn is the longest token lifetime, in seconds, that is
-	// believed; IAM and VPC tokens last an hour at most.
-	maxExpiresIn = 366 * 24 * 60 * 60
+	// MaxLifetime is the longest token lifetime that is believed. IAM
+	// access tokens and VPC identity tokens last an hour at most; a
+	// service that says more is broken or hostile, and its answer is
+	// refused rather than handed to the kubelet as a day-long cacheDuration.
+	MaxLifetime = 24 * time.Hour
 )
 
 // sdkCall is one operation performed through go-sdk-core with a client that
@@ -43,7 +49,6 @@ type caller struct {
 	maxAttempts    int
 	retryTimeouts  bool // a hung metadata service is not retried
 	now            func() time.Time
-	secrets        func() []string
 	// fix completes an error with the remedy for this source.
 	fix func(e *Error)
 	// sleep waits for d or until ctx is done; tests replace it.
@@ -61,8 +66,9 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// run performs op with retries and returns a validated token.
-func (c *caller) run(ctx context.Context, op string, call sdkCall) (Token, error) {
+// run performs op with retries and returns a validated token, whose secret
+// it adds to the process's secret set.
+func (c *caller) run(ctx context.Context, op string, call sdkCall) (token.Token, error) {
 	maxAttempts := c.maxAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
@@ -78,6 +84,7 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (Token, error
 		}
 		tok, err := c.once(ctx, op, call)
 		if err == nil {
+			secret.Add(tok.AccessToken)
 			return tok, nil
 		}
 		err.Attempts = attempt
@@ -106,18 +113,10 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (Token, error
 	if c.fix != nil {
 		c.fix(last)
 	}
-	// Redact, then bound: cutting first could leave part of a secret.
-	last.Message = oneLine(Redact(last.Message, c.secretList()...))
-	// A server may echo a secret in its error code as well.
-	last.Code = Redact(last.Code, c.secretList()...)
-	return Token{}, last
-}
-
-func (c *caller) secretList() []string {
-	if c.secrets == nil {
-		return nil
-	}
-	return c.secrets()
+	// What the service said is kept whole, for the diagnosis, but never
+	// with a secret in it: Error and Cause bound it, after redacting again.
+	last.Message, last.Code = secret.Redact(last.Message), secret.Redact(last.Code)
+	return token.Token{}, last
 }
 
 // backoff is the wait before try attempt+1: exponential with full jitter.
@@ -130,7 +129,7 @@ func backoff(attempt int) time.Duration {
 }
 
 // once performs a single try.
-func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, e *Error) {
+func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.Token, e *Error) {
 	timeout := c.attemptTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left < timeout || timeout <= 0 {
@@ -138,7 +137,7 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, 
 		}
 	}
 	if timeout <= 0 {
-		return Token{}, &Error{Service: c.service, Endpoint: c.endpoint, Op: op, Reason: ReasonDeadline, Err: context.DeadlineExceeded}
+		return token.Token{}, &Error{Service: c.service, Endpoint: c.endpoint, Op: op, Reason: ReasonDeadline, Err: context.DeadlineExceeded}
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -156,22 +155,27 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, 
 		return call(client)
 	}()
 
-	path, status, header, netErr, bodyErr, body := x.snapshot()
+	o := x.snapshot()
+	path, status, header, netErr, bodyErr, body := o.path, o.status, o.header, o.netErr, o.bodyErr, o.body
+	registerTokens(body)
 	base := Error{Service: c.service, Endpoint: c.endpoint, Op: op, Status: status, Path: path}
 	if d, perr := http.ParseTime(header.Get("Date")); perr == nil {
 		base.ServerDate = d
 	}
-	fail := func(r Reason, cause error) (Token, *Error) {
+	fail := func(r Reason, cause error) (token.Token, *Error) {
 		e := base
 		e.Reason, e.Err = r, cause
-		return Token{}, &e
+		return token.Token{}, &e
+	}
+	malformed := func(msg string, cause error) (token.Token, *Error) {
+		e := base
+		e.Reason, e.Message, e.Err = ReasonMalformed, msg, cause
+		return token.Token{}, &e
 	}
 
 	var local *Error
 	if status == 0 && netErr == nil && errors.As(err, &local) {
-		e := base
-		e.Reason, e.Err = local.Reason, local.Err
-		return Token{}, &e
+		return fail(local.Reason, local.Err)
 	}
 	switch {
 	case netErr != nil || (err != nil && status == 0):
@@ -210,57 +214,82 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok Token, 
 		default:
 			e.Reason = ReasonRejected
 		}
-		return Token{}, &e
-	case err != nil:
-		// A 2xx the SDK could not use (it panicked on a missing field, or
-		// the body broke off).
-		if bodyErr != nil {
-			if isTimeout(bodyErr) {
-				return fail(ReasonTimeout, fmt.Errorf("answer body did not arrive within %s", timeout.Round(time.Millisecond)))
-			}
-			return fail(ReasonMalformed, fmt.Errorf("truncated answer: %w", bodyErr))
-		}
-		e := base
-		e.Reason, e.Err, e.Message = ReasonMalformed, err, "missing or invalid fields"
-		return Token{}, &e
+		return token.Token{}, &e
 	}
 
-	// A 2xx: the SDK ignores JSON errors in success bodies, so check what
-	// it produced.
+	// A 2xx. The SDK ignores JSON errors in success bodies and panics on
+	// some missing fields, so check the body as well as what it produced.
 	if bodyErr != nil {
 		if isTimeout(bodyErr) {
 			return fail(ReasonTimeout, fmt.Errorf("answer body did not arrive within %s", timeout.Round(time.Millisecond)))
 		}
-		e := base
-		e.Reason, e.Err, e.Message = ReasonMalformed, bodyErr, "the answer broke off"
-		return Token{}, &e
+		return malformed("the answer broke off", bodyErr)
+	}
+	if msg := numberField(body, "expires_in"); msg != "" {
+		return malformed(msg, nil)
+	}
+	if err != nil {
+		return malformed("missing or invalid fields", err)
 	}
 	if resp == nil || resp.AccessToken == "" {
-		e := base
-		e.Reason, e.Message = ReasonMalformed, "no access_token in the answer"
-		return Token{}, &e
+		return malformed("no access_token in the answer", nil)
 	}
 	if resp.ExpiresIn <= 0 {
-		e := base
-		e.Reason, e.Message = ReasonMalformed, fmt.Sprintf("expires_in is %d, not a positive number of seconds", resp.ExpiresIn)
-		return Token{}, &e
+		return malformed(fmt.Sprintf("expires_in is %d, not a positive number of seconds", resp.ExpiresIn), nil)
 	}
-	if resp.ExpiresIn > maxExpiresIn {
+	if resp.ExpiresIn > int64(MaxLifetime/time.Second) {
 		// Also keeps the conversion to a time.Duration from overflowing.
-		e := base
-		e.Reason, e.Message = ReasonMalformed, fmt.Sprintf("expires_in is %d, more than a year", resp.ExpiresIn)
-		return Token{}, &e
+		return malformed(fmt.Sprintf("expires_in is %d s, more than the %s any IAM token lasts", resp.ExpiresIn, MaxLifetime), nil)
 	}
 	lifetime := time.Duration(resp.ExpiresIn) * time.Second
-	// Cross-check with the absolute expiration measured against the
-	// server's own clock, which does not depend on the node's clock.
+	// Cross-check with the absolute expiration, measured against the
+	// server's own clock (its Date), which does not depend on the node's:
+	// a token already expired by its own expiration is refused.
 	if resp.Expiration > 0 && !base.ServerDate.IsZero() {
-		if abs := time.Unix(resp.Expiration, 0).Sub(base.ServerDate); abs > 0 && abs < lifetime {
+		abs := time.Unix(resp.Expiration, 0).Sub(base.ServerDate)
+		if abs <= 0 {
+			return malformed(fmt.Sprintf("the token's expiration %s is not after the answer's Date %s: it is already expired",
+				time.Unix(resp.Expiration, 0).UTC().Format(time.RFC3339), base.ServerDate.UTC().Format(time.RFC3339)), nil)
+		}
+		if abs < lifetime {
 			lifetime = abs
 		}
 	}
 	// Measured from before the request: never later than the truth.
-	return Token{AccessToken: resp.AccessToken, IssuedAt: start, Expiry: start.Add(lifetime)}, nil
+	return token.Token{AccessToken: resp.AccessToken, IssuedAt: start, Expiry: start.Add(lifetime)}, nil
+}
+
+// numberField says what is wrong with field of a JSON object body if it is
+// present and not a number ("" if nothing is): go-sdk-core decodes such a
+// field as 0, which would be misreported.
+func numberField(body []byte, field string) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return ""
+	}
+	raw, ok := m[field]
+	if !ok {
+		return ""
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) != nil {
+		return field + " is not a number"
+	}
+	return ""
+}
+
+// registerTokens adds the token in an answer body (the instance identity
+// token the metadata service issues and go-sdk-core passes on, an IAM
+// token) to the process's secret set, so that no later echo of it is
+// shown, whatever path the answer takes. (IAM's refresh_token is
+// "not_supported" for these grants: no secret.)
+func registerTokens(body []byte) {
+	var v struct {
+		AccessToken string `json:"access_token"`
+	}
+	if json.Unmarshal(body, &v) == nil {
+		secret.Add(v.AccessToken)
+	}
 }
 
 type errPanic struct{ v any }

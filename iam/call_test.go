@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/icr-credential-provider/icr-credential-provider/iam/iamtest"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // keyOrigin is where the tests' API key "comes from", for messages.
@@ -355,13 +356,13 @@ func TestMalformedAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := iamtest.NewServer(iamtest.WithFault(tc.ep, tc.fault))
 			defer srv.Close()
-			var ts TokenSource
+			var ts token.Source
 			if tc.ep == iamtest.EndpointIAMToken {
 				ts, _ = keySource(srv.IAMURL(), iamtest.DefaultAPIKey, Options{MaxAttempts: 2})
 			} else {
 				ts, _ = vpcSource(srv.MetadataURL(), Profile{}, Options{MaxAttempts: 2})
 			}
-			var tok Token
+			var tok token.Token
 			var err error
 			func() {
 				defer func() {
@@ -422,7 +423,7 @@ func TestNotFound(t *testing.T) {
 				defer srv.Close()
 				url = srv.URL
 			}
-			var ts TokenSource
+			var ts token.Source
 			var sl *sleeps
 			if tc.iam {
 				ts, sl = keySource(url, iamtest.DefaultAPIKey, Options{})
@@ -448,7 +449,7 @@ func TestExpiryCrossCheck(t *testing.T) {
 		expiration time.Duration // after the server's Date; 0: none
 		skew       time.Duration // server clock minus node clock
 		noDate     bool
-		want       time.Duration
+		want       time.Duration // 0: the answer is refused
 	}{
 		{name: "consistent", expiresIn: 3600, expiration: time.Hour, want: time.Hour},
 		{name: "expiration sooner than expires_in", expiresIn: 3600, expiration: 10 * time.Minute, want: 10 * time.Minute},
@@ -458,7 +459,8 @@ func TestExpiryCrossCheck(t *testing.T) {
 		{name: "server clock two hours behind", expiresIn: 3600, expiration: time.Hour, skew: -2 * time.Hour, want: time.Hour},
 		{name: "no expiration", expiresIn: 900, want: 15 * time.Minute},
 		{name: "no Date header: expires_in alone", expiresIn: 3600, expiration: 10 * time.Minute, noDate: true, want: time.Hour},
-		{name: "expiration before Date is ignored", expiresIn: 3600, expiration: -time.Minute, want: time.Hour},
+		{name: "expiration before Date: already expired, refused", expiresIn: 3600, expiration: -time.Minute},
+		{name: "expiration a moment before Date: refused", expiresIn: 3600, expiration: -time.Nanosecond},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -485,6 +487,13 @@ func TestExpiryCrossCheck(t *testing.T) {
 			before := time.Now()
 			tok, err := src.Token(context.Background())
 			after := time.Now()
+			if tc.want == 0 {
+				e := checkError(t, err, ReasonMalformed, "not a valid token response")
+				if !strings.Contains(e.Message, "already expired") {
+					t.Errorf("message %q does not say the token is expired", e.Message)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/IBM/go-sdk-core/v5/core"
+
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // GrantTypeCRToken is IAM's grant for exchanging a compute-resource token
@@ -32,17 +35,28 @@ type ServiceAccount struct {
 // String is "namespace/name".
 func (s ServiceAccount) String() string { return s.Namespace + "/" + s.Name }
 
-// ParseServiceAccountToken reads the claims of a projected service-account
-// token. Errors never quote the token.
-func ParseServiceAccountToken(token string) (ServiceAccount, error) {
-	parts := strings.Split(token, ".")
+// DecodeClaims decodes the payload of a JWT into v without verifying its
+// signature: callers only describe tokens or key caches with the claims,
+// the service that receives the token verifies it. Errors never quote the
+// token.
+func DecodeClaims(jwt string, v any) error {
+	parts := strings.Split(jwt, ".")
 	if len(parts) != 3 {
-		return ServiceAccount{}, errors.New("the service-account token is not a JWT")
+		return errors.New("not a JWT")
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
 	if err != nil {
-		return ServiceAccount{}, errors.New("the service-account token's payload is not base64url")
+		return errors.New("its payload is not base64url")
 	}
+	if err := json.Unmarshal(payload, v); err != nil {
+		return errors.New("its payload is not JSON")
+	}
+	return nil
+}
+
+// ParseServiceAccountToken reads the claims of a projected service-account
+// token. Errors never quote the token.
+func ParseServiceAccountToken(saToken string) (ServiceAccount, error) {
 	var c struct {
 		Sub string          `json:"sub"`
 		Aud json.RawMessage `json:"aud"`
@@ -55,8 +69,8 @@ func ParseServiceAccountToken(token string) (ServiceAccount, error) {
 			} `json:"serviceaccount"`
 		} `json:"kubernetes.io"`
 	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return ServiceAccount{}, errors.New("the service-account token's payload is not JSON")
+	if err := DecodeClaims(saToken, &c); err != nil {
+		return ServiceAccount{}, errors.New("the service-account token is not a Kubernetes service-account token: " + err.Error())
 	}
 	sa := ServiceAccount{Namespace: c.K8s.Namespace, Name: c.K8s.ServiceAccount.Name, UID: c.K8s.ServiceAccount.UID}
 	if sa.Namespace == "" || sa.Name == "" {
@@ -96,6 +110,7 @@ type CRTokenSource struct {
 // NewCRTokenSource returns a source for the service-account token saToken
 // and profile (ID or Name; CRN is accepted too).
 func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSource, error) {
+	secret.Add(saToken)
 	sa, err := ParseServiceAccountToken(saToken)
 	if err != nil {
 		return nil, err
@@ -105,7 +120,7 @@ func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSo
 	}
 	opts = opts.withDefaults()
 	s := &CRTokenSource{token: saToken, sa: sa, profile: profile, opts: opts}
-	s.c = iamCaller(opts, saToken, s.fix)
+	s.c = iamCaller(opts, s.fix)
 	return s, nil
 }
 
@@ -113,16 +128,16 @@ func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSo
 func (s *CRTokenSource) ServiceAccount() ServiceAccount { return s.sa }
 
 // Token exchanges the service-account token at IAM.
-func (s *CRTokenSource) Token(ctx context.Context) (Token, error) {
+func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
 	now := s.opts.Now()
 	if !now.Before(s.sa.Expiry) {
-		return Token{}, &Error{Service: "IAM", Op: "exchange the token of service account " + s.sa.String(), Reason: ReasonConfig,
+		return token.Token{}, &Error{Service: "IAM", Op: "exchange the token of service account " + s.sa.String(), Reason: ReasonConfig,
 			Message: "the service-account token expired at " + s.sa.Expiry.UTC().Format(time.RFC3339),
 			Fix:     "check the node's clock; the kubelet passes fresh tokens"}
 	}
 	tok, err := s.c.run(ctx, "exchange the token of service account "+s.sa.String()+" for "+s.profile.String(), s.exchange)
 	if err != nil {
-		return Token{}, err
+		return token.Token{}, err
 	}
 	if tok.Expiry.After(s.sa.Expiry) {
 		tok.Expiry = s.sa.Expiry
@@ -177,7 +192,7 @@ func (s *CRTokenSource) exchange(client *http.Client) (*core.IamTokenServerRespo
 // identity and a hash of its token, so that no service account is ever
 // served a token minted for another.
 func (s *CRTokenSource) CacheKey() string {
-	return "crtoken\x00" + s.opts.IAMURL + "\x00" + s.profile.key() + "\x00" + s.sa.Namespace + "\x00" + s.sa.Name + "\x00" + s.sa.UID + "\x00" + shortHash(s.token)
+	return "crtoken\x00" + s.opts.IAMURL + "\x00" + s.profile.key() + "\x00" + s.sa.Namespace + "\x00" + s.sa.Name + "\x00" + s.sa.UID + "\x00" + secret.Fingerprint(s.token)
 }
 
 // Describe names the identity for logs.
@@ -203,6 +218,6 @@ func (s *CRTokenSource) fix(e *Error) {
 	case ReasonNotSupported:
 		e.Fix = "IAM URL " + s.opts.IAMURL + " does not serve /identity/token: check --iam-url"
 	default:
-		e.Fix = fixForTransient(e, s.opts.IAMURL)
+		e.Fix = fixForTransient(e)
 	}
 }

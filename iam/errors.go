@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // Reason classifies why a token could not be obtained.
@@ -32,7 +34,8 @@ const (
 )
 
 // Error is a failure to obtain a token. Its message is one line that names
-// the cause and the fix, and never contains a secret.
+// the cause and the fix, and never contains a secret. The cause and the fix
+// are data: Cause() and the Fix field, for callers that show them apart.
 type Error struct {
 	// Service is "IAM" or "VPC metadata service".
 	Service string
@@ -46,7 +49,9 @@ type Error struct {
 	Status int
 	// Code is the service's error code (IAM "BXNIM0415E", VPC "…"), if any.
 	Code string
-	// Message is the service's own error message, if any.
+	// Message is the service's own error message, if any, as the service
+	// sent it: it may echo a secret, and is only ever shown through
+	// Error, Cause or secret.Line, which remove secrets before they cut.
 	Message string
 	// Attempts is how many times the call was tried.
 	Attempts int
@@ -62,15 +67,20 @@ type Error struct {
 	Err error
 }
 
+// maxCause bounds the cause, which quotes the server; the fix is the
+// plugin's own and is always kept whole, however long the server's message.
+const maxCause = 800
+
 func (e *Error) Error() string {
-	// The cause quotes the server and is bounded; the fix is the plugin's
-	// own and is always kept whole, however long the server's message.
-	s := oneLine(e.cause())
-	if e.Fix != "" {
-		s += ": " + oneLine(e.Fix)
+	if e.Fix == "" {
+		return e.Cause()
 	}
-	return s
+	return e.Cause() + ": " + secret.Line(e.Fix, 0)
 }
+
+// Cause is the error without its fix: what was attempted, where, and what
+// the service said, on one line, without secrets, bounded in length.
+func (e *Error) Cause() string { return secret.Line(e.cause(), maxCause) }
 
 func (e *Error) cause() string {
 	svc := e.Service
@@ -98,7 +108,7 @@ func (e *Error) cause() string {
 		}
 		return fmt.Sprintf("%s did not answer in time to %s%s%s", svc, e.Op, within, tries)
 	case ReasonUnreachable:
-		return fmt.Sprintf("cannot reach %s to %s%s: %s", svc, e.Op, tries, netCause(e.Err))
+		return fmt.Sprintf("cannot reach %s to %s%s: %s", svc, e.Op, tries, NetCause(e.Err))
 	case ReasonRateLimited:
 		return fmt.Sprintf("%s rate-limited the request to %s (HTTP 429)%s%s", svc, e.Op, detail, tries)
 	case ReasonUnavailable:
@@ -129,21 +139,9 @@ func (e *Error) Temporary() bool {
 	return false
 }
 
-// fold puts whatever a server said on a single line.
-func fold(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// oneLine folds whatever a server said into a single line of bounded length.
-func oneLine(s string) string {
-	s = fold(s)
-	const maxLen = 600
-	if len(s) > maxLen {
-		s = s[:maxLen] + "…"
-	}
-	return s
-}
-
-// netCause names a network failure in words an operator can act on.
-func netCause(err error) string {
+// NetCause names a network failure in words an operator can act on
+// ("connection refused", "host name x does not resolve"), without the URL.
+func NetCause(err error) string {
 	if err == nil {
 		return "network error"
 	}
@@ -165,7 +163,7 @@ func netCause(err error) string {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return oneLine(err.Error())
+	return err.Error()
 }
 
 func isTimeout(err error) bool {
@@ -177,8 +175,8 @@ func isTimeout(err error) bool {
 }
 
 // serviceError extracts the error code and message from an IAM or VPC error
-// body. The message is folded onto one line but not cut short: it may hold a
-// secret that must be redacted first (the body is bounded by maxErrorBody). IAM: {"errorCode":"BXNIM0415E","errorMessage":"…"}; VPC:
+// body, as they are: they are bounded by maxKeptBody, and cut only after
+// their secrets are removed (Error). IAM: {"errorCode":"BXNIM0415E","errorMessage":"…"}; VPC:
 // {"errors":[{"code":"…","message":"…"}]}; registries: the same "errors"
 // shape with upper-case codes.
 func serviceError(body []byte) (code, msg string) {
@@ -198,11 +196,11 @@ func serviceError(body []byte) (code, msg string) {
 	}
 	switch {
 	case v.ErrorCode != "" || v.ErrorMessage != "":
-		return v.ErrorCode, fold(v.ErrorMessage)
+		return v.ErrorCode, v.ErrorMessage
 	case len(v.Errors) > 0:
-		return v.Errors[0].Code, fold(v.Errors[0].Message)
+		return v.Errors[0].Code, v.Errors[0].Message
 	case v.Error != "":
-		return v.Error, fold(v.ErrorDescription)
+		return v.Error, v.ErrorDescription
 	}
 	return "", ""
 }
@@ -220,17 +218,4 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-// Redact replaces every secret of at least 4 characters in s with
-// "[redacted]" (shorter strings are not secrets and would mangle the text).
-// Server messages are not supposed to echo secrets, but a message is never
-// trusted to behave; the command's last line goes through it too.
-func Redact(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	return s
 }

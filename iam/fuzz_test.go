@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // FuzzTokenResponse serves arbitrary answers (status, headers, body, and
@@ -208,7 +209,7 @@ func FuzzTokenResponse(f *testing.F) {
 		fuzzCurrent = fuzzAnswer{target: target, status: status, header: header, body: body, mode: mode}
 		fuzzMu.Unlock()
 
-		var src iam.TokenSource = apiKey
+		var src token.Source = apiKey
 		if target != 0 {
 			src = vpc
 		}

@@ -2,8 +2,6 @@ package iam
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"log"
 	"net/http"
@@ -12,6 +10,9 @@ import (
 	"time"
 
 	"github.com/IBM/go-sdk-core/v5/core"
+
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // Default endpoints.
@@ -30,8 +31,10 @@ type Options struct {
 	IAMURL string
 	// MetadataURL is the VPC metadata service base URL (DefaultMetadataURL).
 	MetadataURL string
-	// MetadataVersion is the metadata API version date; "" is go-sdk-core's
-	// default.
+	// MetadataVersion is the metadata API version date, one of
+	// MetadataVersions; "" is go-sdk-core's default. When the service does
+	// not know the paths of the version asked for (404), the other version's
+	// are tried.
 	MetadataVersion string
 	// Transport carries IAM calls (NewIAMTransport()).
 	Transport http.RoundTripper
@@ -86,13 +89,6 @@ func silenceSDK() {
 	})
 }
 
-// shortHash is a non-reversible fingerprint of a secret, for cache keys and
-// for telling an operator which key is in use without showing it.
-func shortHash(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:8])
-}
-
 // APIKeySource exchanges an IAM API key for access tokens
 // (grant_type=urn:ibm:params:oauth:grant-type:apikey). Safe for concurrent
 // use.
@@ -103,19 +99,20 @@ type APIKeySource struct {
 	c      caller
 }
 
-// NewAPIKeySource returns a source for apiKey. origin says where the key came
-// from (a file name, "IBMCLOUD_API_KEY") for messages; it is not a secret.
+// NewAPIKeySource returns a source for apiKey, which it adds to the
+// process's secret set. origin says where the key came from (a file name,
+// "IBMCLOUD_API_KEY") for messages; it is not a secret.
 func NewAPIKeySource(apiKey, origin string, opts Options) *APIKeySource {
+	secret.Add(apiKey)
 	opts = opts.withDefaults()
 	s := &APIKeySource{apiKey: apiKey, origin: origin, opts: opts}
-	s.c = iamCaller(opts, apiKey, s.fix)
+	s.c = iamCaller(opts, s.fix)
 	return s
 }
 
 // iamCaller is the caller for IAM's token endpoint: timeouts are retried
-// (IAM is far away; a slow answer is not a disabled service), and secret is
-// removed from whatever IAM says.
-func iamCaller(opts Options, secret string, fix func(*Error)) caller {
+// (IAM is far away; a slow answer is not a disabled service).
+func iamCaller(opts Options, fix func(*Error)) caller {
 	return caller{
 		service:        "IAM",
 		endpoint:       opts.IAMURL,
@@ -124,13 +121,12 @@ func iamCaller(opts Options, secret string, fix func(*Error)) caller {
 		maxAttempts:    opts.MaxAttempts,
 		retryTimeouts:  true,
 		now:            opts.Now,
-		secrets:        func() []string { return []string{secret} },
 		fix:            fix,
 	}
 }
 
 // Token obtains a new token from IAM.
-func (s *APIKeySource) Token(ctx context.Context) (Token, error) {
+func (s *APIKeySource) Token(ctx context.Context) (token.Token, error) {
 	silenceSDK()
 	return s.c.run(ctx, "exchange the API key from "+s.origin+" for a token", func(client *http.Client) (*core.IamTokenServerResponse, error) {
 		a := &core.IamAuthenticator{ApiKey: s.apiKey, URL: s.opts.IAMURL, Client: client}
@@ -138,14 +134,15 @@ func (s *APIKeySource) Token(ctx context.Context) (Token, error) {
 	})
 }
 
-// CacheKey identifies the API key by its hash and the IAM endpoint.
+// CacheKey identifies the API key by its fingerprint and the IAM endpoint;
+// it holds no secret.
 func (s *APIKeySource) CacheKey() string {
-	return "apikey\x00" + s.opts.IAMURL + "\x00" + shortHash(s.apiKey)
+	return "apikey\x00" + s.opts.IAMURL + "\x00" + secret.Fingerprint(s.apiKey)
 }
 
 // Describe names the identity for logs.
 func (s *APIKeySource) Describe() string {
-	return "API key from " + s.origin + " (fingerprint " + shortHash(s.apiKey)[:8] + ")"
+	return "API key from " + s.origin + " (fingerprint " + secret.Fingerprint(s.apiKey) + ")"
 }
 
 func (s *APIKeySource) fix(e *Error) {
@@ -162,24 +159,24 @@ func (s *APIKeySource) fix(e *Error) {
 	case ReasonNotSupported:
 		e.Fix = "IAM URL " + s.opts.IAMURL + " does not serve /identity/token: check --iam-url"
 	default:
-		e.Fix = fixForTransient(e, s.opts.IAMURL)
+		e.Fix = fixForTransient(e)
 	}
 }
 
 // fixForTransient is the remedy for failures that are not the identity's
-// fault: network, rate limits, outages.
-func fixForTransient(e *Error, url string) string {
+// fault: network, rate limits, outages, of the service e names.
+func fixForTransient(e *Error) string {
 	switch e.Reason {
 	case ReasonTimeout, ReasonUnreachable:
-		return "check the node's network path to " + url + " (firewall, DNS, HTTPS_PROXY/NO_PROXY in the kubelet's environment); nodes without public egress need --private-endpoints"
+		return "check the node's network path to " + e.Endpoint + " (firewall, DNS, HTTPS_PROXY/NO_PROXY in the kubelet's environment); nodes without public egress need --private-endpoints"
 	case ReasonRateLimited:
 		return "too many token requests from this account or node; make sure --cache-dir is writable so that invocations share one token, then retry"
 	case ReasonUnavailable:
-		return "IAM is failing; image pulls recover when it does (https://cloud.ibm.com/status) and a cached token is served meanwhile while one is valid"
+		return e.Service + " is failing; image pulls recover when it does (https://cloud.ibm.com/status) and a cached token is served meanwhile while one is valid"
 	case ReasonMalformed:
 		return "the answer was not a valid token response; if it persists, check for a proxy that rewrites or cuts HTTPS answers"
 	case ReasonDeadline:
-		return "IAM was too slow for the kubelet's time limit; check the network path to " + url
+		return e.Service + " was too slow for the kubelet's time limit; check the network path to " + e.Endpoint
 	case ReasonInternal:
 		return "this is a bug in the plugin; please report it with this message"
 	}

@@ -4,19 +4,77 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // maxBody bounds every answer read from IAM or the metadata service; real
 // token answers are a few kilobytes.
 const maxBody = 1 << 20
 
-// maxErrorBody bounds what is kept of a non-2xx answer for the diagnosis.
-const maxErrorBody = 16 << 10
+// maxKeptBody bounds what is kept of an answer for the diagnosis and for
+// finding the tokens it carries.
+const maxKeptBody = 16 << 10
+
+// dialVet, when set, vets every address the transports of this package
+// dial (see RestrictDials).
+var dialVet atomic.Pointer[func(network, addr string) error]
+
+// RestrictDials makes every transport built by this package refuse the
+// addresses vet returns an error for, before anything is sent. Test binaries
+// use it (RunLoopbackOnly) so that a test that forgets an endpoint fails
+// instead of reaching the default metadata address.
+func RestrictDials(vet func(network, addr string) error) { dialVet.Store(&vet) }
+
+// dialer dials for this package's transports, through dialVet if set.
+func dialer(timeout, keepAlive time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: keepAlive}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if vet := dialVet.Load(); vet != nil {
+			if err := (*vet)(network, addr); err != nil {
+				return nil, err
+			}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// TestingM is the part of *testing.M that RunLoopbackOnly uses.
+type TestingM interface{ Run() int }
+
+// RunLoopbackOnly runs a package's tests (from TestMain) with every dial of
+// this package's transports restricted to loopback addresses, and fails the
+// run if any test tried another address.
+func RunLoopbackOnly(m TestingM) int {
+	var mu sync.Mutex
+	var tried []string
+	RestrictDials(func(network, addr string) error {
+		host, _, err := net.SplitHostPort(addr)
+		if err == nil {
+			if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+				return nil
+			}
+		}
+		mu.Lock()
+		tried = append(tried, addr)
+		mu.Unlock()
+		return fmt.Errorf("dial %s %s: tests may only reach loopback addresses", network, addr)
+	})
+	code := m.Run()
+	if len(tried) > 0 {
+		fmt.Printf("FAIL: tests dialled addresses other than loopback: %s (give every test its own endpoint URLs)\n", strings.Join(tried, ", "))
+		return 1
+	}
+	return code
+}
 
 // NewIAMTransport returns the transport for IAM: proxies from the
 // environment (HTTPS_PROXY, NO_PROXY, … that the plugin inherits from the
@@ -25,7 +83,7 @@ const maxErrorBody = 16 << 10
 func NewIAMTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = http.ProxyFromEnvironment
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = dialer(5*time.Second, 30*time.Second)
 	t.TLSHandshakeTimeout = 5 * time.Second
 	t.ResponseHeaderTimeout = 10 * time.Second
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -39,7 +97,7 @@ func NewIAMTransport() *http.Transport {
 func NewMetadataTransport(connectTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: connectTimeout}).DialContext,
+		DialContext:           dialer(connectTimeout, 0),
 		ResponseHeaderTimeout: 0, // bounded by the per-attempt client timeout
 		MaxIdleConns:          2,
 		IdleConnTimeout:       10 * time.Second,
@@ -48,22 +106,30 @@ func NewMetadataTransport(connectTimeout time.Duration) *http.Transport {
 }
 
 // exchange records what happened on the wire during one SDK call, so that
-// errors are classified from facts (status, headers, network error, error
-// body) rather than from the SDK's message strings.
+// errors are classified from facts (status, headers, network error, body)
+// rather than from the SDK's message strings.
 type exchange struct {
-	mu        sync.Mutex
-	path      string
-	status    int
-	header    http.Header
-	netErr    error
-	bodyErr   error
-	errorBody []byte
+	mu sync.Mutex
+	observed
 }
 
-func (x *exchange) snapshot() (path string, status int, header http.Header, netErr, bodyErr error, errorBody []byte) {
+// observed is what one exchange showed: the last request's path, and its
+// answer's status, header, body, or the network or body error.
+type observed struct {
+	path    string
+	status  int
+	header  http.Header
+	netErr  error
+	bodyErr error
+	body    []byte
+}
+
+func (x *exchange) snapshot() observed {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.path, x.status, x.header, x.netErr, x.bodyErr, append([]byte(nil), x.errorBody...)
+	o := x.observed
+	o.body = append([]byte(nil), o.body...)
+	return o
 }
 
 // recordingTransport binds a context to every request the SDK makes (the
@@ -76,35 +142,38 @@ type recordingTransport struct {
 
 func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.WithContext(t.ctx)
+	// go-sdk-core passes the instance identity token it obtained as a
+	// bearer token: whatever is said about this request must not show it.
+	if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+		secret.Add(tok)
+	}
 	resp, err := t.base.RoundTrip(req)
 	t.x.mu.Lock()
 	defer t.x.mu.Unlock()
 	t.x.path = req.URL.Path
-	t.x.status, t.x.header, t.x.netErr, t.x.bodyErr, t.x.errorBody = 0, nil, nil, nil, nil
+	t.x.status, t.x.header, t.x.netErr, t.x.bodyErr, t.x.body = 0, nil, nil, nil, nil
 	if err != nil {
 		t.x.netErr = err
 		return nil, err
 	}
 	t.x.status = resp.StatusCode
 	t.x.header = resp.Header.Clone()
-	keep := resp.StatusCode < 200 || resp.StatusCode > 299
-	resp.Body = &recordingBody{r: io.LimitReader(resp.Body, maxBody), c: resp.Body, x: t.x, keep: keep}
+	resp.Body = &recordingBody{r: io.LimitReader(resp.Body, maxBody), c: resp.Body, x: t.x}
 	return resp, nil
 }
 
 type recordingBody struct {
-	r    io.Reader
-	c    io.Closer
-	x    *exchange
-	keep bool
+	r io.Reader
+	c io.Closer
+	x *exchange
 }
 
 func (b *recordingBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.x.mu.Lock()
-	if b.keep && len(b.x.errorBody) < maxErrorBody {
-		room := maxErrorBody - len(b.x.errorBody)
-		b.x.errorBody = append(b.x.errorBody, p[:min(n, room)]...)
+	if len(b.x.body) < maxKeptBody {
+		room := maxKeptBody - len(b.x.body)
+		b.x.body = append(b.x.body, p[:min(n, room)]...)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		b.x.bodyErr = err

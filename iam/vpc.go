@@ -2,12 +2,20 @@ package iam
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/IBM/go-sdk-core/v5/core"
+
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
+
+// MetadataVersions are the VPC metadata API versions go-sdk-core speaks: the
+// first (its default) uses the /instance_identity/v1 paths, the second the
+// /identity/v1 paths.
+var MetadataVersions = []string{"2022-03-01", "2025-08-26"}
 
 // Profile selects the trusted profile a VPC instance assumes. At most one
 // field is set; none means the instance's default trusted profile.
@@ -68,16 +76,33 @@ func NewVPCSource(profile Profile, opts Options) *VPCSource {
 	return s
 }
 
-// Token obtains a new token through the metadata service.
-func (s *VPCSource) Token(ctx context.Context) (Token, error) {
+// Token obtains a new token through the metadata service, with the
+// configured API version's paths, or the other version's if the service
+// does not know them (404).
+func (s *VPCSource) Token(ctx context.Context) (token.Token, error) {
 	silenceSDK()
+	tok, err := s.token(ctx, s.opts.MetadataVersion)
+	var e *Error
+	if errors.As(err, &e) && e.Reason == ReasonNotSupported && e.Path != "" {
+		if other := otherVersion(s.opts.MetadataVersion); other != "" {
+			tok2, err2 := s.token(ctx, other)
+			var e2 *Error
+			if err2 == nil || !errors.As(err2, &e2) || e2.Reason != ReasonNotSupported {
+				return tok2, err2 // the other paths exist: their answer counts
+			}
+		}
+	}
+	return tok, err
+}
+
+func (s *VPCSource) token(ctx context.Context, version string) (token.Token, error) {
 	return s.c.run(ctx, "get an IAM token for "+s.profile.String(), func(client *http.Client) (*core.IamTokenServerResponse, error) {
 		a, err := core.NewVpcInstanceAuthenticatorBuilder().
 			SetURL(s.opts.MetadataURL).
 			SetIAMProfileID(s.profile.ID).
 			SetIAMProfileCRN(s.profile.CRN).
 			SetIAMProfileName(s.profile.Name).
-			SetServiceVersion(s.opts.MetadataVersion).
+			SetServiceVersion(version).
 			SetClient(client).
 			Build()
 		if err != nil {
@@ -85,6 +110,18 @@ func (s *VPCSource) Token(ctx context.Context) (Token, error) {
 		}
 		return a.RequestToken()
 	})
+}
+
+// otherVersion is the metadata API version whose paths to try when v's are
+// unknown to the service ("" is go-sdk-core's default, the first).
+func otherVersion(v string) string {
+	switch v {
+	case "", MetadataVersions[0]:
+		return MetadataVersions[1]
+	case MetadataVersions[1]:
+		return MetadataVersions[0]
+	}
+	return ""
 }
 
 // CacheKey identifies the instance identity by metadata URL and profile.
@@ -112,7 +149,7 @@ func (s *VPCSource) fix(e *Error) {
 	case ReasonUnreachable:
 		e.Fix = "this does not look like an IBM Cloud VPC instance with the metadata service on; enable it ('ibmcloud is instance-update INSTANCE --metadata-service true') or use --token-source api-key with --api-key-file"
 	case ReasonNotSupported:
-		e.Fix = "the metadata service at " + s.opts.MetadataURL + " does not serve this API version; check --metadata-url"
+		e.Fix = "the metadata service at " + s.opts.MetadataURL + " serves neither API version's paths (" + strings.Join(MetadataVersions, ", ") + "); check --metadata-url"
 	case ReasonRejected:
 		switch {
 		case identityStep:
@@ -136,9 +173,9 @@ func (s *VPCSource) fix(e *Error) {
 		if n > 1 {
 			e.Fix = "give at most one of --profile-id, --profile-crn, --profile-name"
 		} else {
-			e.Fix = "the metadata API version " + strconv.Quote(s.opts.MetadataVersion) + " is not one go-sdk-core supports: leave it unset for the SDK's default"
+			e.Fix = "the metadata API version " + strconv.Quote(s.opts.MetadataVersion) + " is not one go-sdk-core supports: set --metadata-version to one of " + strings.Join(MetadataVersions, ", ") + ", or leave it unset"
 		}
 	default:
-		e.Fix = fixForTransient(e, s.opts.MetadataURL)
+		e.Fix = fixForTransient(e)
 	}
 }

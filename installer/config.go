@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1 "k8s.io/kubelet/config/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
 )
 
 // Marker is the first line of every config file the installer writes. A
@@ -48,14 +50,6 @@ func DefaultMatchImages() []string {
 	}
 }
 
-// Service-account mode: the annotations a service account uses to choose
-// its trusted profile, and the audience of the token the kubelet projects.
-const (
-	AnnotationProfileID    = "icr-credential-provider.github.io/trusted-profile-id"
-	AnnotationProfileName  = "icr-credential-provider.github.io/trusted-profile-name"
-	ServiceAccountAudience = "iam"
-)
-
 // ServiceAccountTokenAttributes is the tokenAttributes block of
 // service-account mode: the kubelet passes the pod's service-account token
 // (audience iam) and the profile annotations; pods without a service
@@ -63,10 +57,10 @@ const (
 func ServiceAccountTokenAttributes() *kubeletv1.ServiceAccountTokenAttributes {
 	no := false
 	return &kubeletv1.ServiceAccountTokenAttributes{
-		ServiceAccountTokenAudience:          ServiceAccountAudience,
+		ServiceAccountTokenAudience:          provider.ServiceAccountAudience,
 		CacheType:                            kubeletv1.ServiceAccountServiceAccountTokenCacheType,
 		RequireServiceAccount:                &no,
-		OptionalServiceAccountAnnotationKeys: []string{AnnotationProfileID, AnnotationProfileName},
+		OptionalServiceAccountAnnotationKeys: []string{provider.AnnotationProfileID, provider.AnnotationProfileName},
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
 )
 
 // Action is what happened to one file.
@@ -144,7 +146,7 @@ func checkDir(dir, what string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return errorf("%s %s does not exist: create it, or check the path (and the hostPath mount when running in a pod)", what, dir)
 	case err != nil:
-		return errorf("%s %s: %v", what, dir, unwrapPath(err))
+		return errorf("%s %s: %v", what, dir, config.Bare(err))
 	case !fi.IsDir():
 		return errorf("%s %s is not a directory: give a directory", what, dir)
 	}
@@ -160,13 +162,13 @@ func checkTarget(path string, force bool) ([]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, errorf("%s: %v", path, unwrapPath(err))
+		return nil, errorf("%s: %v", path, config.Bare(err))
 	}
 	switch m := fi.Mode(); {
 	case m.IsRegular():
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, errorf("reading %s: %v: check its permissions", path, unwrapPath(err))
+			return nil, errorf("reading %s: %v: check its permissions", path, config.Bare(err))
 		}
 		return b, nil
 	case m&fs.ModeSymlink != 0:
@@ -219,17 +221,7 @@ func writeError(dir string, err error) error {
 	case errors.Is(err, syscall.ENOSPC):
 		return errorf("cannot write to %s: no space left on device: free some space", dir)
 	}
-	return errorf("cannot write to %s: %v", dir, unwrapPath(err))
-}
-
-// unwrapPath drops the *PathError's op and path, which the callers' messages
-// already name.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
+	return errorf("cannot write to %s: %v", dir, config.Bare(err))
 }
 
 // InstallExecutable installs src as dir/name, mode 0755: unchanged if the
@@ -239,7 +231,7 @@ func InstallExecutable(ctx context.Context, src, dir, name string, verify Verifi
 	dst := filepath.Join(dir, name)
 	data, err := os.ReadFile(src)
 	if err != nil {
-		return "", errorf("reading the executable to install %s: %v", src, unwrapPath(err))
+		return "", errorf("reading the executable to install %s: %v", src, config.Bare(err))
 	}
 	existing, err := checkTarget(dst, force)
 	if err != nil {

@@ -1,10 +1,6 @@
 package installer
 
 import (
-	"errors"
-	"fmt"
-	"net/url"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -22,41 +18,9 @@ import (
 // It also returns the extra matchImages for --registries: the kubelet runs
 // the plugin only for images its matchImages cover.
 func Settings(fs *pflag.FlagSet, cfg *config.Config) ([]kubeletv1.ExecEnvVar, []string, error) {
-	if _, err := cfg.Profile(); err != nil {
-		return nil, nil, err
-	}
-	profile := strings.TrimSpace(cfg.ProfileID+cfg.ProfileCRN+cfg.ProfileName) != ""
-	mode := strings.ToLower(strings.TrimSpace(cfg.TokenSource))
-	switch mode {
-	case "", config.SourceAuto, config.SourceAPIKey, config.SourceVPCMetadata:
-	default:
-		return nil, nil, fmt.Errorf("--token-source %q is not one of auto, vpc-metadata, api-key", cfg.TokenSource)
-	}
-	keyFile := strings.TrimSpace(cfg.APIKeyFile)
-	switch {
-	case keyFile != "" && !filepath.IsAbs(keyFile):
-		return nil, nil, fmt.Errorf("--api-key-file %q is relative: give the absolute path of the key file on the node", cfg.APIKeyFile)
-	case keyFile != "" && profile:
-		return nil, nil, errors.New("--api-key-file and --profile-id/--profile-crn/--profile-name select two identities: keep the API key file, or the trusted profile (VPC metadata), not both")
-	case keyFile != "" && mode == config.SourceVPCMetadata:
-		return nil, nil, errors.New("--api-key-file is never used with --token-source vpc-metadata: remove one of them")
-	case keyFile == "" && mode == config.SourceAPIKey:
-		return nil, nil, errors.New("--token-source api-key needs --api-key-file: give the path of the key file on the node (the config never holds the key itself)")
-	case profile && mode == config.SourceAPIKey:
-		return nil, nil, errors.New("--profile-id/--profile-crn/--profile-name select a trusted profile for the VPC metadata identity, not for --token-source api-key: remove one of them")
-	}
-	if dir := strings.TrimSpace(cfg.CacheDir); dir != "" && !strings.EqualFold(dir, config.CacheDisabled) && !filepath.IsAbs(dir) {
-		return nil, nil, fmt.Errorf("--cache-dir %q is relative: give an absolute path on the node, or %q", cfg.CacheDir, config.CacheDisabled)
-	}
-	for _, f := range []struct{ name, value string }{{"iam-url", cfg.IAMURL}, {"metadata-url", cfg.MetadataURL}} {
-		if f.value == "" {
-			continue
-		}
-		if u, err := url.Parse(f.value); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, nil, fmt.Errorf("--%s %q is not an http(s) URL: give e.g. https://host", f.name, f.value)
-		}
-	}
-	if _, err := cfg.Hosts(); err != nil {
+	// The plugin's own rules, with the environment the config gives it: the
+	// config never carries $IBMCLOUD_API_KEY, so an API key must be a file.
+	if _, err := cfg.Select(func(string) string { return "" }); err != nil {
 		return nil, nil, err
 	}
 

@@ -18,8 +18,8 @@ import (
 	"k8s.io/kubelet/pkg/apis/credentialprovider"
 	"k8s.io/kubelet/pkg/apis/credentialprovider/install"
 
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // The fuzz targets of this file run their seeds as ordinary tests; `make
@@ -94,24 +94,33 @@ func FuzzRun(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, credsFail := range []bool{false, true} {
 			var calls int
-			var gotReq provider.Request
-			p := &provider.Plugin{
-				Hosts: hosts,
-				Now:   func() time.Time { return fuzzNow },
-				Credentials: provider.CredentialsFunc(func(ctx context.Context, req provider.Request) (iam.Token, error) {
+			var gotSAToken string
+			src := func(saToken string) token.Source {
+				return token.SourceFunc(func(ctx context.Context) (token.Token, error) {
 					calls++
-					gotReq = req
+					gotSAToken = saToken
 					if credsFail {
-						return iam.Token{}, errors.New("fake token source failure")
+						return token.Token{}, errors.New("fake token source failure")
 					}
-					return iam.Token{AccessToken: fuzzToken, IssuedAt: fuzzNow, Expiry: fuzzNow.Add(time.Hour)}, nil
-				}),
+					return token.Token{AccessToken: fuzzToken, IssuedAt: fuzzNow, Expiry: fuzzNow.Add(time.Hour)}, nil
+				})
+			}
+			p := &provider.Plugin{
+				Hosts:    hosts,
+				Now:      func() time.Time { return fuzzNow },
+				Node:     src(""),
+				Workload: func(w provider.Workload) (token.Source, error) { return src(w.ServiceAccountToken), nil },
 			}
 			var out bytes.Buffer
 			runErr := p.Run(context.Background(), bytes.NewReader(data), &out)
 
 			// DecodeRequest on its own must agree with Run about the input.
-			req, gv, decErr := provider.DecodeRequest(bytes.NewReader(data))
+			req, gv, decErr := provider.DecodeRequest(context.Background(), bytes.NewReader(data))
+			var workload bool
+			var workloadErr error
+			if decErr == nil {
+				_, workload, workloadErr = provider.WorkloadOf(provider.Request{ServiceAccountToken: req.ServiceAccountToken, ServiceAccountAnnotations: req.ServiceAccountAnnotations})
+			}
 			if decErr != nil && runErr == nil {
 				t.Fatalf("DecodeRequest fails (%v) but Run succeeds", decErr)
 			}
@@ -123,7 +132,7 @@ func FuzzRun(f *testing.F) {
 					t.Fatalf("error quotes the token: %v", runErr)
 				}
 				assertNoSAToken(t, data, runErr.Error())
-				if decErr == nil && req.Image != "" && !credsFail {
+				if decErr == nil && req.Image != "" && !credsFail && workloadErr == nil {
 					t.Fatalf("a decodable request with an image failed with working credentials: %v", runErr)
 				}
 				continue
@@ -158,8 +167,8 @@ func FuzzRun(f *testing.F) {
 			if credsFail {
 				t.Fatalf("served image %q answered although the credentials failed", req.Image)
 			}
-			if gotReq.Host != host || gotReq.ServiceAccountToken != req.ServiceAccountToken {
-				t.Fatalf("Credentials got host %q, want %q", gotReq.Host, host)
+			if workload != (gotSAToken != "") || (workload && gotSAToken != req.ServiceAccountToken) {
+				t.Fatalf("the workload identity answered %v, want %v", gotSAToken != "", workload)
 			}
 			if len(resp.Auth) != len(hosts.Hosts()) {
 				t.Fatalf("auth has %d entries, want one per served host (%d)", len(resp.Auth), len(hosts.Hosts()))

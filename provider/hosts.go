@@ -1,8 +1,10 @@
 package provider
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,11 +39,12 @@ func DefaultHosts() []string {
 }
 
 // HostSet is the set of registry hosts the plugin answers with credentials.
-// Membership is exact (no globs) and case-insensitive. Immutable after
-// construction, so safe for concurrent use.
+// Membership is exact (no globs) and case-insensitive; a host with the
+// default HTTPS port (":443") is the same host as without it. Immutable
+// after construction, so safe for concurrent use.
 type HostSet struct {
-	hosts map[string]bool
-	list  []string
+	hosts map[string]bool // without ":443"
+	list  []string        // as configured, sorted: the response's auth keys
 }
 
 // NewHostSet returns DefaultHosts plus extra, each "host" or "host:port".
@@ -57,7 +60,7 @@ func NewHostSet(extra []string) (*HostSet, error) {
 		}
 		norm, err := NormalizeHost(e)
 		if err != nil {
-			return nil, fmt.Errorf("--registries entry %q %v: give exact hosts such as registry.example.com or 127.0.0.1:5000, comma-separated", e, err)
+			return nil, &HostError{Entry: e, Problem: err.Error()}
 		}
 		h.add(norm)
 	}
@@ -65,56 +68,84 @@ func NewHostSet(extra []string) (*HostSet, error) {
 	return h, nil
 }
 
+// HostError is a --registries entry that is not an exact host.
+type HostError struct{ Entry, Problem string }
+
+func (e *HostError) Error() string {
+	return fmt.Sprintf("--registries entry %q %s", e.Entry, e.Problem)
+}
+
+// add adds a normalised host; "h:443" is served as h too, and both are
+// answered for (the kubelet matches a response's auth keys port by port).
 func (h *HostSet) add(host string) {
-	if !h.hosts[host] {
-		h.hosts[host] = true
-		h.list = append(h.list, host)
+	for _, k := range []string{host, withoutHTTPSPort(host)} {
+		if !slices.Contains(h.list, k) {
+			h.list = append(h.list, k)
+		}
 	}
+	h.hosts[withoutHTTPSPort(host)] = true
+}
+
+// withoutHTTPSPort drops a ":443" port.
+func withoutHTTPSPort(host string) string {
+	if name, port, err := net.SplitHostPort(host); err == nil && port == "443" {
+		if strings.Contains(name, ":") {
+			return "[" + name + "]"
+		}
+		return name
+	}
+	return host
 }
 
 // Hosts lists the served hosts, sorted. The caller must not modify it.
 func (h *HostSet) Hosts() []string { return h.list }
 
 // Serves reports whether host ("host" or "host:port", as returned by
-// RegistryHost) is served. A default HTTPS port (":443") is the same host.
+// RegistryHost) is served.
 func (h *HostSet) Serves(host string) bool {
 	host, ok := lowerASCII(host)
-	if !ok {
-		return false
-	}
-	if h.hosts[host] {
-		return true
-	}
-	if name, port, err := net.SplitHostPort(host); err == nil && port == "443" {
-		return h.hosts[name]
-	}
-	return false
+	return ok && h.hosts[withoutHTTPSPort(host)]
 }
 
 // NormalizeHost checks a registry host — a configured --registries entry,
 // the first component of an image reference, a credential helper's server
 // URL without scheme and path — and returns it normalised (lower case). It
-// must be an ASCII DNS name or IP literal with an optional port, and nothing
-// else: no scheme, path, user info, glob or trailing dot.
+// must be an ASCII DNS name or IP literal (IPv6 in brackets) with an
+// optional port, and nothing else: no scheme, path, user info, glob or
+// trailing dot, and no all-numeric top-level label (999.1.1.1 is neither a
+// name nor an address).
 func NormalizeHost(s string) (string, error) {
 	s, ok := lowerASCII(s)
 	if !ok {
 		return "", fmt.Errorf("has non-ASCII characters (give an IDNA name in its xn-- form)")
 	}
+	if strings.Contains(s, "://") {
+		return "", fmt.Errorf("is a URL (give the host, and port if any, without the scheme)")
+	}
 	name, port := s, ""
 	if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
 		n, p, err := net.SplitHostPort(s)
 		if err != nil {
-			return "", fmt.Errorf("is not host or host:port")
+			if !strings.HasPrefix(s, "[") || !strings.HasSuffix(s, "]") {
+				return "", fmt.Errorf("is not host or host:port")
+			}
+			n = s[1 : len(s)-1] // [v6] without a port
+		} else if pn, err := strconv.Atoi(p); err != nil || pn < 1 || pn > 65535 || p[0] == '0' {
+			return "", fmt.Errorf("has an invalid port")
 		}
 		name, port = n, p
-		if pn, err := strconv.Atoi(port); err != nil || pn < 1 || pn > 65535 {
-			return "", fmt.Errorf("has an invalid port")
+		if strings.HasPrefix(s, "[") {
+			if ip := net.ParseIP(name); ip == nil || ip.To4() != nil || strings.Contains(name, "%") {
+				return "", fmt.Errorf("has brackets around something other than an IPv6 address")
+			}
 		}
 	}
 	if ip := net.ParseIP(name); ip != nil {
-		if ip.To4() == nil && port != "" {
-			return "[" + name + "]:" + port, nil
+		if ip.To4() == nil && !strings.HasPrefix(s, "[") {
+			if port != "" {
+				return "[" + name + "]:" + port, nil
+			}
+			return "[" + name + "]", nil
 		}
 		return s, nil
 	}
@@ -137,12 +168,15 @@ func lowerASCII(s string) (lower string, ok bool) {
 }
 
 // isDNSName reports whether s is a lower-case DNS name of ASCII labels
-// (IDNA names must be given in their xn-- form), without a trailing dot.
+// (IDNA names must be given in their xn-- form), without a trailing dot,
+// whose last label is not all digits (that would be an IP address, or no
+// valid name at all).
 func isDNSName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	labels := strings.Split(s, ".")
+	for _, label := range labels {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
@@ -153,38 +187,117 @@ func isDNSName(s string) bool {
 			}
 		}
 	}
-	return true
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
-// RegistryHost returns the registry host ("host" or "host:port", lower case)
-// of an image reference as the kubelet passes it ("us.icr.io/team/app",
-// possibly with a tag or digest when run by hand). Following the Docker
+// Image is an image reference split into its parts.
+type Image struct {
+	// Host is the registry host ("host" or "host:port", lower case).
+	Host string
+	// Repository is the path in the registry ("team/app").
+	Repository string
+	// Ref is the tag or the digest; "latest" if the reference has neither,
+	// as the kubelet's image normalisation does.
+	Ref string
+}
+
+// String is the reference: host/repository:tag or host/repository@digest.
+func (i Image) String() string {
+	if strings.Contains(i.Ref, ":") {
+		return i.Host + "/" + i.Repository + "@" + i.Ref
+	}
+	return i.Host + "/" + i.Repository + ":" + i.Ref
+}
+
+// Namespace is the repository's first component (ICR's namespace).
+func (i Image) Namespace() string { ns, _, _ := strings.Cut(i.Repository, "/"); return ns }
+
+// ParseImage splits an image reference as the kubelet passes it
+// ("us.icr.io/team/app", possibly with a tag or digest, or a scheme when
+// typed by hand) into host, repository and reference. Following the Docker
 // reference grammar, a first path component that has no "." or ":" and is
-// not "localhost" is not a host: such images live on docker.io. ok is false
-// when the reference has no valid host at all, so that nothing is served for
-// anything odd (user info, spaces, non-ASCII look-alikes).
-func RegistryHost(image string) (host string, ok bool) {
-	image = strings.TrimSpace(image)
-	if image == "" || strings.ContainsFunc(image, unsafeInReference) {
-		return "", false
+// not "localhost" is not a host: such images live on docker.io. It refuses
+// anything odd (user info, spaces, control characters, non-ASCII
+// look-alikes), so that nothing is served for it.
+func ParseImage(ref string) (Image, error) {
+	s := strings.TrimSpace(ref)
+	if s == "" {
+		return Image{}, errors.New("the image reference is empty")
+	}
+	if strings.ContainsFunc(s, unsafeInReference) {
+		return Image{}, errors.New("the image reference has spaces, control characters or a backslash")
 	}
 	// Tolerate a scheme when run by hand; the kubelet never sends one. Only
 	// a leading scheme: "evil.example/x://us.icr.io/app" is on evil.example.
-	if i := strings.Index(image, "://"); i >= 0 && isScheme(image[:i]) {
-		image = image[i+3:]
+	if i := strings.Index(s, "://"); i >= 0 && isScheme(s[:i]) {
+		s = s[i+3:]
 	}
-	first, _, hasSlash := strings.Cut(image, "/")
-	if !hasSlash {
-		return "docker.io", true
+	img := Image{Host: "docker.io"}
+	first, rest, hasSlash := strings.Cut(s, "/")
+	if hasSlash && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		host, err := NormalizeHost(first)
+		if err != nil {
+			return Image{}, fmt.Errorf("the image's registry host %s", err)
+		}
+		img.Host, s = host, rest
 	}
-	if !strings.ContainsAny(first, ".:") && first != "localhost" {
-		return "docker.io", true
+	img.Ref = "latest"
+	if i := strings.Index(s, "@"); i >= 0 {
+		s, img.Ref = s[:i], s[i+1:]
+	} else if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
+		s, img.Ref = s[:i], s[i+1:]
 	}
-	norm, err := NormalizeHost(first)
+	if s == "" || img.Ref == "" {
+		return Image{}, errors.New("the image reference has no repository")
+	}
+	img.Repository = s
+	return img, nil
+}
+
+// RegistryHost returns the registry host of an image reference (see
+// ParseImage); ok is false when it has no valid host at all.
+func RegistryHost(image string) (host string, ok bool) {
+	img, err := ParseImage(image)
+	return img.Host, err == nil
+}
+
+// ServerHost returns the registry host of a server URL as credential
+// helper clients send it: "us.icr.io", "us.icr.io:443", "https://us.icr.io",
+// "https://us.icr.io/v2/", "us.icr.io/team/app". Unlike the first component
+// of an image reference, a single-label name ("registry") is a host of its
+// own here, not docker.io. ok is false for anything without a valid host,
+// with user info, with a scheme other than https — or plain http to a host
+// that is not loopback: a token must never be handed out for a connection
+// without TLS.
+func ServerHost(serverURL string) (host string, ok bool) {
+	s := strings.TrimSpace(serverURL)
+	if s == "" || strings.ContainsFunc(s, notInServerURL) {
+		return "", false
+	}
+	scheme := ""
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, s = strings.ToLower(s[:i]), s[i+3:]
+		if scheme != "http" && scheme != "https" {
+			return "", false
+		}
+	}
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		s = s[:i]
+	}
+	h, err := NormalizeHost(s)
 	if err != nil {
 		return "", false
 	}
-	return norm, true
+	if scheme == "http" {
+		name := h
+		if n, _, err := net.SplitHostPort(h); err == nil {
+			name = n
+		}
+		if !IsLoopback(name) {
+			return "", false
+		}
+	}
+	return h, true
 }
 
 // unsafeInReference reports the runes that never occur in an image
@@ -192,6 +305,13 @@ func RegistryHost(image string) (host string, ok bool) {
 // "\f", "\v", U+0085 and U+00A0 are spaces too) and a backslash.
 func unsafeInReference(r rune) bool {
 	return r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r)
+}
+
+// notInServerURL reports the runes a server URL never holds, in its host
+// or its path: user info, and what is unsafe in a reference or non-ASCII
+// (an IDNA host is sent in its xn-- form).
+func notInServerURL(r rune) bool {
+	return r == '@' || r >= utf8.RuneSelf || unsafeInReference(r)
 }
 
 // isScheme reports whether s is a URL scheme (RFC 3986: ALPHA *( ALPHA /
@@ -207,4 +327,11 @@ func isScheme(s string) bool {
 		}
 	}
 	return true
+}
+
+// IsLoopback reports whether host (a name or an address, without a port)
+// is this machine: "localhost" or a loopback address.
+func IsLoopback(host string) bool {
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }

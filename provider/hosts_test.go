@@ -2,6 +2,7 @@ package provider
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -115,6 +116,143 @@ func TestNewHostSetRejects(t *testing.T) {
 	for _, h := range []string{"u\u212a.icr.io", "U\u212A.ICR.IO:443", "us.icr.io\u0131"} {
 		if hs.Serves(h) {
 			t.Errorf("Serves(%q): a non-ASCII host is served", h)
+		}
+	}
+}
+
+func TestServerHost(t *testing.T) {
+	tests := []struct {
+		in, host string
+		ok       bool
+	}{
+		{"us.icr.io", "us.icr.io", true},
+		{"  us.icr.io\n", "us.icr.io", true},
+		{"US.ICR.IO", "us.icr.io", true},
+		{"us.icr.io:443", "us.icr.io:443", true},
+		{"https://us.icr.io", "us.icr.io", true},
+		{"HTTPS://us.icr.io/v2/", "us.icr.io", true},
+		{"http://us.icr.io", "", false}, // a token is never handed out for plain http
+		{"http://127.0.0.1:5000/v2/", "127.0.0.1:5000", true},
+		{"http://localhost:5000", "localhost:5000", true},
+		{"[us.icr.io]:443", "", false},
+		{"https://999.1.1.1", "", false},
+		{"us.icr.io/team/app", "us.icr.io", true},
+		{"https://us.icr.io?x=1", "us.icr.io", true},
+		{"127.0.0.1:5000", "127.0.0.1:5000", true},
+		{"[::1]:5000", "[::1]:5000", true},
+		{"https://index.docker.io/v1/", "index.docker.io", true},
+		{"registry", "registry", true},
+		{"Registry:5000", "registry:5000", true},
+		{"reg_istry", "", false}, // a single label is a host, so it must be a valid one
+		{"-registry", "", false},
+		{"", "", false},
+		{"https://", "", false},
+		{"user@us.icr.io", "", false},
+		{"https://user:pw@us.icr.io", "", false},
+		{"ftp://us.icr.io", "", false},
+		{"us.icr.io.", "", false},
+		{"*.icr.io", "", false},
+		{"us icr io", "", false},
+		{"us.icr.io:99999", "", false},
+		{`us.icr.io\evil`, "", false},
+		{"u\u212a.icr.io", "", false}, // Kelvin sign, which strings.ToLower makes an ASCII k
+		{"\u212a", "", false},
+		{"regi\fstry", "", false},
+		{"us.icr.io\x00", "", false},
+	}
+	for _, tt := range tests {
+		host, ok := ServerHost(tt.in)
+		if host != tt.host || ok != tt.ok {
+			t.Errorf("ServerHost(%q) = %q, %v; want %q, %v", tt.in, host, ok, tt.host, tt.ok)
+		}
+	}
+}
+
+// TestOneHostRule: the image reference parser (kubelet mode, doctor) and
+// the server URL parser (credential helper) give the same host, or none,
+// for every look-alike, and agree on whether it is served.
+func TestOneHostRule(t *testing.T) {
+	hs, err := NewHostSet([]string{"registry.example.com:443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{
+		"us.icr.io", "US.ICR.IO", "us.icr.io:443", "icr.io", "private.us.icr.io", "cp.icr.io",
+		"us.icr.io.evil.com", "evilicr.io", "icr.io.evil.com", "xx.icr.io", "a.us.icr.io",
+		"us.icr.io.", "[us.icr.io]:443", "us.icr.io:99999", "u\u212a.icr.io", "us.іcr.io",
+		"999.1.1.1", "127.0.0.1:5000", "[::1]:5000", "registry.example.com", "registry.example.com:443",
+		"user@us.icr.io", "us.icr.io%2f@evil.com", "*.icr.io", "evil.example/x:",
+	} {
+		t.Run(h, func(t *testing.T) {
+			imgHost, imgOK := RegistryHost(h + "/team/app")
+			img, imgErr := ParseImage(h + "/team/app:1")
+			for _, u := range []string{h, "https://" + h + "/v2/", h + "/team/app"} {
+				srvHost, srvOK := ServerHost(u)
+				if srvOK != imgOK || srvHost != imgHost {
+					t.Errorf("ServerHost(%q) = %q, %v; RegistryHost = %q, %v", u, srvHost, srvOK, imgHost, imgOK)
+				}
+				if srvOK && hs.Serves(srvHost) != hs.Serves(imgHost) {
+					t.Errorf("served differently: %q", u)
+				}
+			}
+			if (imgErr == nil) != imgOK || img.Host != imgHost && imgOK {
+				t.Errorf("ParseImage = %+v, %v; RegistryHost = %q, %v", img, imgErr, imgHost, imgOK)
+			}
+		})
+	}
+	// A scheme is only ever leading: this is evil.example's image.
+	if h, ok := RegistryHost("evil.example/x://us.icr.io/app"); !ok || h != "evil.example" {
+		t.Errorf("RegistryHost = %q, %v", h, ok)
+	}
+	if img, err := ParseImage("evil.example/x://us.icr.io/app"); err == nil && img.Host != "evil.example" {
+		t.Errorf("ParseImage host %q", img.Host)
+	}
+}
+
+func TestServesWithHTTPSPort(t *testing.T) {
+	hs, err := NewHostSet([]string{"registry.example.com:443", "other.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"registry.example.com", "registry.example.com:443", "other.example.com:443", "us.icr.io:443"} {
+		if !hs.Serves(h) {
+			t.Errorf("%s is not served", h)
+		}
+	}
+	for _, want := range []string{"registry.example.com", "registry.example.com:443"} {
+		if !slices.Contains(hs.Hosts(), want) {
+			t.Errorf("auth keys %v lack %s: the kubelet matches them port by port", hs.Hosts(), want)
+		}
+	}
+	for bad, problem := range map[string]string{
+		"https://r.example.com": "is a URL",
+		"[r.example.com]:443":   "brackets",
+		"999.1.1.1":             "not a valid host name",
+	} {
+		if _, err := NewHostSet([]string{bad}); err == nil || !strings.Contains(err.Error(), problem) {
+			t.Errorf("NewHostSet(%q): %v, want %q", bad, err, problem)
+		}
+	}
+}
+
+func TestParseImage(t *testing.T) {
+	tests := []struct{ in, host, repo, ref string }{
+		{"us.icr.io/team/app", "us.icr.io", "team/app", "latest"},
+		{"us.icr.io/team/app:1.2", "us.icr.io", "team/app", "1.2"},
+		{"127.0.0.1:5000/team/app:v1", "127.0.0.1:5000", "team/app", "v1"},
+		{"icr.io/team/sub/app@sha256:abc", "icr.io", "team/sub/app", "sha256:abc"},
+		{"nginx", "docker.io", "nginx", "latest"},
+		{"https://us.icr.io/team/app", "us.icr.io", "team/app", "latest"},
+	}
+	for _, tt := range tests {
+		got, err := ParseImage(tt.in)
+		if err != nil || got.Host != tt.host || got.Repository != tt.repo || got.Ref != tt.ref {
+			t.Errorf("ParseImage(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+	for _, bad := range []string{"us.icr.io/", "us.icr.io/team/app:", ""} {
+		if _, err := ParseImage(bad); err == nil {
+			t.Errorf("ParseImage(%q) accepted it", bad)
 		}
 	}
 }

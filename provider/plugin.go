@@ -3,7 +3,7 @@
 // CredentialProviderRequest (v1, v1beta1 or v1alpha1) with the kubelet's own
 // scheme, decides whether the image's registry is served, and answers with a
 // CredentialProviderResponse in the request's own API version. It knows
-// nothing about HTTP or IAM; tokens come from a Credentials value.
+// nothing about HTTP or IAM; tokens come from token.Source values.
 package provider
 
 import (
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 	"k8s.io/kubelet/pkg/apis/credentialprovider"
 	"k8s.io/kubelet/pkg/apis/credentialprovider/install"
 
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 // Username is what ICR expects as the user name with an IAM access token.
@@ -43,8 +44,9 @@ const NotServedCacheDuration = 24 * time.Hour
 // (stale-if-error). The kubelet asks again soon, when IAM may be back.
 const StaleCacheDuration = time.Minute
 
-// Supported API versions of credentialprovider.kubelet.k8s.io, newest first.
-var supportedVersions = []string{"v1", "v1beta1", "v1alpha1"}
+// SupportedVersions are the API versions of credentialprovider.kubelet.k8s.io
+// the plugin speaks, newest first.
+var SupportedVersions = []string{"v1", "v1beta1", "v1alpha1"}
 
 // Request is what the plugin needs to know about one kubelet request.
 type Request struct {
@@ -59,26 +61,18 @@ type Request struct {
 	ServiceAccountAnnotations map[string]string
 }
 
-// Credentials yields the IAM token to answer a request with.
-type Credentials interface {
-	Token(ctx context.Context, req Request) (iam.Token, error)
-}
-
-// CredentialsFunc adapts a function to Credentials.
-type CredentialsFunc func(ctx context.Context, req Request) (iam.Token, error)
-
-// Token calls f.
-func (f CredentialsFunc) Token(ctx context.Context, req Request) (iam.Token, error) {
-	return f(ctx, req)
-}
-
 // Plugin answers kubelet requests. Its fields are read-only once in use;
 // Run is safe for concurrent use.
 type Plugin struct {
 	// Hosts are the registries served.
 	Hosts *HostSet
-	// Credentials supplies tokens for served registries.
-	Credentials Credentials
+	// Node is the node's identity: it answers every request whose service
+	// account asks for no identity of its own.
+	Node token.Source
+	// Workload returns the identity a pod's service account asks for; nil
+	// when workload identities are not enabled. A service account that asks
+	// for one never gets the node identity instead.
+	Workload func(Workload) (token.Source, error)
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -112,22 +106,47 @@ func kubeletScheme() (*runtime.Scheme, serializer.CodecFactory) {
 	return scheme, codecs
 }
 
+// ReadInput reads all of r, at most limit bytes (more is an error), until
+// ctx is done: a writer that trickles its input or never closes it does
+// not keep the process waiting past its deadline or a SIGTERM. (The read
+// itself goes on in the background until the process exits.)
+func ReadInput(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		data, err := io.ReadAll(io.LimitReader(r, limit+1))
+		done <- result{data, err}
+	}()
+	select {
+	case res := <-done:
+		if res.err != nil {
+			return nil, fmt.Errorf("cannot read stdin: %v", res.err)
+		}
+		if int64(len(res.data)) > limit {
+			return nil, fmt.Errorf("stdin is larger than %d KiB", limit>>10)
+		}
+		return res.data, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("stdin did not end in time (%v)", context.Cause(ctx))
+	}
+}
+
 // DecodeRequest reads and decodes one request, returning it with the API
 // version it came in.
-func DecodeRequest(r io.Reader) (*credentialprovider.CredentialProviderRequest, schema.GroupVersion, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxRequestSize+1))
+func DecodeRequest(ctx context.Context, r io.Reader) (*credentialprovider.CredentialProviderRequest, schema.GroupVersion, error) {
+	data, err := ReadInput(ctx, r, MaxRequestSize)
 	if err != nil {
-		return nil, schema.GroupVersion{}, inputErrorf("cannot read the request from stdin: %v", err)
-	}
-	if len(data) > MaxRequestSize {
-		return nil, schema.GroupVersion{}, inputErrorf("request on stdin is larger than %d KiB: %s", MaxRequestSize>>10, sampleHint)
+		return nil, schema.GroupVersion{}, inputErrorf("%v: %s", err, sampleHint)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, schema.GroupVersion{}, inputErrorf("no request on stdin: %s", sampleHint)
 	}
 	var tm metav1.TypeMeta
 	if err := json.Unmarshal(data, &tm); err != nil {
-		return nil, schema.GroupVersion{}, inputErrorf("request on stdin is not a JSON object (%v): %s", jsonProblem(err), sampleHint)
+		return nil, schema.GroupVersion{}, inputErrorf("request on stdin is not a JSON object (%s): %s", DescribeJSONError(err, data), sampleHint)
 	}
 	gv, err := schema.ParseGroupVersion(tm.APIVersion)
 	if err != nil || tm.APIVersion == "" {
@@ -154,29 +173,56 @@ func DecodeRequest(r io.Reader) (*credentialprovider.CredentialProviderRequest, 
 	return req, gv, nil
 }
 
-func supported(v string) bool {
-	for _, s := range supportedVersions {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
+func supported(v string) bool { return slices.Contains(SupportedVersions, v) }
 
-// jsonProblem describes a JSON error without quoting the input, which may
-// hold a service-account token.
-func jsonProblem(err error) string {
+// maxJSONDepth is encoding/json's nesting limit.
+const maxJSONDepth = 10000
+
+// DescribeJSONError describes why data did not decode (err) without quoting
+// it: the input may hold a service-account token or a credential.
+func DescribeJSONError(err error, data []byte) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
+	case jsonDepth(data) > maxJSONDepth:
+		return fmt.Sprintf("it is nested more than %d levels deep", maxJSONDepth)
+	case errors.Is(err, io.EOF), len(bytes.TrimSpace(data)) == 0:
+		return "it is empty"
 	case errors.As(err, &se):
 		return fmt.Sprintf("syntax error at byte %d", se.Offset)
 	case errors.As(err, &te):
-		return fmt.Sprintf("field %q has the wrong type", te.Field)
+		return fmt.Sprintf("field %q has the wrong type (a JSON %s, not %s)", te.Field, te.Value, te.Type)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "it ends early"
 	}
 	return "invalid JSON"
+}
+
+// jsonDepth is the deepest nesting of arrays and objects in data, outside
+// strings.
+func jsonDepth(data []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // EncodeResponse encodes resp in version gv with the kubelet's scheme.
@@ -192,7 +238,7 @@ func EncodeResponse(resp *credentialprovider.CredentialProviderResponse, gv sche
 // Run reads one request from in and writes the response to out. On error
 // nothing is written to out.
 func (p *Plugin) Run(ctx context.Context, in io.Reader, out io.Writer) error {
-	req, gv, err := DecodeRequest(in)
+	req, gv, err := DecodeRequest(ctx, in)
 	if err != nil {
 		return err
 	}
@@ -224,12 +270,16 @@ func (p *Plugin) Respond(ctx context.Context, req *credentialprovider.Credential
 			CacheDuration: &metav1.Duration{Duration: NotServedCacheDuration},
 		}, nil
 	}
-	tok, err := p.Credentials.Token(ctx, Request{
+	src, err := p.source(Request{
 		Image:                     req.Image,
 		Host:                      host,
 		ServiceAccountToken:       req.ServiceAccountToken,
 		ServiceAccountAnnotations: req.ServiceAccountAnnotations,
 	})
+	if err != nil {
+		return nil, err
+	}
+	tok, err := src.Token(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -248,11 +298,26 @@ func (p *Plugin) Respond(ctx context.Context, req *credentialprovider.Credential
 	}, nil
 }
 
+// source is the identity that answers req: the workload identity its
+// service account asks for, else the node's.
+func (p *Plugin) source(req Request) (token.Source, error) {
+	w, ok, err := WorkloadOf(req)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return p.Node, nil
+	case p.Workload == nil:
+		return nil, fmt.Errorf("the pod's service account asks for %s but workload identities are not enabled in this plugin", w)
+	}
+	return p.Workload(w)
+}
+
 // CacheDuration is how long the kubelet may keep tok: until its refresh
 // point (its expiry minus its refresh margin), so that the kubelet never
 // holds a token inside that margin; for a token already past its refresh
 // point (served stale because a refresh failed), briefly.
-func CacheDuration(tok iam.Token, now time.Time) time.Duration {
+func CacheDuration(tok token.Token, now time.Time) time.Duration {
 	if d := tok.RefreshAt().Sub(now); d > 0 {
 		return d.Truncate(time.Second)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -13,18 +14,18 @@ import (
 	"k8s.io/kubelet/pkg/apis/credentialprovider"
 	"k8s.io/kubelet/pkg/apis/credentialprovider/install"
 
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
 const secretToken = "eyJhbGciOi.secret-iam-token.sig"
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-func fixedToken(lifetime time.Duration) iam.Token {
-	return iam.Token{AccessToken: secretToken, IssuedAt: now, Expiry: now.Add(lifetime)}
+func fixedToken(lifetime time.Duration) token.Token {
+	return token.Token{AccessToken: secretToken, IssuedAt: now, Expiry: now.Add(lifetime)}
 }
 
-func newPlugin(t *testing.T, tok iam.Token, err error, calls *int) *Plugin {
+func newPlugin(t *testing.T, tok token.Token, err error, calls *int) *Plugin {
 	t.Helper()
 	hs, herr := NewHostSet(nil)
 	if herr != nil {
@@ -33,7 +34,7 @@ func newPlugin(t *testing.T, tok iam.Token, err error, calls *int) *Plugin {
 	return &Plugin{
 		Hosts: hs,
 		Now:   func() time.Time { return now },
-		Credentials: CredentialsFunc(func(ctx context.Context, req Request) (iam.Token, error) {
+		Node: token.SourceFunc(func(ctx context.Context) (token.Token, error) {
 			if calls != nil {
 				*calls++
 			}
@@ -174,7 +175,7 @@ func TestRunDoesNotEchoServiceAccountToken(t *testing.T) {
 func TestRunTokenError(t *testing.T) {
 	var out bytes.Buffer
 	boom := errors.New("IAM said no: fix it")
-	err := newPlugin(t, iam.Token{}, boom, nil).Run(context.Background(), strings.NewReader(request(credentialprovider.GroupName+"/v1", "us.icr.io/x")), &out)
+	err := newPlugin(t, token.Token{}, boom, nil).Run(context.Background(), strings.NewReader(request(credentialprovider.GroupName+"/v1", "us.icr.io/x")), &out)
 	if !errors.Is(err, boom) || out.Len() != 0 {
 		t.Fatalf("err = %v, out = %q", err, out.String())
 	}
@@ -182,17 +183,39 @@ func TestRunTokenError(t *testing.T) {
 
 func TestRunPassesServiceAccount(t *testing.T) {
 	hs, _ := NewHostSet(nil)
-	var got Request
-	p := &Plugin{Hosts: hs, Now: func() time.Time { return now }, Credentials: CredentialsFunc(func(ctx context.Context, req Request) (iam.Token, error) {
-		got = req
-		return fixedToken(time.Hour), nil
-	})}
-	in := `{"apiVersion":"` + credentialprovider.GroupName + `/v1","kind":"CredentialProviderRequest","image":"de.icr.io/ns/app","serviceAccountToken":"sa","serviceAccountAnnotations":{"k":"v"}}`
+	var got Workload
+	p := &Plugin{Hosts: hs, Now: func() time.Time { return now },
+		Node: token.SourceFunc(func(ctx context.Context) (token.Token, error) {
+			t.Error("the node identity answered an annotated service account")
+			return token.Token{}, errors.New("no")
+		}),
+		Workload: func(w Workload) (token.Source, error) {
+			got = w
+			return token.SourceFunc(func(context.Context) (token.Token, error) { return fixedToken(time.Hour), nil }), nil
+		}}
+	in := `{"apiVersion":"` + credentialprovider.GroupName + `/v1","kind":"CredentialProviderRequest","image":"de.icr.io/ns/app","serviceAccountToken":"sa","serviceAccountAnnotations":{"k":"v","` + AnnotationProfileName + `":"pullers"}}`
 	if err := p.Run(context.Background(), strings.NewReader(in), &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	if got.Host != "de.icr.io" || got.Image != "de.icr.io/ns/app" || got.ServiceAccountToken != "sa" || got.ServiceAccountAnnotations["k"] != "v" {
-		t.Errorf("request = %+v", got)
+	if got != (Workload{ProfileName: "pullers", ServiceAccountToken: "sa"}) {
+		t.Errorf("workload = %+v", got)
+	}
+}
+
+// TestRunStdinBoundedByContext: a writer that never closes stdin does not
+// keep the plugin past its deadline (or a SIGTERM, which cancels ctx).
+func TestRunStdinBoundedByContext(t *testing.T) {
+	r, w := io.Pipe()
+	defer w.Close()
+	go w.Write([]byte(`{"apiVersion":"`)) // a trickle, then nothing
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- newPlugin(t, fixedToken(time.Hour), nil, nil).Run(ctx, r, &bytes.Buffer{}) }()
+	cancel()
+	err := <-done
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "stdin did not end in time") {
+		t.Fatalf("err = %v, want an InputError about stdin", err)
 	}
 }
 
@@ -211,7 +234,7 @@ func TestCacheDuration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := iam.Token{AccessToken: "x", IssuedAt: now, Expiry: now.Add(tt.lifetime)}
+			tok := token.Token{AccessToken: "x", IssuedAt: now, Expiry: now.Add(tt.lifetime)}
 			at := now.Add(tt.age)
 			got := CacheDuration(tok, at)
 			if got != tt.want {
@@ -228,7 +251,7 @@ func TestCacheDuration(t *testing.T) {
 }
 
 func TestExpiredTokenIsAnError(t *testing.T) {
-	tok := iam.Token{AccessToken: secretToken, IssuedAt: now.Add(-2 * time.Hour), Expiry: now.Add(-time.Hour)}
+	tok := token.Token{AccessToken: secretToken, IssuedAt: now.Add(-2 * time.Hour), Expiry: now.Add(-time.Hour)}
 	err := newPlugin(t, tok, nil, nil).Run(context.Background(), strings.NewReader(request(credentialprovider.GroupName+"/v1", "us.icr.io/x")), &bytes.Buffer{})
 	if err == nil || strings.Contains(err.Error(), secretToken) {
 		t.Fatalf("err = %v", err)

@@ -1,11 +1,12 @@
 package provider
 
 import (
-	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
 
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // Service-account annotations that ask for a workload identity. The kubelet
@@ -16,50 +17,57 @@ const (
 	AnnotationProfileName = "icr-credential-provider.github.io/trusted-profile-name"
 )
 
-// WorkloadProfile returns the trusted profile a request's service account
-// asks for. ok is false when it asks for none (the node identity answers).
-// Both annotations at once is an error: ambiguous.
-func WorkloadProfile(req Request) (p iam.Profile, ok bool, err error) {
+// ServiceAccountAudience is the audience of the service-account token the
+// kubelet must project for the plugin (tokenAttributes): IAM's.
+const ServiceAccountAudience = "iam"
+
+// Workload is a pod's service account asking for the token of a trusted
+// profile that trusts it (exactly one of ProfileID and ProfileName is set).
+type Workload struct {
+	ProfileID   string
+	ProfileName string
+	// ServiceAccountToken is the pod's token. A secret: never log it.
+	ServiceAccountToken string
+}
+
+// String names the profile asked for, never the token.
+func (w Workload) String() string {
+	if w.ProfileID != "" {
+		return "trusted profile " + w.ProfileID
+	}
+	return "trusted profile named " + w.ProfileName
+}
+
+// maxAnnotationQuote bounds an annotation value quoted in a message: the
+// value comes from whoever may edit the service account.
+const maxAnnotationQuote = 80
+
+// WorkloadOf returns the workload identity a request's service account asks
+// for. ok is false when it asks for none (the node identity answers). Both
+// annotations at once is an error: ambiguous; so is a value that cannot be
+// a profile id or name.
+func WorkloadOf(req Request) (w Workload, ok bool, err error) {
 	id := strings.TrimSpace(req.ServiceAccountAnnotations[AnnotationProfileID])
 	name := strings.TrimSpace(req.ServiceAccountAnnotations[AnnotationProfileName])
 	switch {
 	case id != "" && name != "":
-		return p, false, fmt.Errorf("the pod's service account has both %s and %s: keep exactly one", AnnotationProfileID, AnnotationProfileName)
-	case id != "":
-		p.ID = id
-	case name != "":
-		p.Name = name
-	default:
-		return p, false, nil
+		return w, false, fmt.Errorf("the pod's service account has both %s and %s: keep exactly one", AnnotationProfileID, AnnotationProfileName)
+	case id == "" && name == "":
+		return w, false, nil
 	}
+	for key, v := range map[string]string{AnnotationProfileID: id, AnnotationProfileName: name} {
+		if v != "" && (len(v) > 255 || strings.ContainsFunc(v, unicode.IsControl)) {
+			return w, false, fmt.Errorf("the pod's service account annotation %s is %s, which is no trusted profile id or name: set it to the profile's id (Profile-…) or name", key, quote(v))
+		}
+	}
+	w = Workload{ProfileID: id, ProfileName: name, ServiceAccountToken: req.ServiceAccountToken}
 	if req.ServiceAccountToken == "" {
-		return p, false, fmt.Errorf("the pod's service account asks for %s but the kubelet passed no service-account token: add tokenAttributes (serviceAccountTokenAudience: iam) to the provider in the kubelet's credential provider config", p)
+		return w, false, fmt.Errorf("the pod's service account asks for %s but the kubelet passed no service-account token: add tokenAttributes (serviceAccountTokenAudience: %s) to the provider in the kubelet's credential provider config", w, ServiceAccountAudience)
 	}
-	return p, true, nil
+	return w, true, nil
 }
 
-// Router is Credentials that answers with the workload identity when the
-// pod's service account names a trusted profile, and with the node identity
-// otherwise. A service account that names a profile never falls back to the
-// node identity: if its exchange fails, the request fails.
-type Router struct {
-	// Node yields the node's token.
-	Node func(ctx context.Context) (iam.Token, error)
-	// Workload exchanges saToken for profile's token.
-	Workload func(ctx context.Context, profile iam.Profile, saToken string) (iam.Token, error)
-}
-
-// Token implements Credentials.
-func (r Router) Token(ctx context.Context, req Request) (iam.Token, error) {
-	p, ok, err := WorkloadProfile(req)
-	if err != nil {
-		return iam.Token{}, err
-	}
-	if !ok {
-		return r.Node(ctx)
-	}
-	if r.Workload == nil {
-		return iam.Token{}, fmt.Errorf("the pod's service account asks for %s but workload identities are not enabled in this plugin", p)
-	}
-	return r.Workload(ctx, p, req.ServiceAccountToken)
+// quote quotes an untrusted value for a message: escaped, bounded.
+func quote(v string) string {
+	return strconv.QuoteToASCII(secret.Cut(v, maxAnnotationQuote))
 }

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
 )
 
 // strictDecoder decodes Kubernetes objects as `kubectl apply
@@ -204,7 +205,7 @@ func TestExampleInstallObjects(t *testing.T) {
 		t.Fatalf("RBAC objects %T %T", rbac[0], rbac[1])
 	}
 	r := role.Rules[0]
-	if !slices.Equal(r.Resources, []string{installer.ServiceAccountAudience}) || !slices.Equal(r.Verbs, []string{"request-serviceaccounts-token-audience"}) {
+	if !slices.Equal(r.Resources, []string{provider.ServiceAccountAudience}) || !slices.Equal(r.Verbs, []string{"request-serviceaccounts-token-audience"}) {
 		t.Errorf("rule %+v", r)
 	}
 	if binding.RoleRef.Name != role.Name || binding.Subjects[0].Name != "system:nodes" {

@@ -32,7 +32,7 @@ func TestCacheProcesses64Cold(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i] = runPlugin(t, invocation{Args: args, Stdin: requestJSON("v1", fmt.Sprintf("us.icr.io/team/app-%d", i))})
+			results[i] = runPlugin(t, invocation{Process: true, Args: args, Stdin: requestJSON("v1", fmt.Sprintf("us.icr.io/team/app-%d", i))})
 		}()
 	}
 	t0 := time.Now()
@@ -202,7 +202,7 @@ func TestCacheShortLifetime(t *testing.T) {
 			failures++
 			assertFailure(t, r)
 			if time.Now().Before(last.exp.Add(-margin - slack)) {
-				t.Errorf("IAM down: failed %v before the cached token's refresh point: %s", last.exp.Add(-margin).Sub(time.Now()).Round(time.Millisecond), r.Stderr)
+				t.Errorf("IAM down: failed %v before the cached token's refresh point: %s", time.Until(last.exp.Add(-margin)).Round(time.Millisecond), r.Stderr)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

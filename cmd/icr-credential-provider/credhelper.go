@@ -26,30 +26,30 @@ import (
 // other failure is also the usual single line on stderr, which clients pass
 // through to the user's terminal.
 func cmdCredentialHelper(e env, args []string) int {
-	var cfg config.Config
+	cfg := config.Config{Memory: e.memory}
 	fs, format := newFlagSet(credhelper.LinkName, e)
 	cfg.AddFlags(fs)
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
-		return helperFail(e, nil, fmt.Errorf("%v: see '%s credential-helper --help'", err, name))
+		return helperFail(e, fmt.Errorf("%v: see '%s credential-helper --help'", err, name))
 	}
 	if *help {
 		helperUsage(e, fs)
 		return 0
 	}
 	if err := config.ApplyEnv(fs, e.lookup); err != nil {
-		return helperFail(e, nil, err)
+		return helperFail(e, err)
 	}
 	if fs.NArg() != 1 {
 		msg := "no action given"
 		if fs.NArg() > 1 {
 			msg = fmt.Sprintf("one action expected, got %d arguments", fs.NArg())
 		}
-		return helperFail(e, nil, fmt.Errorf("%s: usage: %s <%s>, or %s credential-helper <%s>", msg, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions))
+		return helperFail(e, fmt.Errorf("%s: usage: %s <%s>, or %s credential-helper <%s>", msg, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions))
 	}
 	action := fs.Arg(0)
 	if err := setupLogging(e, *format); err != nil {
-		return helperFail(e, nil, err)
+		return helperFail(e, err)
 	}
 	defer klog.Flush()
 	if !fs.Changed("cache-dir") {
@@ -63,16 +63,15 @@ func cmdCredentialHelper(e env, args []string) int {
 
 	hosts, err := cfg.Hosts()
 	if err != nil {
-		return helperFail(e, nil, err)
+		return helperFail(e, err)
 	}
-	var secrets []string
 	h := &credhelper.Helper{
 		Hosts:   hosts,
 		Version: version.Get().GitVersion,
 		Warn:    func(msg string) { klog.Warning(msg) },
 		// The identity is only resolved when a served host needs a token:
 		// "not found" for docker.io needs no configuration at all.
-		Token: nodeToken(&cfg, e, &secrets),
+		Token: cfg.NodeSource(e.getenv),
 	}
 	err = h.Run(ctx, action, e.stdin, e.stdout)
 	if err == nil {
@@ -89,16 +88,18 @@ func cmdCredentialHelper(e env, args []string) int {
 		}
 		return 1
 	}
-	return helperFail(e, secrets, err)
+	return helperFail(e, err)
 }
 
 // helperFail is fail for the credential-helper protocol: the same single
 // line on stderr and, since the protocol's clients read errors from stdout
 // (and quote it: "error getting credentials - err: exit status 1, out:
 // `…`"), on stdout too.
-func helperFail(e env, secrets []string, err error) int {
+func helperFail(e env, err error) int {
 	var line strings.Builder
-	code := fail(env{stdin: e.stdin, stdout: e.stdout, stderr: &line, lookup: e.lookup}, secrets, err)
+	lineEnv := e
+	lineEnv.stderr = &line
+	code := fail(lineEnv, err)
 	fmt.Fprint(e.stdout, line.String())
 	fmt.Fprint(e.stderr, line.String())
 	return code

@@ -168,7 +168,7 @@ func TestCredentialHelperGet(t *testing.T) {
 	env := helperEnv(emu, cache, "ICR_PROFILE_ID="+iamtest.DefaultProfileID, "ICR_REGISTRIES=registry.example.com:5000")
 	serverURLs := []string{
 		"us.icr.io", "us.icr.io\n", "https://us.icr.io", "https://us.icr.io/v2/", "us.icr.io:443",
-		"US.ICR.IO/team/app", "http://us.icr.io", "icr.io", "private.icr.io", "private.jp2.icr.io",
+		"US.ICR.IO/team/app", "icr.io", "private.icr.io", "private.jp2.icr.io",
 		"registry.bluemix.net", "https://registry.eu-de.bluemix.net/v1/", "registry.example.com:5000",
 	}
 	for way, run := range helperWays(t) {
@@ -208,6 +208,7 @@ func TestCredentialHelperNotServed(t *testing.T) {
 				"cp.icr.io", "https://index.docker.io/v1/", "docker.io", "ghcr.io", "us.icr.io.evil.com",
 				"evilicr.io", "https://evil.com/us.icr.io", "user@us.icr.io", "ftp://us.icr.io", "us.icr.io:444",
 				"127.0.0.1:5001", "127.0.0.1", "localhost:5000", "*.icr.io", "us.icr.io.", "[::1]:5000", "not a host",
+				"http://us.icr.io", "HTTP://us.icr.io/v2/", "[us.icr.io]:443", // a token never goes over plain http
 			} {
 				r := run(t, invocation{Env: env, Stdin: u}, "get")
 				assertNotFound(t, r)
@@ -342,7 +343,7 @@ func TestCredentialHelperUsage(t *testing.T) {
 func TestCredentialHelperFailures(t *testing.T) {
 	emu := iamtest.NewServer()
 	defer emu.Close()
-	const wrongKey = "wrong-api-key-0123456789abcdefghijklmnopq"
+	const wrongKey = "wrongKey-Zq8vR3xT1mN0pL7sW2yB5cD9fG4hJ6kQ"
 	tests := []struct {
 		name string
 		env  []string

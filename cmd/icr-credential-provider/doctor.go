@@ -29,10 +29,10 @@ func cmdDoctor(e env, args []string) int {
 	help := fs.BoolP("help", "h", false, "show this help")
 
 	if err := fs.Parse(args); err != nil {
-		return fail(e, nil, fmt.Errorf("%v: see '%s doctor --help'", err, name))
+		return fail(e, fmt.Errorf("%v: see '%s doctor --help'", err, name))
 	}
 	if fs.NArg() > 0 {
-		return fail(e, nil, fmt.Errorf("unexpected argument %q: see '%s doctor --help'", fs.Arg(0), name))
+		return fail(e, fmt.Errorf("unexpected argument %q: see '%s doctor --help'", fs.Arg(0), name))
 	}
 	// Where each identity setting came from (flag, env, default), for
 	// config.settings; doctor's own flags are not settings of the plugin.
@@ -45,7 +45,7 @@ func cmdDoctor(e env, args []string) int {
 		}
 	})
 	if err := config.ApplyEnv(fs, e.lookup); err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed && origins[f.Name] == "" && settings.Lookup(f.Name) != nil {
@@ -67,10 +67,10 @@ Flags:
 		return 0
 	}
 	if *output != "text" && *output != "json" {
-		return fail(e, nil, fmt.Errorf("--output %q is not text or json", *output))
+		return fail(e, fmt.Errorf("--output %q is not text or json", *output))
 	}
 	if err := setupLogging(e, *format); err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 
 	ctx, cancel := commandContext(doctorTimeout)
@@ -104,7 +104,7 @@ Flags:
 		err = rep.WriteText(e.stdout)
 	}
 	if err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 	if !rep.OK {
 		return 1

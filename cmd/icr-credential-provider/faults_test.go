@@ -234,7 +234,7 @@ func runFaultRow(t *testing.T, row faultRow, keyFile string) {
 
 	var warmToken string
 	if row.Cache != cold {
-		r := runPlugin(t, invocation{Args: args, Stdin: req})
+		r := runPlugin(t, invocation{Args: args, Stdin: req, Process: true})
 		if r.Code != 0 {
 			t.Fatalf("warm-up run: exit %d: %s", r.Code, r.Stderr)
 		}
@@ -248,7 +248,7 @@ func runFaultRow(t *testing.T, row faultRow, keyFile string) {
 		// The entry's name is a hash of the identity (which includes the
 		// emulator's URL): learn it from a run with a scratch cache dir.
 		scratch := append(emulatorArgs(emu, filepath.Join(t.TempDir(), "scratch")), args[6:]...)
-		r := runPlugin(t, invocation{Args: scratch, Stdin: req})
+		r := runPlugin(t, invocation{Args: scratch, Stdin: req, Process: true})
 		if r.Code != 0 {
 			t.Fatalf("scratch run: exit %d: %s", r.Code, r.Stderr)
 		}
@@ -263,7 +263,7 @@ func runFaultRow(t *testing.T, row faultRow, keyFile string) {
 	if row.Refused {
 		emu.Close() // its port is now closed: connection refused
 	}
-	r := runPlugin(t, invocation{Args: args, Stdin: req})
+	r := runPlugin(t, invocation{Args: args, Stdin: req, Process: true})
 	secrets := []string{iamtest.DefaultAPIKey, warmToken}
 
 	if strings.Contains(r.Stderr, "panic") || strings.Contains(r.Stderr, "goroutine ") {

@@ -31,7 +31,7 @@ func cmdInstall(e env, args []string) int {
 	helperTarget := fs.String("credential-helper-target", "", "the path the link points at, when the installer sees the bin dir under another path than the host does (default: the installed binary's path)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 	if *help {
 		fmt.Fprintf(e.stdout, `Usage:
@@ -48,12 +48,12 @@ Flags:
 		return 0
 	}
 	if err := setupLogging(e, *format); err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 
 	envVars, extra, err := installer.Settings(plugin, &cfg)
 	if err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 	p := installer.Provider{Env: envVars}
 	if len(extra) > 0 {
@@ -64,7 +64,7 @@ Flags:
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return fail(e, nil, fmt.Errorf("cannot find this executable to install it: %v", err))
+		return fail(e, fmt.Errorf("cannot find this executable to install it: %v", err))
 	}
 
 	ctx, cancel := commandContext(0)
@@ -78,7 +78,7 @@ Flags:
 		Verify:     installer.VersionCheck(version.Get().GitVersion),
 	})
 	if err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 	fmt.Fprintf(e.stdout, "binary %s: %s\nconfig %s: %s\n", res.BinaryPath, res.Binary, res.ConfigPath, res.Config)
 	if *helperDir != "" {
@@ -87,7 +87,7 @@ Flags:
 			target = res.BinaryPath
 		}
 		if err := credhelper.InstallLink(target, *helperDir); err != nil {
-			return fail(e, nil, err)
+			return fail(e, err)
 		}
 		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), target)
 	}

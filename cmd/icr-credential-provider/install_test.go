@@ -45,7 +45,7 @@ func (d installDirs) assertClean(t *testing.T) {
 func TestInstallCommand(t *testing.T) {
 	d := newInstallDirs(t)
 	const secret = "not-to-be-written-0123456789"
-	r := runPlugin(t, invocation{
+	r := runPlugin(t, invocation{Process: true,
 		Args: d.args("--service-account-tokens"),
 		Env:  []string{"ICR_PROFILE_ID=Profile-42", "IBMCLOUD_API_KEY=" + secret},
 	})
@@ -79,12 +79,12 @@ func TestInstallCommand(t *testing.T) {
 	}
 
 	// Again: nothing changes.
-	r = runPlugin(t, invocation{Args: d.args("--service-account-tokens"), Env: []string{"ICR_PROFILE_ID=Profile-42"}})
+	r = runPlugin(t, invocation{Process: true, Args: d.args("--service-account-tokens"), Env: []string{"ICR_PROFILE_ID=Profile-42"}})
 	if r.Code != 0 || strings.Count(r.Stdout, ": unchanged") != 2 {
 		t.Fatalf("second install: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	// A flag wins over the environment and changes the config.
-	r = runPlugin(t, invocation{Args: d.args("--profile-id", "Profile-7"), Env: []string{"ICR_PROFILE_ID=Profile-42"}})
+	r = runPlugin(t, invocation{Process: true, Args: d.args("--profile-id", "Profile-7"), Env: []string{"ICR_PROFILE_ID=Profile-42"}})
 	if r.Code != 0 || !strings.Contains(r.Stdout, "binary "+filepath.Join(d.bin, "icr-credential-provider")+": unchanged") || !strings.Contains(r.Stdout, ": updated") {
 		t.Fatalf("third install: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -105,7 +105,7 @@ func TestInstallCommandFailures(t *testing.T) {
 			return []string{"install", "--bin-dir", filepath.Join(d.bin, "missing"), "--config", d.cfg}
 		}, []string{"does not exist"}},
 		{"conflicting profiles", func(d *installDirs) []string { return d.args("--profile-id", "a", "--profile-name", "b") }, []string{"more than one of"}},
-		{"key file and profile", func(d *installDirs) []string { return d.args("--api-key-file", "/etc/key", "--profile-id", "a") }, []string{"two identities"}},
+		{"key file and profile", func(d *installDirs) []string { return d.args("--api-key-file", "/etc/key", "--profile-id", "a") }, []string{"an API key is in use"}},
 		{"foreign config", func(d *installDirs) []string {
 			os.WriteFile(d.cfg, []byte("apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders: []\n"), 0o644)
 			return d.args()
@@ -116,7 +116,7 @@ func TestInstallCommandFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newInstallDirs(t)
-			r := runPlugin(t, invocation{Args: tc.setup(&d)})
+			r := runPlugin(t, invocation{Process: true, Args: tc.setup(&d)})
 			assertFailure(t, r, tc.want...)
 			if _, err := os.Lstat(filepath.Join(d.bin, "icr-credential-provider")); err == nil {
 				t.Error("binary installed although install failed")
@@ -129,7 +129,7 @@ func TestInstallCommandFailures(t *testing.T) {
 func TestInstallCredentialHelperLink(t *testing.T) {
 	d := newInstallDirs(t)
 	helperDir := t.TempDir()
-	r := runPlugin(t, invocation{Args: d.args("--credential-helper", helperDir)})
+	r := runPlugin(t, invocation{Process: true, Args: d.args("--credential-helper", helperDir)})
 	if r.Code != 0 {
 		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
 	}
@@ -144,7 +144,7 @@ func TestInstallCredentialHelperLink(t *testing.T) {
 		t.Fatalf("docker-credential-icr list: %v %s", err, out)
 	}
 	// As seen from the host when the installer runs in a container.
-	r = runPlugin(t, invocation{Args: d.args("--credential-helper", helperDir, "--credential-helper-target", "/opt/icr-credential-provider/bin/icr-credential-provider")})
+	r = runPlugin(t, invocation{Process: true, Args: d.args("--credential-helper", helperDir, "--credential-helper-target", "/opt/icr-credential-provider/bin/icr-credential-provider")})
 	if r.Code != 0 {
 		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
 	}

@@ -105,7 +105,7 @@ func TestKubeletModeFailures(t *testing.T) {
 	defer emu.Close()
 	dir := t.TempDir()
 	badKey := filepath.Join(dir, "bad-key")
-	os.WriteFile(badKey, []byte("wrong-api-key-0123456789abcdefghijklmnopq"), 0o600)
+	os.WriteFile(badKey, []byte("wrongKey-Zq8vR3xT1mN0pL7sW2yB5cD9fG4hJ6kQ"), 0o600)
 	emptyKey := filepath.Join(dir, "empty-key")
 	os.WriteFile(emptyKey, nil, 0o600)
 	req := requestJSON("v1", "us.icr.io/team/app")
@@ -153,7 +153,7 @@ func TestKubeletModeFailures(t *testing.T) {
 			}
 			r := runPlugin(t, invocation{Args: args, Env: tt.env, Stdin: tt.stdin})
 			assertFailure(t, r, tt.want...)
-			assertNoSecrets(t, r, iamtest.DefaultAPIKey, "wrong-api-key-0123456789abcdefghijklmnopq")
+			assertNoSecrets(t, r, iamtest.DefaultAPIKey, "wrongKey-Zq8vR3xT1mN0pL7sW2yB5cD9fG4hJ6kQ")
 			if tt.maxTime > 0 && r.Elapsed > tt.maxTime {
 				t.Errorf("took %v, want under %v", r.Elapsed, tt.maxTime)
 			}

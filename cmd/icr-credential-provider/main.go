@@ -24,9 +24,10 @@ import (
 	"k8s.io/component-base/version"
 	"k8s.io/klog/v2"
 
+	"github.com/icr-credential-provider/icr-credential-provider/cache"
 	"github.com/icr-credential-provider/icr-credential-provider/config"
-	"github.com/icr-credential-provider/icr-credential-provider/iam"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 const name = "icr-credential-provider"
@@ -50,13 +51,16 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	lookup         func(string) (string, bool)
+	// memory is the process's in-memory token store: one per run, as run
+	// is one process (tests call run many times in one).
+	memory *cache.Memory
 }
 
 func (e env) getenv(k string) string { v, _ := e.lookup(k); return v }
 
 // run is main without the process: it returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
-	e := env{stdin: stdin, stdout: stdout, stderr: stderr, lookup: lookup}
+	e := env{stdin: stdin, stdout: stdout, stderr: stderr, lookup: lookup, memory: cache.NewMemory()}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case "version":
@@ -70,7 +74,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(s
 		case "help":
 			return cmdHelp(e)
 		default:
-			return fail(e, nil, fmt.Errorf("unknown command %q: use one of doctor, install, credential-helper, version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
+			return fail(e, fmt.Errorf("unknown command %q: use one of doctor, install, credential-helper, version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
 		}
 	}
 	return cmdKubelet(e, args)
@@ -87,11 +91,13 @@ func commandContext(timeout time.Duration) (context.Context, context.CancelFunc)
 	return ctx, func() { cancel(); stop() }
 }
 
-// fail prints err as the single line on stderr, with every known secret
-// removed, and returns the exit code.
-func fail(e env, secrets []string, err error) int {
-	msg := iam.Redact(strings.Join(strings.Fields(err.Error()), " "), secrets...)
-	fmt.Fprintf(e.stderr, "%s: %s\n", name, msg)
+// maxErrorLine bounds the one line a failure writes on stderr.
+const maxErrorLine = 4096
+
+// fail prints err as the single line on stderr, with every secret the
+// process handled removed, and returns the exit code.
+func fail(e env, err error) int {
+	fmt.Fprintf(e.stderr, "%s: %s\n", name, secret.Line(err.Error(), maxErrorLine))
 	return 1
 }
 
@@ -102,6 +108,10 @@ func newFlagSet(cmd string, e env) (*pflag.FlagSet, *string) {
 	fs.SetOutput(e.stderr)
 	gfs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	klogflags.Init(gfs)
+	// klog's flags are global: start from their defaults, whatever an
+	// earlier run in this process set.
+	_ = gfs.Set("v", "0")
+	_ = gfs.Set("vmodule", "")
 	fs.AddGoFlagSet(gfs)
 	format := fs.String("logging-format", "text", "log format: text or json")
 	return fs, format
@@ -118,10 +128,11 @@ func parse(fs *pflag.FlagSet, args []string, e env) error {
 	return config.ApplyEnv(fs, e.lookup)
 }
 
-// setupLogging sends klog to stderr in the chosen format. stdout carries the
-// response and nothing else.
+// setupLogging sends klog to stderr in the chosen format, through the
+// secret filter. stdout carries the response and nothing else.
 func setupLogging(e env, format string) error {
-	klog.SetOutput(e.stderr)
+	w := secret.Writer(e.stderr)
+	klog.SetOutput(w)
 	klog.LogToStderr(false)
 	// Each message once: klog otherwise writes a warning to both its
 	// WARNING and INFO outputs, and errors to os.Stderr as well.
@@ -131,9 +142,9 @@ func setupLogging(e env, format string) error {
 	_ = kfs.Set("stderrthreshold", "FATAL")
 	switch format {
 	case "", "text":
+		klog.ClearLogger()
 		return nil
 	case "json":
-		w := e.stderr
 		klog.SetLogger(funcr.NewJSON(func(obj string) { fmt.Fprintln(w, obj) }, funcr.Options{
 			LogTimestamp: true, Verbosity: int(verbosity()),
 		}))
@@ -152,12 +163,12 @@ func verbosity() klog.Level {
 }
 
 func cmdKubelet(e env, args []string) int {
-	var cfg config.Config
+	cfg := config.Config{Memory: e.memory}
 	fs, format := newFlagSet(name, e)
 	cfg.AddFlags(fs)
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 	if *help {
 		usage(e, fs)
@@ -167,8 +178,10 @@ func cmdKubelet(e env, args []string) int {
 	// line on stderr (the kubelet copies all of stderr into its log), so
 	// warnings are shown on success, and on failure only when -v asks.
 	logs := &heldLog{}
-	if err := setupLogging(env{stdin: e.stdin, stdout: e.stdout, stderr: logs, lookup: e.lookup}, *format); err != nil {
-		return fail(e, nil, err)
+	held := e
+	held.stderr = logs
+	if err := setupLogging(held, *format); err != nil {
+		return fail(e, err)
 	}
 	defer func() {
 		klog.Flush()
@@ -180,36 +193,18 @@ func cmdKubelet(e env, args []string) int {
 
 	hosts, err := cfg.Hosts()
 	if err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
-	plugin := &provider.Plugin{Hosts: hosts}
-	var secrets []string
 	// Identities are only resolved when a served registry needs a token:
 	// an answer for docker.io needs no API key file.
-	plugin.Credentials = provider.Router{
-		Node: nodeToken(&cfg, e, &secrets),
-		Workload: func(ctx context.Context, profile iam.Profile, saToken string) (iam.Token, error) {
-			secrets = append(secrets, saToken)
-			src, err := iam.NewCRTokenSource(saToken, profile, iam.Options{IAMURL: cfg.EffectiveIAMURL()})
-			if err != nil {
-				return iam.Token{}, fmt.Errorf("service account asks for %s: %w", profile, err)
-			}
-			klog.V(2).InfoS("Workload identity", "source", src.Describe())
-			tok, err := newCachingSource(src, cfg.DiskCacheDir()).Token(ctx)
-			secrets = append(secrets, tok.AccessToken)
-			if err == nil {
-				sweepCache(cfg.DiskCacheDir())
-			}
-			return tok, err
-		},
-	}
+	plugin := &provider.Plugin{Hosts: hosts, Node: cfg.NodeSource(e.getenv), Workload: cfg.WorkloadSource}
 	if err := plugin.Run(ctx, e.stdin, e.stdout); err != nil {
 		klog.Flush()
 		if verbosity() == 0 {
 			logs.drop()
 		}
 		logs.release(e.stderr)
-		return fail(e, secrets, err)
+		return fail(e, err)
 	}
 	return 0
 }
@@ -244,7 +239,7 @@ func cmdVersion(e env, args []string) int {
 	fs.SetOutput(e.stderr)
 	short := fs.Bool("short", false, "print only the version")
 	if err := fs.Parse(args); err != nil {
-		return fail(e, nil, err)
+		return fail(e, err)
 	}
 	v := version.Get()
 	if *short {

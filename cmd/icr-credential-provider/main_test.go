@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,11 +42,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// invocation is one run of the built plugin.
+// invocation is one run of the plugin.
 type invocation struct {
 	Args  []string
 	Env   []string // added to a minimal environment (PATH, HOME)
 	Stdin string
+	// Process runs the built binary in a new process, as the kubelet does,
+	// where the process boundary is the point (exit codes, what the
+	// process writes on its real stdout and stderr); otherwise run is
+	// called in this process.
+	Process bool
 	// Timeout kills the process; the default is well above the plugin's own
 	// bound so that a test sees the plugin's behaviour, not the kill.
 	Timeout time.Duration
@@ -57,10 +63,14 @@ type result struct {
 	Elapsed        time.Duration
 }
 
-// runPlugin runs the built binary. The environment is minimal so that
-// nothing from the developer's shell (IBMCLOUD_API_KEY, proxies) leaks in.
+// runPlugin runs the plugin, in this process unless inv.Process. The
+// environment is minimal so that nothing from the developer's shell
+// (IBMCLOUD_API_KEY, proxies) leaks in.
 func runPlugin(t testing.TB, inv invocation) result {
 	t.Helper()
+	if !inv.Process {
+		return runInProcess(t, inv)
+	}
 	if inv.Timeout == 0 {
 		inv.Timeout = 50 * time.Second
 	}
@@ -145,3 +155,22 @@ func assertFailure(t testing.TB, r result, want ...string) {
 }
 
 func redactFor(s, secret string) string { return strings.ReplaceAll(s, secret, "<SECRET>") }
+
+// runInProcess calls run as main does, with inv's environment only. Runs
+// are serialised: klog's configuration is global to the process.
+func runInProcess(t testing.TB, inv invocation) result {
+	t.Helper()
+	env := map[string]string{"PATH": os.Getenv("PATH"), "HOME": t.TempDir()}
+	for _, kv := range inv.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	inProcess.Lock()
+	defer inProcess.Unlock()
+	var out, errb bytes.Buffer
+	start := time.Now()
+	code := run(inv.Args, strings.NewReader(inv.Stdin), &out, &errb, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return result{Stdout: out.String(), Stderr: errb.String(), Code: code, Elapsed: time.Since(start)}
+}
+
+var inProcess sync.Mutex

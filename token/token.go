@@ -1,9 +1,11 @@
-// Package iam obtains IBM Cloud IAM access tokens for the node or workload
-// identity: from the VPC instance metadata service (optionally as a trusted
-// profile), from an IAM API key, or by exchanging a Kubernetes
-// service-account token (a compute-resource token) for a trusted profile's
-// token. It knows nothing about the kubelet.
-package iam
+// Package token is the one seam between the parts of the plugin that need an
+// IBM Cloud IAM access token and the parts that obtain or keep one: a Token
+// (the secret and its validity window) and the Source interface, in the
+// shape of golang.org/x/oauth2's TokenSource. Sources (package iam) obtain
+// tokens; caching sources (package cache) wrap other sources; the kubelet
+// protocol (package provider), the credential helper and doctor only ever
+// call Token. It depends on the standard library alone.
+package token
 
 import (
 	"context"
@@ -64,33 +66,20 @@ func (t Token) Valid(now time.Time) bool {
 
 // String never prints the secret.
 func (t Token) String() string {
-	return "iam.Token{expiry: " + t.Expiry.UTC().Format(time.RFC3339) + "}"
+	return "token.Token{expiry: " + t.Expiry.UTC().Format(time.RFC3339) + "}"
 }
 
 // GoString never prints the secret either (%#v).
 func (t Token) GoString() string { return t.String() }
 
-// TokenSource yields tokens. Implementations are safe for concurrent use and
-// honour the context's deadline.
-type TokenSource interface {
+// Source yields tokens. Implementations are safe for concurrent use and
+// honour the context's deadline. Errors never contain a secret.
+type Source interface {
 	Token(ctx context.Context) (Token, error)
 }
 
-// Identity names who a TokenSource obtains tokens for, without any secret in
-// it, so that a cache can keep tokens for different identities apart. Two
-// sources with the same CacheKey yield interchangeable tokens.
-type Identity interface {
-	// CacheKey is a stable string that changes whenever the identity changes
-	// (token source, endpoint, profile, or a hash of the API key). It never
-	// contains a secret in the clear.
-	CacheKey() string
-	// Describe is a short human description for logs, e.g.
-	// "VPC instance identity as trusted profile Profile-1234".
-	Describe() string
-}
-
-// TokenSourceFunc adapts a function to TokenSource; handy in tests.
-type TokenSourceFunc func(ctx context.Context) (Token, error)
+// SourceFunc adapts a function to Source.
+type SourceFunc func(ctx context.Context) (Token, error)
 
 // Token calls f.
-func (f TokenSourceFunc) Token(ctx context.Context) (Token, error) { return f(ctx) }
+func (f SourceFunc) Token(ctx context.Context) (Token, error) { return f(ctx) }

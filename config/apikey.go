@@ -1,0 +1,126 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
+)
+
+// maxKeyFile bounds an API key file; a key is 44 characters, the JSON file
+// written by 'ibmcloud iam service-api-key-create --file' a few hundred bytes.
+const maxKeyFile = 64 << 10
+
+// createKeyHint is how an operator makes a key file.
+const createKeyHint = "'ibmcloud iam service-api-key-create NAME SERVICE_ID --file %s'"
+
+// LoadAPIKeyFile reads an IAM API key from path, which must be a regular
+// file (a FIFO or device would block or never end). The file holds the bare
+// key (surrounding white space ignored) or the JSON written by
+// 'ibmcloud iam service-api-key-create NAME ID --file FILE' ({"apikey": …}).
+// A group- or world-readable file is accepted with a warning. Errors are
+// *Error, naming the file and the fix, never the key. The key is added to
+// the process's secret set.
+func LoadAPIKeyFile(path string) (key string, warnings []string, err error) {
+	// O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", nil, &Error{Cause: "API key file " + path + " does not exist",
+				Fix: "create it with the key (" + fmt.Sprintf(createKeyHint, path) + ") or unset --api-key-file/ICR_API_KEY_FILE"}
+		case errors.Is(err, fs.ErrPermission):
+			return "", nil, &Error{Cause: "API key file " + path + " is not readable by this user",
+				Fix: "make it readable by the kubelet's user (root), mode 0600"}
+		}
+		return "", nil, &Error{Cause: fmt.Sprintf("cannot open API key file %s: %v", path, Bare(err)), Fix: "check --api-key-file"}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", nil, &Error{Cause: fmt.Sprintf("cannot stat API key file %s: %v", path, Bare(err)), Fix: "check --api-key-file"}
+	}
+	if !st.Mode().IsRegular() {
+		return "", nil, &Error{Cause: fmt.Sprintf("API key file %s is not a regular file (%s)", path, st.Mode().Type()),
+			Fix: "point --api-key-file at the file that holds the key"}
+	}
+	if st.Mode().Perm()&0o044 != 0 {
+		warnings = append(warnings, fmt.Sprintf("API key file %s is readable by other users (mode %04o): run 'chmod 600 %s'", path, st.Mode().Perm(), path))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return "", nil, &Error{Cause: fmt.Sprintf("cannot read API key file %s: %v", path, Bare(err)), Fix: "check --api-key-file"}
+	}
+	if len(data) > maxKeyFile {
+		return "", nil, &Error{Cause: fmt.Sprintf("API key file %s is larger than %d KiB, which no API key is", path, maxKeyFile>>10), Fix: "check --api-key-file"}
+	}
+	key, problem := parseAPIKey(data)
+	if problem != "" {
+		fix := "put only the API key in it, or the JSON written by " + fmt.Sprintf(createKeyHint, path)
+		if problem == keyEmpty {
+			fix = "put the API key in it (" + fmt.Sprintf(createKeyHint, path) + ")"
+		}
+		return "", nil, &Error{Cause: "API key file " + path + " " + problem, Fix: fix}
+	}
+	return key, warnings, nil
+}
+
+// apiKeyFromEnv reads the API key of $IBMCLOUD_API_KEY.
+func apiKeyFromEnv(v string) (string, error) {
+	key, problem := parseAPIKey([]byte(v))
+	if problem != "" {
+		return "", &Error{Cause: "$" + APIKeyEnv + " " + problem, Fix: "set it to the API key alone, or use --api-key-file"}
+	}
+	return key, nil
+}
+
+const keyEmpty = "is empty"
+
+// parseAPIKey extracts the key from a file's or variable's content and adds
+// it to the process's secret set. problem completes the sentence "API key
+// file F …" and never quotes the content; "" if the key is usable.
+func parseAPIKey(data []byte) (key, problem string) {
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return "", keyEmpty
+	}
+	if strings.HasPrefix(s, "{") {
+		var v struct {
+			APIKey string `json:"apikey"`
+		}
+		if err := json.Unmarshal([]byte(s), &v); err != nil || strings.TrimSpace(v.APIKey) == "" {
+			secret.Add(s)
+			return "", `looks like JSON but has no "apikey" field`
+		}
+		s = strings.TrimSpace(v.APIKey)
+	}
+	secret.Add(s)
+	if strings.ContainsAny(s, " \t\r\n") {
+		for _, w := range strings.Fields(s) {
+			secret.Add(w)
+		}
+		return "", "holds more than one word"
+	}
+	return s, ""
+}
+
+// Bare drops the operation and path from a *fs.PathError (or similar),
+// which the caller's message already names: "permission denied", not "open
+// /x: permission denied".
+func Bare(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
