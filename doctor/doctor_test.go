@@ -143,7 +143,7 @@ func TestDiagnoses(t *testing.T) {
 		{name: "api key unknown", setup: func(t *testing.T, f *fixture, e *Env) {
 			e.Config.ProfileID = ""
 			e.Config.APIKeyFile = f.keyFile(t, "iamtest-NotAKnownKey-000000000000000000000")
-		}, id: CheckIdentityAPIKey, status: StatusFail, phrases: []string{"does not know the API key", "BXNIM0415E", "service-api-key-create"}},
+		}, id: CheckIdentityAPIKey, status: StatusFail, phrases: []string{"does not exist", "BXNIM0415E", "service-api-key-create"}},
 		{name: "api key file missing", setup: func(t *testing.T, f *fixture, e *Env) {
 			e.Config.ProfileID = ""
 			e.Config.APIKeyFile = filepath.Join(f.dir, "nope")
@@ -165,7 +165,7 @@ func TestDiagnoses(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, e *Env) { e.Config.ProfileID = "Profile-does-not-exist" },
 			id:    CheckTrustedProfile, status: StatusFail, phrases: []string{"does not exist", "trusted_profile_not_found", "ibmcloud iam trusted-profiles"}},
 		{name: "metadata hang", opts: []iamtest.Option{iamtest.WithFault(iamtest.EndpointMetadataToken, iamtest.Fault{Kind: iamtest.FaultHang})},
-			id: CheckMetadata, status: StatusFail, phrases: []string{"never answered", "--metadata-service true"}},
+			id: CheckMetadata, status: StatusFail, phrases: []string{"did not answer in time", "--metadata-service true"}},
 		{name: "metadata refused", setup: func(t *testing.T, f *fixture, e *Env) { e.Config.MetadataURL = "http://" + closedPort(t) },
 			id: CheckMetadata, status: StatusFail, phrases: []string{"connection refused", "metadata-service true"}},
 		{name: "registry 403 for a trusted profile", opts: []iamtest.Option{iamtest.AllowPull("iam-ServiceId-someone-else", "team")},

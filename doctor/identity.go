@@ -62,129 +62,36 @@ func errDetails(e *iam.Error) map[string]string {
 	return d
 }
 
-// httpCause describes an HTTP error answer: "HTTP 403 trusted_profile_not_linked: …".
-func httpCause(e *iam.Error) string {
-	s := fmt.Sprintf("HTTP %d", e.Status)
-	if e.Code != "" {
-		s += " " + e.Code
-	}
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	return s
-}
-
-// noAnswer describes a failure without an HTTP answer, distinguishing a
-// hang from a refused connection.
-func noAnswer(e *iam.Error, what string) string {
-	switch e.Reason {
-	case iam.ReasonTimeout:
-		cause := "no answer in time"
-		if e.Err != nil {
-			cause = e.Err.Error()
-		}
-		return what + " at " + e.Endpoint + " accepted the request but never answered (" + cause + ")"
-	case iam.ReasonDeadline:
-		return what + " at " + e.Endpoint + " did not answer before doctor's time ran out"
-	case iam.ReasonUnreachable:
-		return "cannot connect to " + what + " at " + e.Endpoint + ": " + iam.NetCause(e.Err)
-	}
-	return e.Cause()
-}
-
 // vpcChecks splits the VPC source's outcome in two: the metadata service
-// (instance identity token) and the trusted profile (IAM token exchange).
+// (instance identity token, PUT …/token) and the trusted profile (the IAM
+// token exchange, …/iam_token(s)). The cause and the fix are the error's.
 func (r *run) vpcChecks(e *iam.Error) {
-	mdURL := r.env.Config.MetadataURL
-	if e == nil {
-		r.add(Check{ID: CheckMetadata, Status: StatusOK, Summary: "metadata service at " + mdURL + " answered: instance identity token obtained"})
+	metadataOK := Check{ID: CheckMetadata, Status: StatusOK, Summary: "metadata service at " + r.env.Config.MetadataURL + " answered: instance identity token obtained"}
+	switch {
+	case e == nil:
+		r.add(metadataOK)
 		r.add(Check{ID: CheckTrustedProfile, Status: StatusOK, Summary: r.id.Describe + ": IAM token obtained through the metadata service"})
-		return
-	}
-	// The identity token step is PUT …/token; the exchange is …/iam_token(s).
-	identityStep := e.Path == "" || strings.HasSuffix(e.Path, "/token")
-	if identityStep || e.Reason == iam.ReasonConfig || e.Reason == iam.ReasonInternal {
-		c := Check{ID: CheckMetadata, Status: StatusFail, Fix: e.Fix, Details: errDetails(e)}
-		switch e.Reason {
-		case iam.ReasonTimeout, iam.ReasonDeadline, iam.ReasonUnreachable:
-			c.Summary = noAnswer(e, "the VPC metadata service")
-		case iam.ReasonRejected, iam.ReasonNotSupported, iam.ReasonUnavailable, iam.ReasonRateLimited:
-			c.Summary = "the metadata service refused an instance identity token (" + httpCause(e) + ")"
-		default:
-			c.Summary = e.Cause()
-		}
-		if e.Reason == iam.ReasonTimeout {
-			c.Fix = "a disabled metadata service never answers: enable it with 'ibmcloud is instance-update INSTANCE --metadata-service true' (check with 'ibmcloud is instance INSTANCE'), or use --token-source api-key with --api-key-file"
-		}
-		r.add(c)
+	case e.Path == "" || strings.HasSuffix(e.Path, "/token") || e.Reason == iam.ReasonConfig || e.Reason == iam.ReasonInternal:
+		r.add(failed(CheckMetadata, e))
 		r.add(skipped(CheckTrustedProfile, "", CheckMetadata))
-		return
-	}
-	r.add(Check{ID: CheckMetadata, Status: StatusOK, Summary: "metadata service at " + mdURL + " answered: instance identity token obtained"})
-	c := Check{ID: CheckTrustedProfile, Status: StatusFail, Fix: e.Fix, Details: errDetails(e)}
-	p := r.env.Config.Profile()
-	switch {
-	case e.Reason == iam.ReasonTimeout || e.Reason == iam.ReasonUnreachable || e.Reason == iam.ReasonDeadline:
-		c.Summary = noAnswer(e, "the metadata service's IAM token exchange")
-	case e.Code == "trusted_profile_not_linked":
-		c.Summary = p.String() + " is not linked to this instance (" + httpCause(e) + ")"
-		c.Fix = "link it: 'ibmcloud iam trusted-profile-link-create " + profileArg(p) + " --name NAME --cr-type VSI --link-crn INSTANCE_CRN' (the instance's CRN: 'ibmcloud is instance INSTANCE --output JSON')"
-	case e.Code == "trusted_profile_not_found":
-		c.Summary = p.String() + " does not exist in the instance's account (" + httpCause(e) + ")"
-		c.Fix = "check --profile-id/--profile-crn/--profile-name against 'ibmcloud iam trusted-profiles'"
-	case e.Code == "trusted_profile_required":
-		c.Summary = "no trusted profile was named and the instance has no default trusted profile (" + httpCause(e) + ")"
-	case e.Status != 0:
-		c.Summary = "the metadata service did not issue an IAM token for " + p.String() + " (" + httpCause(e) + ")"
 	default:
-		c.Summary = e.Cause()
+		r.add(metadataOK)
+		r.add(failed(CheckTrustedProfile, e))
 	}
-	r.add(c)
-}
-
-func profileArg(p iam.Profile) string {
-	switch {
-	case p.ID != "":
-		return p.ID
-	case p.CRN != "":
-		return "PROFILE"
-	case p.Name != "":
-		return p.Name
-	}
-	return "PROFILE"
 }
 
 // apiKeyCheck explains the API key source's outcome.
 func (r *run) apiKeyCheck(e *iam.Error) {
-	iamURL := r.env.Config.EffectiveIAMURL()
 	if e == nil {
-		r.add(Check{ID: CheckIdentityAPIKey, Status: StatusOK, Summary: "IAM at " + iamURL + " accepted the " + r.id.Describe})
+		r.add(Check{ID: CheckIdentityAPIKey, Status: StatusOK, Summary: "IAM at " + r.env.Config.EffectiveIAMURL() + " accepted the " + r.id.Describe})
 		return
 	}
-	c := Check{ID: CheckIdentityAPIKey, Status: StatusFail, Fix: e.Fix, Details: errDetails(e)}
-	switch e.Reason {
-	case iam.ReasonTimeout, iam.ReasonDeadline, iam.ReasonUnreachable:
-		c.Summary = noAnswer(e, "IAM")
-	case iam.ReasonRejected:
-		switch e.Code {
-		case "BXNIM0415E":
-			c.Summary = "IAM does not know the API key (" + httpCause(e) + ")"
-		case "BXNIM0416E", "BXNIM0417E":
-			c.Summary = "IAM refused the API key: it or its owner is locked or disabled (" + httpCause(e) + ")"
-		default:
-			c.Summary = "IAM refused the API key (" + httpCause(e) + ")"
-		}
-	case iam.ReasonUnavailable:
-		c.Summary = "IAM is failing (" + httpCause(e) + ")"
-		c.Fix = "IAM is failing, not the API key: retry later and watch https://cloud.ibm.com/status; check for a proxy answering in IAM's stead"
-	case iam.ReasonRateLimited:
-		c.Summary = "IAM rate-limited the token request (" + httpCause(e) + ")"
-	case iam.ReasonNotSupported:
-		c.Summary = "IAM URL " + iamURL + " does not serve the token API (" + httpCause(e) + ")"
-	default:
-		c.Summary = e.Cause()
-	}
-	r.add(c)
+	r.add(failed(CheckIdentityAPIKey, e))
+}
+
+// failed is a failed check with e's own cause and fix.
+func failed(id string, e *iam.Error) Check {
+	return Check{ID: id, Status: StatusFail, Summary: e.Cause(), Fix: e.Fix, Details: errDetails(e)}
 }
 
 // claims are the fields of an IAM access token doctor shows.

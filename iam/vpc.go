@@ -3,8 +3,8 @@ package iam
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/IBM/go-sdk-core/v5/core"
@@ -36,6 +36,17 @@ func (p Profile) String() string {
 		return "trusted profile named " + p.Name
 	}
 	return "the instance's default trusted profile"
+}
+
+// arg is the profile as 'ibmcloud iam' commands take it.
+func (p Profile) arg() string {
+	switch {
+	case p.ID != "":
+		return p.ID
+	case p.Name != "":
+		return p.Name
+	}
+	return "PROFILE"
 }
 
 func (p Profile) key() string {
@@ -143,9 +154,10 @@ func (s *VPCSource) fix(e *Error) {
 			e.Op = "exchange the instance identity token for an IAM token of " + s.profile.String()
 		}
 	}
+	const link = "'ibmcloud iam trusted-profile-link-create %s --name NAME --cr-type VSI --link-crn INSTANCE_CRN' (the instance's CRN: 'ibmcloud is instance INSTANCE --output JSON')"
 	switch e.Reason {
 	case ReasonTimeout, ReasonDeadline:
-		e.Fix = "is the metadata service enabled on this instance? Enable it with 'ibmcloud is instance-update INSTANCE --metadata-service true', or use --token-source api-key with --api-key-file"
+		e.Fix = "is the metadata service enabled on this instance? A disabled one never answers: enable it with 'ibmcloud is instance-update INSTANCE --metadata-service true' (check with 'ibmcloud is instance INSTANCE'), or use --token-source api-key with --api-key-file"
 	case ReasonUnreachable:
 		e.Fix = "this does not look like an IBM Cloud VPC instance with the metadata service on; enable it ('ibmcloud is instance-update INSTANCE --metadata-service true') or use --token-source api-key with --api-key-file"
 	case ReasonNotSupported:
@@ -156,25 +168,16 @@ func (s *VPCSource) fix(e *Error) {
 			e.Fix = "the metadata service refused an instance identity token; check --metadata-url and that the instance's metadata service is enabled"
 		case e.Status == 401:
 			e.Fix = "the metadata service did not accept the instance identity token it had just issued; retry, and if it persists check that --metadata-url points at the instance's own metadata service (no proxy or port forward in between)"
+		case e.Code == "trusted_profile_not_found":
+			e.Fix = s.profile.String() + " does not exist in the instance's account: check --profile-id/--profile-crn/--profile-name against 'ibmcloud iam trusted-profiles', then link it: " + fmt.Sprintf(link, s.profile.arg())
 		case s.profile == (Profile{}):
-			e.Fix = "the instance has no default trusted profile it may use: pass --profile-id, --profile-crn or --profile-name, or link a trusted profile to the instance ('ibmcloud iam trusted-profile-link-create PROFILE --name NAME --cr-type VSI --link-crn INSTANCE_CRN')"
+			e.Fix = "the instance has no default trusted profile it may use: pass --profile-id, --profile-crn or --profile-name, or link a trusted profile to the instance: " + fmt.Sprintf(link, "PROFILE")
 		default:
-			e.Fix = "link " + s.profile.String() + " to this instance: 'ibmcloud iam trusted-profile-link-create PROFILE --name NAME --cr-type VSI --link-crn INSTANCE_CRN', or check the profile's id/name"
+			e.Fix = "link " + s.profile.String() + " to this instance: " + fmt.Sprintf(link, s.profile.arg()) + ", or check the profile's id/name"
 		}
 	case ReasonConfig:
-		// go-sdk-core refuses two things: more than one profile field, and
-		// a metadata API version it does not know.
-		n := 0
-		for _, f := range []string{s.profile.ID, s.profile.CRN, s.profile.Name} {
-			if f != "" {
-				n++
-			}
-		}
-		if n > 1 {
-			e.Fix = "give at most one of --profile-id, --profile-crn, --profile-name"
-		} else {
-			e.Fix = "the metadata API version " + strconv.Quote(s.opts.MetadataVersion) + " is not one go-sdk-core supports: set --metadata-version to one of " + strings.Join(MetadataVersions, ", ") + ", or leave it unset"
-		}
+		// go-sdk-core refused its settings (config checks them first).
+		e.Fix = "give at most one of --profile-id, --profile-crn, --profile-name, and --metadata-version " + strings.Join(MetadataVersions, " or ") + ", or leave it unset"
 	default:
 		e.Fix = fixForTransient(e)
 	}
