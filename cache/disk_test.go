@@ -487,3 +487,57 @@ func listTree(t *testing.T, root string) string {
 	}
 	return b.String()
 }
+
+// TestUnsafeParents: a cache directory reached through a symbolic link, or
+// through a directory others may write (without the sticky bit), is not
+// used; nothing is created in it.
+func TestUnsafeParents(t *testing.T) {
+	base := t.TempDir()
+	real := mkdir(t, filepath.Join(base, "real"), 0o700)
+	symlink(t, real, filepath.Join(base, "link"))
+	open := mkdir(t, filepath.Join(base, "open"), 0o777)
+	if err := os.Chmod(open, 0o777); err != nil { // despite umask
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(base, "link", "cache"), filepath.Join(open, "cache")} {
+		if err := CheckDir(dir); !errors.Is(err, ErrUnsafeDir) {
+			t.Errorf("CheckDir(%s) = %v, want ErrUnsafeDir", dir, err)
+		}
+		logger, logs := newLogCapture()
+		fake := newSource(time.Now, time.Hour)
+		if _, err := newCache(fake.source(), testKey, Options{Dir: dir, Logger: logger}).Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s was created", dir)
+		}
+		if logs.loudLines("Token cache on disk disabled") != 1 {
+			t.Errorf("no warning:\n%s", logs)
+		}
+	}
+}
+
+// TestLockFileWithLinks: a lock file with another hard link (to a file
+// someone else can read or change) is replaced, not used.
+func TestLockFileWithLinks(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, hashOf(testKey)+".lock")
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.WriteFile(other, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(other, lock); err != nil {
+		t.Fatal(err)
+	}
+	logger, _ := newLogCapture()
+	if _, err := newCache(newSource(time.Now, time.Hour).source(), testKey, Options{Dir: dir, Logger: logger}).Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(lock, &st); err != nil || st.Nlink != 1 {
+		t.Errorf("lock file still has %d links (%v)", st.Nlink, err)
+	}
+	if b, _ := os.ReadFile(other); string(b) != "keep" {
+		t.Error("the other link's file changed")
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,5 +216,22 @@ func runAsNobody(t *testing.T, test string) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "PASS") {
 		t.Fatalf("%s as nobody: %v\n%s", test, err, out)
+	}
+}
+
+// TestAPIKeyFileIsNotAFIFO: a FIFO (or any other non-regular file) as the
+// key file is refused at once: opening one for reading would wait for a
+// writer for as long as there is none.
+func TestAPIKeyFileIsNotAFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, _, err := LoadAPIKeyFile(p); done <- err }()
+	err := <-done // a blocking open would hang here until the test's own timeout
+	var ce *Error
+	if !errors.As(err, &ce) || !strings.Contains(ce.Cause, "not a regular file") || !strings.Contains(ce.Fix, "--api-key-file") {
+		t.Fatalf("err = %v", err)
 	}
 }

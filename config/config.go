@@ -219,8 +219,14 @@ func checkURL(flag, value string, insecureOK bool) error {
 	if value == "" {
 		return nil
 	}
-	bad := &Error{Cause: fmt.Sprintf("%s %q is not a base URL", flag, value), Fix: "give one such as https://iam.cloud.ibm.com or http://169.254.169.254, without user info, query or fragment"}
 	u, err := url.Parse(value)
+	shown := value
+	if err == nil {
+		shown = u.Redacted() // a password in the URL is not repeated
+	} else if strings.Contains(value, "@") {
+		shown = "(a URL with user info)"
+	}
+	bad := &Error{Cause: fmt.Sprintf("%s %q is not a base URL", flag, shown), Fix: "give one such as https://iam.cloud.ibm.com or http://169.254.169.254, without user info, query or fragment"}
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
 		return bad
 	}

@@ -271,7 +271,7 @@ func numberField(body []byte, field string) string {
 	if !ok {
 		return ""
 	}
-	var n json.Number
+	var n float64 // (a json.Number would take "3600", a string, too)
 	if json.Unmarshal(raw, &n) != nil {
 		return field + " is not a number"
 	}

@@ -351,6 +351,7 @@ func TestMalformedAnswers(t *testing.T) {
 		{"metadata IAM token expires_in 0", iamtest.EndpointMetadataIAMToken, iamtest.Fault{Kind: iamtest.FaultExpiresIn, ExpiresIn: 0}, ReasonMalformed},
 		{"metadata IAM token expires_in -1", iamtest.EndpointMetadataIAMToken, iamtest.Fault{Kind: iamtest.FaultExpiresIn, ExpiresIn: -1}, ReasonMalformed},
 		{"metadata IAM token HTML", iamtest.EndpointMetadataIAMToken, iamtest.Fault{Kind: iamtest.FaultWrongContentType}, ReasonMalformed},
+		{"IAM token lasting more than a day", iamtest.EndpointIAMToken, iamtest.Fault{Kind: iamtest.FaultExpiresIn, ExpiresIn: 25 * 3600}, ReasonMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -544,5 +545,21 @@ func TestLongServerMessages(t *testing.T) {
 				t.Errorf("message of %d bytes", len(err.Error()))
 			}
 		})
+	}
+}
+
+// TestExpiresInNotANumber: a string expires_in is said to be one, not
+// reported as 0.
+func TestExpiresInNotANumber(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"SECRET-at","token_type":"Bearer","expires_in":"3600","expiration":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`))
+	}))
+	defer srv.Close()
+	src, _ := keySource(srv.URL, "SECRET-key-0123456789", Options{MaxAttempts: 1})
+	_, err := src.Token(context.Background())
+	e := checkError(t, err, ReasonMalformed, "not a valid token response")
+	if e.Message != "expires_in is not a number" {
+		t.Errorf("message %q", e.Message)
 	}
 }

@@ -167,3 +167,42 @@ func TestProxyHelperProcess(t *testing.T) {
 		t.Log("PROXIES-CHECKED")
 	}
 }
+
+// TestMetadataPathFallback: a metadata service that knows only one of the
+// two path sets is reached through the other version's paths; one that
+// knows neither is explained.
+func TestMetadataPathFallback(t *testing.T) {
+	for _, tc := range []struct {
+		name, only, version string
+	}{
+		{"only the 2025-08-26 paths, default version", "/identity/v1", ""},
+		{"only the old paths, version 2025-08-26", "/instance_identity/v1", "2025-08-26"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := iamtest.NewServer(iamtest.WithOnlyMetadataPaths(tc.only))
+			defer srv.Close()
+			src, _ := vpcSource(srv.MetadataURL(), Profile{ID: iamtest.DefaultProfileID}, Options{MetadataVersion: tc.version})
+			if _, err := src.Token(context.Background()); err != nil {
+				t.Fatalf("no fallback to the other path set: %v", err)
+			}
+		})
+	}
+	srv := iamtest.NewServer(iamtest.WithOnlyMetadataPaths("/nowhere"))
+	defer srv.Close()
+	src, _ := vpcSource(srv.MetadataURL(), Profile{}, Options{})
+	_, err := src.Token(context.Background())
+	checkError(t, err, ReasonNotSupported, "serves neither API version's paths")
+}
+
+// TestMetadataOutageIsTheMetadataService: a failing metadata service is
+// named as such, not as IAM.
+func TestMetadataOutageIsTheMetadataService(t *testing.T) {
+	srv := iamtest.NewServer(iamtest.WithFault(iamtest.EndpointMetadataIAMToken, iamtest.HTTPError(500)))
+	defer srv.Close()
+	src, _ := vpcSource(srv.MetadataURL(), Profile{}, Options{MaxAttempts: 1})
+	_, err := src.Token(context.Background())
+	e := checkError(t, err, ReasonUnavailable, "VPC metadata service is failing")
+	if strings.Contains(e.Fix, "IAM is failing") {
+		t.Errorf("fix blames IAM: %s", e.Fix)
+	}
+}

@@ -130,7 +130,10 @@ func ReadInput(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
 		}
 		return res.data, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("stdin did not end in time (%v)", context.Cause(ctx))
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, errors.New("stdin did not end within the invocation's time limit")
+		}
+		return nil, errors.New("stdin did not end before the process was told to stop")
 	}
 }
 

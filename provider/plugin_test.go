@@ -214,7 +214,7 @@ func TestRunStdinBoundedByContext(t *testing.T) {
 	cancel()
 	err := <-done
 	var ie *InputError
-	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "stdin did not end in time") {
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "stdin did not end") {
 		t.Fatalf("err = %v, want an InputError about stdin", err)
 	}
 }
@@ -254,6 +254,16 @@ func TestExpiredTokenIsAnError(t *testing.T) {
 	tok := token.Token{AccessToken: secretToken, IssuedAt: now.Add(-2 * time.Hour), Expiry: now.Add(-time.Hour)}
 	err := newPlugin(t, tok, nil, nil).Run(context.Background(), strings.NewReader(request(credentialprovider.GroupName+"/v1", "us.icr.io/x")), &bytes.Buffer{})
 	if err == nil || strings.Contains(err.Error(), secretToken) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestDeepJSON: a request nested beyond encoding/json's limit is said to
+// be, not reported as a syntax error.
+func TestDeepJSON(t *testing.T) {
+	in := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	err := newPlugin(t, fixedToken(time.Hour), nil, nil).Run(context.Background(), strings.NewReader(in), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "nested more than 10000 levels deep") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,3 +177,95 @@ func TestVersion(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestJSONLogLines: with --logging-format json every stderr line is one
+// JSON object with no key twice (a named logger's "logger" included).
+func TestJSONLogLines(t *testing.T) {
+	emu := iamtest.NewServer()
+	defer emu.Close()
+	r := runPlugin(t, invocation{
+		Args:  append(emulatorArgs(emu, t.TempDir()), "--profile-id", iamtest.DefaultProfileID, "-v=6", "--logging-format", "json"),
+		Stdin: requestJSON("v1", "us.icr.io/team/app"),
+	})
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("want log lines at -v=6, got %q", r.Stderr)
+	}
+	for _, l := range lines {
+		dec := json.NewDecoder(strings.NewReader(l))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			t.Fatalf("not a JSON object: %s", l)
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				t.Fatalf("%v: %s", err, l)
+			}
+			if seen[k.(string)] {
+				t.Errorf("key %q twice: %s", k, l)
+			}
+			seen[k.(string)] = true
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				t.Fatalf("%v: %s", err, l)
+			}
+		}
+	}
+}
+
+// TestStdinTrickleAndSIGTERM: a kubelet (or anything) that never finishes
+// writing the request does not keep the plugin: SIGTERM ends the wait at
+// once, with the usual one line.
+func TestStdinTrickleAndSIGTERM(t *testing.T) {
+	cmd := exec.Command(pluginBin, "--cache-dir", "none")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdin.Write([]byte(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1",`)); err != nil {
+		t.Fatal(err)
+	}
+	waitForPipeRead(t, cmd.Process.Pid)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		r := result{Stdout: stdout.String(), Stderr: stderr.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.Code = ee.ExitCode()
+		}
+		assertFailure(t, r, "stdin did not end")
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("SIGTERM did not end the wait for stdin")
+	}
+}
+
+// waitForPipeRead returns once a thread of process pid is blocked reading a
+// pipe (its stdin): by then the process has set up its signal handling.
+func waitForPipeRead(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+		for _, w := range tasks {
+			if b, _ := os.ReadFile(w); strings.Contains(string(b), "pipe_read") {
+				return
+			}
+		}
+	}
+	t.Fatal("the process never waited on stdin")
+}

@@ -145,9 +145,11 @@ func setupLogging(e env, format string) error {
 		klog.ClearLogger()
 		return nil
 	case "json":
-		klog.SetLogger(funcr.NewJSON(func(obj string) { fmt.Fprintln(w, obj) }, funcr.Options{
+		// Contextual: named loggers (WithName) reach funcr as such, so that
+		// a line has one "logger" key, not funcr's and klog's.
+		klog.SetLoggerWithOptions(funcr.NewJSON(func(obj string) { fmt.Fprintln(w, obj) }, funcr.Options{
 			LogTimestamp: true, Verbosity: int(verbosity()),
-		}))
+		}), klog.ContextualLogger(true))
 		return nil
 	}
 	return fmt.Errorf("--logging-format %q is not text or json", format)

@@ -107,3 +107,33 @@ func TestKubeletModeServiceAccount(t *testing.T) {
 		assertNoSecrets(t, r, short)
 	})
 }
+
+// TestWorkloadEndpointRule: the workload identity obeys the same URL rule
+// as the node's: no user info (it would go out as Basic auth), no other
+// scheme, no plain http to a remote IAM; nothing is sent, nothing secret
+// is printed.
+func TestWorkloadEndpointRule(t *testing.T) {
+	emu := iamtest.NewServer()
+	defer emu.Close()
+	sa := iamtest.ServiceAccountToken(iamtest.DefaultSANamespace, "team-a", "uid-a", "iam", time.Now().Add(time.Hour))
+	byID := map[string]string{provider.AnnotationProfileID: iamtest.DefaultProfileID}
+	host := strings.TrimPrefix(emu.IAMURL(), "http://")
+	for _, tc := range []struct{ url, want string }{
+		{"http://admin:Pa55w0rd-secret@" + host, "not a base URL"},
+		{"ftp://" + host, "not a base URL"},
+		{"http://iam.example.com", "plain http"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			emu.Reset()
+			r := runPlugin(t, invocation{Args: []string{"--iam-url", tc.url, "--metadata-url", emu.MetadataURL(), "--cache-dir", "none"},
+				Stdin: saRequest(t, "us.icr.io/team/app", sa, byID)})
+			assertFailure(t, r, tc.want)
+			assertNoSecrets(t, r, sa, "Pa55w0rd-secret")
+			for _, ep := range iamtest.Endpoints() {
+				if emu.Count(ep) != 0 {
+					t.Errorf("%d requests to %s", emu.Count(ep), ep)
+				}
+			}
+		})
+	}
+}

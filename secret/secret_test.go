@@ -1,0 +1,75 @@
+package secret
+
+import (
+	"bytes"
+	"encoding/base64"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+const key = "Qz7vK2mP9xR4tL8wN3bJ6hF1sD5gY0cA"
+
+func TestRedactForms(t *testing.T) {
+	var s Set
+	s.Add(key, "", "abc") // empty and short strings are not secrets
+	for name, text := range map[string]string{
+		"plain":           "key " + key + " end",
+		"upper":           "key " + strings.ToUpper(key),
+		"url-encoded":     "k=" + url.QueryEscape(key+"/+="),
+		"base64":          "b " + base64.StdEncoding.EncodeToString([]byte(key)),
+		"basic auth pair": "Basic " + base64.StdEncoding.EncodeToString([]byte("iambearer:"+key)),
+		"base64 url":      base64.URLEncoding.EncodeToString([]byte("xx" + key)),
+		"a piece":         "cut: " + key[5:16],
+		"two halves":      "code=" + key[:16] + " message=" + key[16:],
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := s.Redact(text)
+			if !strings.Contains(got, Mask) {
+				t.Fatalf("nothing redacted: %q", got)
+			}
+			for i := 0; i+MinPiece <= len(key); i++ {
+				if strings.Contains(strings.ToLower(got), strings.ToLower(key[i:i+MinPiece])) {
+					t.Errorf("piece %q survives in %q", key[i:i+MinPiece], got)
+				}
+			}
+		})
+	}
+	if got := s.Redact("an ordinary message with abc and 00000000"); got != "an ordinary message with abc and 00000000" {
+		t.Errorf("ordinary text changed: %q", got)
+	}
+}
+
+// TestLineRedactsBeforeCutting: a secret straddling the bound does not
+// survive as a prefix.
+func TestLineRedactsBeforeCutting(t *testing.T) {
+	var s Set
+	s.Add(key)
+	text := strings.Repeat("x", 95) + key
+	got := s.Line(text, 100)
+	if strings.Contains(got, key[:5]) || len(got) > 100+len("…") {
+		t.Errorf("Line = %q", got)
+	}
+	if got := s.Line("a\n b\t\tc", 0); got != "a b c" {
+		t.Errorf("fold: %q", got)
+	}
+	if got := Cut("héllo", 2); got != "h…" {
+		t.Errorf("Cut on a rune boundary: %q", got)
+	}
+}
+
+func TestWriter(t *testing.T) {
+	var s Set
+	s.Add(key)
+	var b bytes.Buffer
+	n, err := s.Writer(&b).Write([]byte("log line " + key + "\n"))
+	if err != nil || n != len("log line "+key+"\n") || strings.Contains(b.String(), key) {
+		t.Fatalf("%d, %v: %q", n, err, b.String())
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	if f := Fingerprint(key); len(f) != 8 || strings.Contains(key, f) || f != Fingerprint(key) || f == Fingerprint(key+"x") {
+		t.Errorf("Fingerprint = %q", f)
+	}
+}
