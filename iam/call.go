@@ -15,32 +15,30 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// Retry policy for token calls. A kubelet waits at most a minute for the
-// plugin; the caller's context carries the invocation's deadline and every
-// wait here respects it.
+// Retry policy for token calls; every wait respects the context, which
+// carries the invocation's deadline (the kubelet waits a minute at most).
 const (
 	// DefaultMaxAttempts bounds the tries of one token call.
 	DefaultMaxAttempts = 4
-	// backoffBase is the first wait between tries; it doubles each time
-	// with full jitter, up to backoffMax.
+	// The wait between tries starts at backoffBase and doubles, with full
+	// jitter, up to backoffMax.
 	backoffBase = 250 * time.Millisecond
 	backoffMax  = 4 * time.Second
-	// maxRetryAfter is the longest Retry-After the plugin honours; IAM asking
-	// for more than this is treated as a failure now, not a wait.
+	// maxRetryAfter is the longest Retry-After honoured; more is a failure
+	// now, not a wait.
 	maxRetryAfter = 20 * time.Second
-	// MaxLifetime is the longest token lifetime that is believed. IAM
-	// access tokens and VPC identity tokens last an hour at most; a
-	// service that says more is broken or hostile, and its answer is
-	// refused rather than handed to the kubelet as a day-long cacheDuration.
+	// MaxLifetime is the longest token lifetime believed. IAM and VPC
+	// identity tokens last an hour at most; a service that says more is
+	// broken or hostile, and is refused rather than handed to the kubelet
+	// as a day-long cacheDuration.
 	MaxLifetime = 24 * time.Hour
 )
 
-// sdkCall is one operation performed through go-sdk-core with a client that
-// the call provides: it returns the SDK's token answer.
+// sdkCall is one go-sdk-core operation over the given client.
 type sdkCall func(client *http.Client) (*core.IamTokenServerResponse, error)
 
 // caller runs sdkCalls with timeouts, retries, panic containment and error
-// classification. The zero value is not usable; sources build one.
+// classification. Sources build one.
 type caller struct {
 	service        string // "IAM" or "VPC metadata service"
 	endpoint       string
@@ -49,10 +47,8 @@ type caller struct {
 	maxAttempts    int
 	retryTimeouts  bool // a hung metadata service is not retried
 	now            func() time.Time
-	// fix completes an error with the remedy for this source.
-	fix func(e *Error)
-	// sleep waits for d or until ctx is done; tests replace it.
-	sleep func(ctx context.Context, d time.Duration) error
+	fix            func(e *Error)                                   // adds this source's remedy
+	sleep          func(ctx context.Context, d time.Duration) error // tests replace it
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -113,8 +109,7 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (token.Token,
 	if c.fix != nil {
 		c.fix(last)
 	}
-	// What the service said is kept whole, for the diagnosis, but never
-	// with a secret in it: Error and Cause bound it, after redacting again.
+	// What the service said is kept whole, but never with a secret in it.
 	last.Message, last.Code = secret.Redact(last.Message), secret.Redact(last.Code)
 	return token.Token{}, last
 }
@@ -156,9 +151,9 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 	}()
 
 	o := x.snapshot()
-	path, status, header, netErr, bodyErr, body := o.path, o.status, o.header, o.netErr, o.bodyErr, o.body
+	status, header, netErr, bodyErr, body := o.status, o.header, o.netErr, o.bodyErr, o.body
 	registerTokens(body)
-	base := Error{Service: c.service, Endpoint: c.endpoint, Op: op, Status: status, Path: path}
+	base := Error{Service: c.service, Endpoint: c.endpoint, Op: op, Status: status, Path: o.path}
 	if d, perr := http.ParseTime(header.Get("Date")); perr == nil {
 		base.ServerDate = d
 	}
@@ -278,11 +273,9 @@ func numberField(body []byte, field string) string {
 	return ""
 }
 
-// registerTokens adds the token in an answer body (the instance identity
-// token the metadata service issues and go-sdk-core passes on, an IAM
-// token) to the process's secret set, so that no later echo of it is
-// shown, whatever path the answer takes. (IAM's refresh_token is
-// "not_supported" for these grants: no secret.)
+// registerTokens adds the token in an answer body (an instance identity
+// token, an IAM token) to the process's secret set, so that no later echo
+// of it is shown. (IAM's refresh_token is "not_supported" for these grants.)
 func registerTokens(body []byte) {
 	var v struct {
 		AccessToken string `json:"access_token"`
@@ -292,10 +285,8 @@ func registerTokens(body []byte) {
 	}
 }
 
+// errPanic is a panic in go-sdk-core (nil dereferences on missing fields);
+// its value carries no request data.
 type errPanic struct{ v any }
 
-func (p errPanic) Error() string {
-	// The panic value comes from the SDK's own code paths (nil pointer
-	// dereferences on missing fields); it carries no request data.
-	return fmt.Sprintf("go-sdk-core panicked: %v", p.v)
-}
+func (p errPanic) Error() string { return fmt.Sprintf("go-sdk-core panicked: %v", p.v) }
