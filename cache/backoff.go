@@ -67,12 +67,9 @@ func failureMessage(msg string) string { return secret.Line(msg, maxFailureMessa
 // cached; and Result.RefreshErr of a stale token served for that reason.
 // Its message is one line.
 type RecentFailureError struct {
-	// Message is the failed attempt's error message, one line.
-	Message string
-	// FailedAt is when that attempt failed.
-	FailedAt time.Time
-	// RetryNotBefore is when the source will be called again.
-	RetryNotBefore time.Time
+	Message        string    // the failed attempt's error message, one line
+	FailedAt       time.Time // when that attempt failed
+	RetryNotBefore time.Time // when the source will be called again
 	now            time.Time // when the failure was found, for "Ns ago"
 	cause          error     // the original error, if it happened in this process
 }

@@ -13,6 +13,7 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,17 +50,10 @@ var ErrInvalidToken = errors.New("token source returned an empty or expired toke
 // Options configure the caching layers. The zero value is usable: the
 // process's memory only, real clock, defaults for the rest.
 type Options struct {
-	// Dir is the on-disk cache directory, created 0700 if missing. "" keeps
-	// the file layer's record in memory.
-	Dir string
-	// Memory is the in-process store; nil means the process's own. Tests
-	// give each simulated process its own.
-	Memory *Memory
-	// Now judges token freshness (time.Now); lock waits use the real clock.
-	Now func() time.Time
-	// Ahead makes the file layer refresh a token this long before its
-	// refresh point, for a refresher running ahead of the plugin.
-	Ahead time.Duration
+	Dir    string           // the disk cache directory, created 0700; "": memory only
+	Memory *Memory          // the in-process store; nil: the process's own
+	Now    func() time.Time // judges freshness (time.Now); lock waits use the real clock
+	Ahead  time.Duration    // the file layer refreshes this long before the refresh point
 	// StaleMinRemaining overrides DefaultStaleMinRemaining; negative
 	// disables stale-if-error.
 	StaleMinRemaining time.Duration
@@ -67,20 +61,16 @@ type Options struct {
 	// half the time left) before the context's deadline; the source is then
 	// called directly.
 	LockWait time.Duration
-	// Logger receives warnings (V(0)) and diagnostics (V(2), V(4)), never a
-	// secret. Without a sink: klog.Background().
+	// Logger gets warnings (V(0)) and diagnostics (V(2), V(4)), never a
+	// secret; without a sink, klog.Background().
 	Logger klog.Logger
 }
 
 func (o Options) withDefaults() Options {
-	if o.Memory == nil {
-		o.Memory = process
-	}
+	o.Memory = cmp.Or(o.Memory, process)
+	o.StaleMinRemaining = cmp.Or(o.StaleMinRemaining, DefaultStaleMinRemaining)
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.StaleMinRemaining == 0 {
-		o.StaleMinRemaining = DefaultStaleMinRemaining
 	}
 	if o.LockWait <= 0 {
 		o.LockWait = DefaultLockWait
@@ -115,14 +105,12 @@ func (o Origin) String() string {
 
 // Result is a token handed out by Fetch and how it was obtained.
 type Result struct {
-	// Token is the token. Its AccessToken is a secret: never log it.
-	Token  token.Token
-	Origin Origin // the layer it came from
+	Token  token.Token // its AccessToken is a secret: never log it
+	Origin Origin      // the layer it came from
 	// Stale: Token is valid but past its refresh point, served only because
 	// refreshing failed (stale-if-error); let it be reused only briefly.
-	Stale bool
-	// RefreshErr is the refresh error behind a stale token; nil unless Stale.
-	RefreshErr error
+	Stale      bool
+	RefreshErr error // the refresh error behind a stale token
 }
 
 // Fetcher is a caching source that says where its tokens came from.

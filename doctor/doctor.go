@@ -41,22 +41,14 @@ const (
 const Schema = "icr-credential-provider/doctor/v1"
 
 // Check is the result of one check. Its JSON form is part of the stable
-// schema (see docs/troubleshooting.md):
-//
-//	id       stable identifier, e.g. "identity.metadata" (see the Check* constants)
-//	target   what the check looked at when the same id runs more than once
-//	         (registry checks: the registry host); omitted otherwise
-//	status   "ok" | "warn" | "fail" | "skip"
-//	summary  one line: what was found, or why the check was skipped
-//	fix      one line: what to do; omitted when there is nothing to do
-//	details  flat string map of facts (never a secret); keys vary by check
+// schema (see docs/troubleshooting.md).
 type Check struct {
-	ID      string            `json:"id"`
-	Target  string            `json:"target,omitempty"`
-	Status  Status            `json:"status"`
-	Summary string            `json:"summary"`
-	Fix     string            `json:"fix,omitempty"`
-	Details map[string]string `json:"details,omitempty"`
+	ID      string            `json:"id"`                // one of the Check* constants
+	Target  string            `json:"target,omitempty"`  // for an ID run more than once: the registry host
+	Status  Status            `json:"status"`            // "ok" | "warn" | "fail" | "skip"
+	Summary string            `json:"summary"`           // one line: what was found, or why skipped
+	Fix     string            `json:"fix,omitempty"`     // one line: what to do
+	Details map[string]string `json:"details,omitempty"` // facts, never a secret; keys vary by check
 }
 
 // Check identifiers.
@@ -82,12 +74,9 @@ const (
 
 // Report is the outcome of Run.
 type Report struct {
-	// Schema is the constant Schema.
-	Schema string `json:"schema"`
-	// OK is false when any check failed (warnings do not count).
-	OK bool `json:"ok"`
-	// Checks in the order they ran.
-	Checks []Check `json:"checks"`
+	Schema string  `json:"schema"` // the constant Schema
+	OK     bool    `json:"ok"`     // false when any check failed (warnings do not count)
+	Checks []Check `json:"checks"` // in the order they ran
 }
 
 // Find returns the first check with id (and target, if given).
@@ -112,8 +101,7 @@ func (r *Report) Counts() map[Status]int {
 // Env is everything the checks touch. Zero values select the defaults
 // given on each field.
 type Env struct {
-	// Config is the identity configuration, as in kubelet mode.
-	Config config.Config
+	Config config.Config // the identity configuration, as in kubelet mode
 	// Getenv reads the environment (IBMCLOUD_API_KEY); nil reads nothing.
 	Getenv func(string) string
 	// Origins says where each setting came from, by flag name: "flag",
@@ -137,14 +125,11 @@ type Env struct {
 	ProviderName string // the plugin's name in the kubelet config; "": ProviderName
 	// IAM are the token sources' options; MaxAttempts defaults to 2 here,
 	// so that a failing IAM is reported in seconds.
-	IAM iam.Options
-	// Transport carries registry and clock requests; nil: iam.NewIAMTransport().
-	Transport      http.RoundTripper
-	RequestTimeout time.Duration    // per registry or clock request; <= 0: 8s
-	Now            func() time.Time // nil: time.Now
-	// Euid is the effective user id doctor runs as; only used to explain
-	// ownership findings.
-	Euid int
+	IAM            iam.Options
+	Transport      http.RoundTripper // registry and clock requests; nil: iam.NewIAMTransport()
+	RequestTimeout time.Duration     // per registry or clock request; <= 0: 8s
+	Now            func() time.Time  // nil: time.Now
+	Euid           int               // doctor's effective user id, to explain ownership findings
 }
 
 // ProviderName is the plugin's name: the executable's name in the kubelet's

@@ -24,14 +24,10 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// providerEntry is a provider entry of any config version.
+// providerEntry is a provider entry of any config version, its env a map.
 type providerEntry struct {
-	Name                 string
-	MatchImages          []string
-	DefaultCacheDuration *metav1.Duration
-	APIVersion           string
-	Env                  map[string]string
-	TokenAttributes      *kubeletv1.ServiceAccountTokenAttributes
+	kubeletv1.CredentialProvider
+	Env map[string]string
 }
 
 // Config API versions of CredentialProviderConfig, newest first. v1beta1
@@ -60,7 +56,7 @@ func decodeKubeletConfig(data []byte) (apiVersion string, providers []providerEn
 		if p.TokenAttributes != nil && tm.APIVersion != kubeletv1.SchemeGroupVersion.String() {
 			return "", nil, fmt.Errorf("unknown field \"tokenAttributes\" in %s (it exists in kubelet.config.k8s.io/v1 only)", tm.APIVersion)
 		}
-		e := providerEntry{Name: p.Name, MatchImages: p.MatchImages, DefaultCacheDuration: p.DefaultCacheDuration, APIVersion: p.APIVersion, Env: map[string]string{}, TokenAttributes: p.TokenAttributes}
+		e := providerEntry{CredentialProvider: p, Env: map[string]string{}}
 		for _, v := range p.Env {
 			e.Env[v.Name] = v.Value
 		}
