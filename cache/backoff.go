@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -77,10 +78,7 @@ type RecentFailureError struct {
 // Error is "<original message> (from a failed attempt Ns ago by another
 // invocation; next attempt after T)".
 func (e *RecentFailureError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = "refreshing the token failed"
-	}
+	msg := cmp.Or(e.Message, "refreshing the token failed")
 	ago := max(0, e.now.Sub(e.FailedAt)).Round(time.Second)
 	return fmt.Sprintf("%s (from a failed attempt %ds ago by another invocation; next attempt after %s)",
 		msg, int64(ago/time.Second), e.RetryNotBefore.UTC().Format(time.RFC3339))

@@ -53,19 +53,13 @@ func regionOf(host string) string {
 // policyCommand is the ibmcloud command that grants the token's identity
 // Reader on the namespace.
 func (r *run) policyCommand(img provider.Image) string {
-	ns := img.Namespace()
-	if ns == "" {
-		ns = "NAMESPACE"
-	}
+	ns := cmp.Or(img.Namespace(), "NAMESPACE")
 	tail := " --roles Reader --service-name container-registry --region " + regionOf(img.Host) + " --resource-type namespace --resource " + ns
 	c := r.claims
 	if c == nil {
 		return "ibmcloud iam service-policy-create SERVICE_ID" + tail + " (or trusted-profile-policy-create PROFILE for a trusted profile)"
 	}
-	id := c.Sub
-	if id == "" {
-		id = strings.TrimPrefix(c.IAMID, "iam-")
-	}
+	id := cmp.Or(c.Sub, strings.TrimPrefix(c.IAMID, "iam-"))
 	switch c.SubType {
 	case "Profile":
 		return "ibmcloud iam trusted-profile-policy-create " + id + tail

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -174,10 +175,7 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 	}
 	switch {
 	case netErr != nil || (err != nil && status == 0):
-		cause := netErr
-		if cause == nil {
-			cause = err
-		}
+		cause := cmp.Or(netErr, err)
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fail(ReasonDeadline, ctx.Err()) // cancelled (SIGTERM)
 		}
@@ -246,9 +244,7 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 			return malformed(fmt.Sprintf("the token's expiration %s is not after the answer's Date %s: it is already expired",
 				time.Unix(resp.Expiration, 0).UTC().Format(time.RFC3339), base.ServerDate.UTC().Format(time.RFC3339)), nil)
 		}
-		if abs < lifetime {
-			lifetime = abs
-		}
+		lifetime = min(lifetime, abs)
 	}
 	// Measured from before the request: never later than the truth.
 	return token.Token{AccessToken: resp.AccessToken, IssuedAt: start, Expiry: start.Add(lifetime)}, nil
@@ -259,16 +255,11 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 // field as 0, which would be misreported.
 func numberField(body []byte, field string) string {
 	var m map[string]json.RawMessage
-	if json.Unmarshal(body, &m) != nil {
-		return ""
-	}
-	raw, ok := m[field]
-	if !ok {
-		return ""
-	}
 	var n json.Number
-	if json.Unmarshal(raw, &n) != nil {
-		return field + " is not a number"
+	if json.Unmarshal(body, &m) == nil {
+		if raw, ok := m[field]; ok && json.Unmarshal(raw, &n) != nil {
+			return field + " is not a number"
+		}
 	}
 	return ""
 }
