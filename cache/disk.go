@@ -57,11 +57,9 @@ const (
 
 const sweepStamp = "sweep.stamp"
 
-// ErrUnsafeDir is returned (wrapped) by CheckDir for a cache directory that
-// is not a real directory owned by the effective user and closed to group
-// and others for writing, or that is reached through a symbolic link or a
-// directory others may write. The disk store is not used with such a
-// directory.
+// ErrUnsafeDir is wrapped by the error about a cache directory the disk
+// store will not use: reached through a symbolic link or a directory others
+// may write, or not a directory of the effective user closed to others.
 var ErrUnsafeDir = errors.New("unsafe token cache directory")
 
 // entry is the JSON content of an entry file: a token, the record of a
@@ -113,11 +111,10 @@ func (d *disk) close() { closeFd(d.fd) }
 
 func (d *disk) entryName() string { return d.hash + ".json" }
 
-// CheckDir reports whether dir is usable as a cache directory, without
-// creating it: nil if it is, an error wrapping fs.ErrNotExist if it does not
-// exist yet (the cache creates it on first use), or an error wrapping
-// ErrUnsafeDir or the system error that makes the cache keep tokens in
-// memory only. It is meant for diagnostics and safe for concurrent use.
+// CheckDir reports, for diagnostics, whether dir is usable as a cache
+// directory, without creating it: nil; an error wrapping fs.ErrNotExist (the
+// cache creates it on first use); or one wrapping ErrUnsafeDir or the system
+// error that keeps tokens in memory only. Safe for concurrent use.
 func CheckDir(dir string) error {
 	fd, err := openCacheDir(dir, false)
 	if err != nil {
@@ -127,10 +124,9 @@ func CheckDir(dir string) error {
 	return nil
 }
 
-// Clear removes every cache entry, lock, leftover temporary file and the
-// sweep stamp from dir, and nothing else. A missing dir is not an error. It
-// is safe for concurrent use; a cache running meanwhile may refresh once
-// more than it otherwise would.
+// Clear removes the cache's files, and nothing else, from dir (missing: no
+// error). Safe for concurrent use; a cache running meanwhile may then
+// refresh once more than it would have.
 func Clear(dir string) error {
 	if dir == "" {
 		return nil
@@ -221,11 +217,10 @@ func (d *disk) tidy(now time.Time) {
 	}
 }
 
-// abandoned calls remove if the temporary file name has no live writer.
-// Writers hold their identity's lock and an exclusive flock on the file
-// while they write; a killed writer's locks are gone with it. Both are taken
-// here (without waiting) and held while the file is removed, so that a
-// writer that has just created its file is never cut short.
+// abandoned calls remove if the temporary file name has no live writer: a
+// writer holds its identity's lock and a flock on the file (gone if it was
+// killed). Both are taken here, without waiting, and held while the file is
+// removed, so that no writer that has just created its file is cut short.
 func (d *disk) abandoned(name string, remove func()) {
 	const flags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOCTTY | syscall.O_CLOEXEC
 	if lock, err := syscall.Openat(d.fd, name[:64]+".lock", flags, 0); err == nil {
@@ -313,10 +308,9 @@ func openCacheDir(dir string, create bool) (int, error) {
 	return fd, nil
 }
 
-// unsafeDir says why a directory on the way to the cache (last: the cache
-// directory itself) must not be trusted, or "": the cache directory must be
-// owned by the effective user, a parent by root or the effective user, and
-// neither writable by group or others (unless a sticky parent, as /tmp).
+// unsafeDir says why a directory on the way to the cache is untrusted, or
+// "": the cache (last) must be the effective user's, a parent root's or the
+// effective user's; only a sticky parent (/tmp) may be writable by others.
 func unsafeDir(st *syscall.Stat_t, last bool, euid int) string {
 	switch {
 	case last && int(st.Uid) != euid:
@@ -335,8 +329,7 @@ func openDirAt(dirfd int, name string) (int, error) {
 	})
 }
 
-// read returns the entry's record if it can be trusted; otherwise an empty
-// one (and why, at V(2)).
+// read returns the entry's record if it can be trusted, else an empty one.
 func (d *disk) read() record {
 	rec, problem := d.readRecord()
 	if problem != "" {
