@@ -122,10 +122,7 @@ func (r *run) checkToken() {
 	}
 	now := r.env.Now()
 	left := r.token.Expiry.Sub(now).Round(time.Second)
-	d := map[string]string{
-		"expires_at": r.token.Expiry.UTC().Format(time.RFC3339),
-		"expires_in": left.String(),
-	}
+	d := map[string]string{"expires_at": r.token.Expiry.UTC().Format(time.RFC3339), "expires_in": left.String()}
 	c := &claims{}
 	if err := iam.DecodeClaims(r.token.AccessToken, c); err != nil {
 		r.add(Check{ID: CheckToken, Status: StatusWarn, Details: d,

@@ -187,7 +187,6 @@ func (r *run) checkKubelet() {
 	}
 	r.add(cfgCheck)
 
-	// The provider entry.
 	var p *providerEntry
 	var names []string
 	for i := range providers {

@@ -29,13 +29,12 @@ import (
 // Username is what ICR expects as the user name with an IAM access token.
 const Username = "iambearer"
 
-// MaxRequestSize bounds the request read from stdin; a real one is a few KiB
-// at most.
+// MaxRequestSize bounds the request read from stdin (a few KiB at most).
 const MaxRequestSize = 1 << 20
 
-// NotServedCacheDuration is how long the kubelet may remember that this
-// plugin has no credentials for a registry: only a configuration change,
-// which needs a kubelet restart anyway, changes that.
+// NotServedCacheDuration is how long the kubelet may remember that a
+// registry is not served: only a change of configuration (and restart) can
+// change that.
 const NotServedCacheDuration = 24 * time.Hour
 
 // StaleCacheDuration bounds how long the kubelet keeps a token past its
@@ -181,8 +180,7 @@ func DescribeJSONError(err error, data []byte) string {
 	return "invalid JSON"
 }
 
-// jsonDepth is the deepest nesting of arrays and objects in data, outside
-// strings.
+// jsonDepth is the deepest nesting of arrays and objects in data.
 func jsonDepth(data []byte) int {
 	depth, deepest, inString, escaped := 0, 0, false, false
 	for _, c := range data {
@@ -218,8 +216,8 @@ func EncodeResponse(resp *credentialprovider.CredentialProviderResponse, gv sche
 	return runtime.Encode(codecs.EncoderForVersion(info.Serializer, gv), resp)
 }
 
-// Run reads one request from in and writes the response to out. On error
-// nothing is written to out.
+// Run reads one request from in and writes the response to out, only on
+// success.
 func (p *Plugin) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	req, gv, err := DecodeRequest(ctx, in)
 	if err != nil {
