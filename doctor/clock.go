@@ -25,9 +25,8 @@ func (r *run) checkClock(ctx context.Context) {
 	}
 	if server.IsZero() {
 		u := r.env.Config.EffectiveIAMURL() + "/identity/keys"
-		client := &http.Client{Transport: r.env.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		start := r.env.Now()
-		if resp, err := r.do(ctx, client, http.MethodGet, u, nil); err == nil {
+		if resp, err := r.do(ctx, http.MethodGet, u, nil); err == nil {
 			resp.Body.Close()
 			if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 				end := r.env.Now()

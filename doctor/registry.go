@@ -111,18 +111,13 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		r.add(skipped(CheckRegistryAuth, target, CheckToken))
 		return
 	}
-	client := &http.Client{
-		Transport: r.env.Transport,
-		// Never follow a redirect with credentials attached.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 	base := "https://" + host
 	if isLoopback(host) {
 		base = "http://" + host
 	}
 
 	// 1. the challenge
-	resp, err := r.do(ctx, client, http.MethodGet, base+"/v2/", nil)
+	resp, err := r.do(ctx, http.MethodGet, base+"/v2/", nil)
 	if err != nil {
 		fail(CheckRegistryAuth, "cannot reach the registry at "+base+": "+netText(err),
 			"check the node's network path to "+host+" (firewall, DNS, HTTPS_PROXY/NO_PROXY in the kubelet's environment); nodes without public egress pull from private."+strings.TrimPrefix(host, "private."))
@@ -166,7 +161,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		q.Set("scope", "repository:"+img.Repository+":pull")
 	}
 	ru.RawQuery = q.Encode()
-	resp, err = r.do(ctx, client, http.MethodGet, ru.String(), func(req *http.Request) { req.SetBasicAuth("iambearer", r.token.AccessToken) })
+	resp, err = r.do(ctx, http.MethodGet, ru.String(), func(req *http.Request) { req.SetBasicAuth("iambearer", r.token.AccessToken) })
 	if err != nil {
 		fail(CheckRegistryToken, "cannot reach the registry's token service "+realm+": "+netText(err),
 			"check the node's network path to "+ru.Host+" (firewall, DNS, HTTPS_PROXY/NO_PROXY)")
@@ -208,7 +203,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		req.Header.Set("Authorization", "Bearer "+regTok)
 		req.Header.Set("Accept", strings.Join(manifestAccept, ", "))
 	}
-	resp, err = r.do(ctx, client, http.MethodHead, murl, auth)
+	resp, err = r.do(ctx, http.MethodHead, murl, auth)
 	if err != nil {
 		fail(CheckRegistryManifest, "cannot reach "+murl+": "+netText(err), "check the node's network path to "+host)
 		return
@@ -218,7 +213,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 	code := ""
 	if status >= 400 {
 		// A HEAD answer has no body: ask again with GET for the error code.
-		if g, err := r.do(ctx, client, http.MethodGet, murl, auth); err == nil {
+		if g, err := r.do(ctx, http.MethodGet, murl, auth); err == nil {
 			b, _ := io.ReadAll(io.LimitReader(g.Body, 64<<10))
 			g.Body.Close()
 			if g.StatusCode == status {
@@ -265,8 +260,9 @@ func (r *run) account() string {
 	return r.claims.Account.BSS
 }
 
-// do performs one request with the per-request timeout.
-func (r *run) do(ctx context.Context, c *http.Client, method, u string, prep func(*http.Request)) (*http.Response, error) {
+// do performs one request with the per-request timeout, never following a
+// redirect (with credentials attached).
+func (r *run) do(ctx context.Context, method, u string, prep func(*http.Request)) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.env.RequestTimeout)
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
@@ -277,6 +273,7 @@ func (r *run) do(ctx context.Context, c *http.Client, method, u string, prep fun
 	if prep != nil {
 		prep(req)
 	}
+	c := &http.Client{Transport: r.env.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {
 		cancel()

@@ -40,7 +40,7 @@ type Error struct {
 	Service  string // "IAM" or "VPC metadata service"
 	Endpoint string // the base URL called
 	Op       string // what was attempted, e.g. "exchange the API key for an IAM token"
-	Reason   Reason
+	Reason   Reason // classifies the failure
 	Status   int    // the HTTP status; 0: no answer
 	Code     string // the service's error code (IAM "BXNIM0415E"), if any
 	// Message is the service's own error message, if any, as sent: it may

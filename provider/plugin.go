@@ -53,7 +53,7 @@ type Request struct {
 	// ServiceAccountToken is the pod's service-account token, if the kubelet
 	// passes one. A secret: never log it.
 	ServiceAccountToken       string
-	ServiceAccountAnnotations map[string]string
+	ServiceAccountAnnotations map[string]string // as the kubelet passed them
 }
 
 // Plugin answers kubelet requests. Its fields are read-only once in use;

@@ -21,9 +21,9 @@ const MarginFraction = 0.2
 // Token is an IAM access token and the window, by the local clock, in which
 // it is valid.
 type Token struct {
-	AccessToken string // the bearer token; a secret: never log it
-	IssuedAt    time.Time
-	Expiry      time.Time
+	AccessToken string    // the bearer token; a secret: never log it
+	IssuedAt    time.Time // when it was obtained
+	Expiry      time.Time // when it stops being accepted
 }
 
 // Lifetime is how long the token was valid for when it was issued.
