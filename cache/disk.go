@@ -18,9 +18,9 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// The disk store lives in one directory, all of it reached through a
-// directory file descriptor that was opened component by component from /
-// with O_NOFOLLOW and checked, so that nothing is followed out of it:
+// The disk store lives in one directory, reached only through a directory
+// file descriptor opened component by component from / with O_NOFOLLOW and
+// checked, so that nothing is followed out of it:
 //
 //	<sha256(key)>.json              the entry (entryVersion format)
 //	<sha256(key)>.lock              flock(2)ed while refreshing
@@ -28,11 +28,9 @@ import (
 //	                                writer), renamed over the entry
 //	sweep.stamp                     the time of the last sweep
 
-// entryVersion is the format version of entry files written. Version 2
-// added the record of a failed refresh (refresh_failed_at, retry_not_before,
-// error) and made the token optional, for a failure with no token to keep.
-// Version 1 entries (a token only) are still read; files with any other
-// version are ignored and replaced.
+// Entry format versions. Version 2 added the failed-refresh record and made
+// the token optional; version 1 (a token only) is still read; any other
+// version is ignored and replaced.
 const (
 	entryVersion   = 2
 	entryVersionV1 = 1
@@ -41,18 +39,17 @@ const (
 // maxEntrySize bounds what is read from an entry; IAM tokens are a few KiB.
 const maxEntrySize = 1 << 20
 
-// Lock polling starts short and backs off to maxLockPoll, so that waiters
+// Lock polling backs off from minLockPoll to maxLockPoll, so that waiters
 // see a refreshed entry within a few tens of milliseconds.
 const (
 	minLockPoll = time.Millisecond
 	maxLockPoll = 20 * time.Millisecond
 )
 
-// Identities come and go (one service-account token per pod), so entries
-// are swept: files untouched for SweepAge (entries are rewritten on every
-// refresh, tokens live at most an hour) are removed, at most once per
-// SweepEvery. A lock file in use at that moment may be removed; the cost is
-// at most one extra token request.
+// Identities come and go (one per service-account token), so files
+// untouched for SweepAge (entries are rewritten on every refresh, tokens
+// live an hour at most) are removed, at most once per SweepEvery. A lock
+// file in use then may go too; that costs at most one extra token request.
 const (
 	SweepEvery = 10 * time.Minute
 	SweepAge   = 3 * time.Hour
@@ -60,27 +57,22 @@ const (
 
 const sweepStamp = "sweep.stamp"
 
-// ErrUnsafeDir is returned (wrapped) by CheckDir for a cache directory that
-// is not a real directory owned by the effective user and closed to group
-// and others for writing, or that is reached through a symbolic link or a
-// directory others may write. The disk store is not used with such a
-// directory.
+// ErrUnsafeDir is wrapped by the error about a cache directory the disk
+// store will not use: reached through a symbolic link or a directory others
+// may write, or not a directory of the effective user closed to others.
 var ErrUnsafeDir = errors.New("unsafe token cache directory")
 
 // entry is the JSON content of an entry file: a token, the record of a
-// failed refresh, or both (a failed refresh never hides a valid token).
+// failed refresh (since version 2), or both.
 type entry struct {
-	Version     int       `json:"version"`
-	KeySHA256   string    `json:"key_sha256"`
-	AccessToken string    `json:"access_token,omitempty"`
-	IssuedAt    time.Time `json:"issued_at,omitzero"`
-	Expiry      time.Time `json:"expiry,omitzero"`
-	// Since version 2: the last refresh failed at RefreshFailedAt with
-	// Error (one line, no secret), and no invocation calls the source again
-	// before RetryNotBefore (see OutageBackoff and FailureBackoff).
+	Version         int       `json:"version"`
+	KeySHA256       string    `json:"key_sha256"`
+	AccessToken     string    `json:"access_token,omitempty"`
+	IssuedAt        time.Time `json:"issued_at,omitzero"`
+	Expiry          time.Time `json:"expiry,omitzero"`
 	RefreshFailedAt time.Time `json:"refresh_failed_at,omitzero"`
 	RetryNotBefore  time.Time `json:"retry_not_before,omitzero"`
-	Error           string    `json:"error,omitempty"`
+	Error           string    `json:"error,omitempty"` // one line, no secret
 }
 
 // sysOps are the system calls through which the disk store creates and
@@ -99,15 +91,11 @@ type disk struct {
 	hash string
 	sys  sysOps
 	log  klog.Logger
-	// warn reports a problem that costs the cache its sharing (once loudly
-	// per process, see File.warn).
-	warn func(msg string, err error)
+	warn func(msg string, err error) // a problem that costs the sharing (File.warn)
 }
 
-// openDisk opens (creating) and checks dir, and tidies it: temporary files
-// left by killed writers are removed (they hold tokens), and old entries
-// are swept when a sweep is due at now (by the real clock, as file times
-// are).
+// openDisk opens (creating) and checks dir, and tidies it (see tidy); now is
+// the real clock, as file times are.
 func openDisk(dir, hash string, sys sysOps, log klog.Logger, now time.Time) (*disk, error) {
 	fd, err := openCacheDir(dir, true)
 	if err != nil {
@@ -123,11 +111,10 @@ func (d *disk) close() { closeFd(d.fd) }
 
 func (d *disk) entryName() string { return d.hash + ".json" }
 
-// CheckDir reports whether dir is usable as a cache directory, without
-// creating it: nil if it is, an error wrapping fs.ErrNotExist if it does not
-// exist yet (the cache creates it on first use), or an error wrapping
-// ErrUnsafeDir or the system error that makes the cache keep tokens in
-// memory only. It is meant for diagnostics and safe for concurrent use.
+// CheckDir reports, for diagnostics, whether dir is usable as a cache
+// directory, without creating it: nil; an error wrapping fs.ErrNotExist (the
+// cache creates it on first use); or one wrapping ErrUnsafeDir or the system
+// error that keeps tokens in memory only. Safe for concurrent use.
 func CheckDir(dir string) error {
 	fd, err := openCacheDir(dir, false)
 	if err != nil {
@@ -137,10 +124,9 @@ func CheckDir(dir string) error {
 	return nil
 }
 
-// Clear removes every cache entry, lock, leftover temporary file and the
-// sweep stamp from dir, and nothing else. A missing dir is not an error. It is safe for
-// concurrent use; a cache running at the same time may refresh once more
-// than it otherwise would.
+// Clear removes the cache's files, and nothing else, from dir (missing: no
+// error). Safe for concurrent use; a cache running meanwhile may then
+// refresh once more than it would have.
 func Clear(dir string) error {
 	if dir == "" {
 		return nil
@@ -170,8 +156,8 @@ func Clear(dir string) error {
 	return errors.Join(errs...)
 }
 
-// cacheFileKind says which of the names this package creates name is
-// (".json", ".lock" or ".tmp"); ok is false for any other name.
+// cacheFileKind says which of this package's names name is (".json",
+// ".lock" or ".tmp"); ok is false for any other name.
 func cacheFileKind(name string) (kind string, ok bool) {
 	const hashLen = 64
 	if len(name) <= hashLen || strings.Trim(name[:hashLen], "0123456789abcdef") != "" {
@@ -197,25 +183,18 @@ func listDir(fd int) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// tidy removes temporary files no live writer holds (a killed writer's
-// lock is gone with it) and, at most once per SweepEvery, the cache files
-// nobody has written for SweepAge. Best effort.
+// tidy removes temporary files no live writer holds (they hold tokens) and,
+// at most once per SweepEvery, the cache files nobody has written for
+// SweepAge. Best effort.
 func (d *disk) tidy(now time.Time) {
 	names, err := listDir(d.fd)
 	if err != nil {
 		return
 	}
-	sweep := true
 	var st unix.Stat_t
-	if unix.Fstatat(d.fd, sweepStamp, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG &&
-		now.Sub(time.Unix(st.Mtim.Unix())) < SweepEvery {
-		sweep = false
-	}
-	if sweep {
-		if err := touch(d.fd, now); err != nil {
-			sweep = false
-		}
-	}
+	recent := unix.Fstatat(d.fd, sweepStamp, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG &&
+		now.Sub(time.Unix(st.Mtim.Unix())) < SweepEvery
+	sweep := !recent && touch(d.fd, now) == nil
 	removed := 0
 	for _, name := range names {
 		kind, ok := cacheFileKind(name)
@@ -238,19 +217,19 @@ func (d *disk) tidy(now time.Time) {
 	}
 }
 
-// abandoned reports whether the temporary file name has no live writer.
-// Writers write while they hold their identity's lock and an exclusive
-// flock on the file itself; a killed writer's locks are gone with it. Both
-// are taken here (without waiting) and held while the file is removed, so
-// that a writer that has just created its file is never cut short.
+// abandoned calls remove if the temporary file name has no live writer: a
+// writer holds its identity's lock and a flock on the file (gone if it was
+// killed). Both are taken here, without waiting, and held while the file is
+// removed, so that no writer that has just created its file is cut short.
 func (d *disk) abandoned(name string, remove func()) {
-	if lock, err := syscall.Openat(d.fd, name[:64]+".lock", syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0); err == nil {
+	const flags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOCTTY | syscall.O_CLOEXEC
+	if lock, err := syscall.Openat(d.fd, name[:64]+".lock", flags, 0); err == nil {
 		defer closeFd(lock)
 		if syscall.Flock(lock, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
 			return // a refresh of that identity is under way
 		}
 	}
-	fd, err := syscall.Openat(d.fd, name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	fd, err := syscall.Openat(d.fd, name, flags, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) { // a symbolic link is never ours in use
 			remove()
@@ -275,16 +254,13 @@ func touch(dirfd int, now time.Time) error {
 }
 
 // openCacheDir opens dir one component at a time from /, never following a
-// symbolic link, and checks every directory on the way: each parent must be
-// owned by root or the effective user and not writable by group or others
-// (unless sticky, as /tmp), and dir itself owned by the effective user and
-// not writable by group or others. With create, missing components are
-// created 0700.
+// symbolic link, and checks every directory on the way (unsafeDir). With
+// create, missing components are created 0700.
 func openCacheDir(dir string, create bool) (int, error) {
 	if !filepath.IsAbs(dir) {
 		return -1, fmt.Errorf("%s: %w: not an absolute path", dir, ErrUnsafeDir)
 	}
-	fd, err := openDirAt(-1, "/")
+	fd, err := openDirAt(unix.AT_FDCWD, "/")
 	if err != nil {
 		return -1, fmt.Errorf("open /: %w", err)
 	}
@@ -332,8 +308,9 @@ func openCacheDir(dir string, create bool) (int, error) {
 	return fd, nil
 }
 
-// unsafeDir says why a directory on the way to the cache (last: the cache
-// directory itself) must not be trusted, or "".
+// unsafeDir says why a directory on the way to the cache is untrusted, or
+// "": the cache (last) must be the effective user's, a parent root's or the
+// effective user's; only a sticky parent (/tmp) may be writable by others.
 func unsafeDir(st *syscall.Stat_t, last bool, euid int) string {
 	switch {
 	case last && int(st.Uid) != euid:
@@ -347,20 +324,12 @@ func unsafeDir(st *syscall.Stat_t, last bool, euid int) string {
 }
 
 func openDirAt(dirfd int, name string) (int, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		if dirfd < 0 {
-			fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
-		} else {
-			fd, err = syscall.Openat(dirfd, name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
-		}
-		return err
+	return retryEINTR(func() (int, error) {
+		return syscall.Openat(dirfd, name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	})
-	return fd, err
 }
 
-// read returns the entry's record if it can be trusted; otherwise an empty
-// one (and why, at V(2)).
+// read returns the entry's record if it can be trusted, else an empty one.
 func (d *disk) read() record {
 	rec, problem := d.readRecord()
 	if problem != "" {
@@ -372,11 +341,9 @@ func (d *disk) read() record {
 // readRecord reads the entry: its record if it can be trusted, else why not
 // ("" also when there is none). The reason never quotes the file's content.
 func (d *disk) readRecord() (rec record, problem string) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		// O_NONBLOCK: a FIFO planted in place of the entry must not hang us.
-		fd, err = d.sys.openat(d.fd, d.entryName(), syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
-		return err
+	// O_NONBLOCK: a FIFO planted in place of the entry must not hang us.
+	fd, err := retryEINTR(func() (int, error) {
+		return d.sys.openat(d.fd, d.entryName(), syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	})
 	switch {
 	case errors.Is(err, syscall.ENOENT):
@@ -387,7 +354,6 @@ func (d *disk) readRecord() (rec record, problem string) {
 		return record{}, "cannot open it: " + err.Error()
 	}
 	defer closeFd(fd)
-
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		return record{}, "cannot stat it: " + err.Error()
@@ -400,11 +366,7 @@ func (d *disk) readRecord() (rec record, problem string) {
 	}
 	buf := make([]byte, st.Size)
 	for n := 0; n < len(buf); {
-		var m int
-		err := ignoringEINTR(func() (err error) {
-			m, err = syscall.Read(fd, buf[n:])
-			return err
-		})
+		m, err := retryEINTR(func() (int, error) { return syscall.Read(fd, buf[n:]) })
 		if err != nil {
 			return record{}, "cannot read it: " + err.Error()
 		}
@@ -460,16 +422,14 @@ func untrustedFile(st *syscall.Stat_t) string {
 }
 
 // openLock opens (creating) the lock file without following a symbolic link
-// and checks it as an entry is checked (untrustedFile). Anything else in its
-// place is removed and the open retried once.
+// and checks it as an entry is checked. Anything else in its place is
+// removed and the open retried once.
 func (d *disk) openLock() (int, error) {
 	name := d.hash + ".lock"
 	var lastErr error
 	for range 2 {
-		var fd int
-		err := ignoringEINTR(func() (err error) {
-			fd, err = d.sys.openat(d.fd, name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0o600)
-			return err
+		fd, err := retryEINTR(func() (int, error) {
+			return d.sys.openat(d.fd, name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0o600)
 		})
 		if err != nil {
 			lastErr = fmt.Errorf("open lock file %s/%s: %w", d.dir, name, err)
@@ -499,23 +459,23 @@ func (d *disk) openLock() (int, error) {
 
 // lock takes the cross-process lock for this key, polling until deadline.
 // While it waits it re-reads the entry, and returns as soon as settles says
-// the entry answers the caller (another process stored a fresh token, or
-// recorded a failed refresh that is still in force). Once it holds the
-// lock, an untrusted entry is removed, so that nothing stops the write
-// that follows. If the lock cannot be had in time the caller refreshes
-// without it: one extra call to the source is better than none.
+// the entry answers the caller. Once it holds the lock, an untrusted entry
+// is removed, so that nothing stops the write that follows. If the lock
+// cannot be had in time the caller refreshes without it: one extra call to
+// the source is better than none.
 func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), locked bool, settled *record) {
 	fd, err := d.openLock()
 	if err != nil {
 		d.warn("Token cache lock unavailable; refreshing without cross-process coordination", err)
 		return nil, false, nil
 	}
-	var timer *time.Timer
 	defer func() {
-		if timer != nil {
-			timer.Stop()
+		if !locked {
+			closeFd(fd)
 		}
 	}()
+	timer := time.NewTimer(time.Hour) // reset before every wait
+	defer timer.Stop()
 	for poll := minLockPoll; ; poll = min(2*poll, maxLockPoll) {
 		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -525,25 +485,18 @@ func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record
 			return func() { closeFd(fd) }, true, nil // closing releases the flock
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			closeFd(fd)
 			d.log.V(2).Info("Could not lock the token cache; calling the token source directly", "err", err.Error())
 			return nil, false, nil
 		}
 		if rec, problem := d.readRecord(); problem == "" && settles(rec) {
-			closeFd(fd)
 			return nil, false, &rec
 		}
 		wait := min(poll, time.Until(deadline))
 		if wait <= 0 || ctx.Err() != nil {
-			closeFd(fd)
 			d.log.V(2).Info("Timed out waiting for another process to refresh the token; calling the token source directly")
 			return nil, false, nil
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		} else {
-			timer.Reset(wait)
-		}
+		timer.Reset(wait)
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
@@ -551,12 +504,11 @@ func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record
 	}
 }
 
-// dropEntry removes an untrusted entry. It is called with the lock held, so
-// it cannot remove an entry that another process has just written.
+// dropEntry removes an untrusted entry: a symbolic link or other file
+// itself, never its target; a directory stays (the write then fails and
+// says so). Called with the lock held, so no fresh entry is lost.
 func (d *disk) dropEntry(reason string) {
 	d.log.V(2).Info("Replacing untrusted token cache entry", "file", d.entryName(), "reason", reason)
-	// Removes a symbolic link or other file itself, never what it points to;
-	// a directory is left alone (the write will then fail and say so).
 	if err := syscall.Unlinkat(d.fd, d.entryName()); err != nil && !errors.Is(err, syscall.ENOENT) {
 		d.log.V(2).Info("Could not remove untrusted token cache entry", "file", d.entryName(), "err", err.Error())
 	}
@@ -564,9 +516,9 @@ func (d *disk) dropEntry(reason string) {
 
 // write stores rec atomically: a new 0600 file in the same directory,
 // flocked while it is written (so that tidy knows it is in use), synced,
-// then renamed over the entry (replacing whatever is there, a symbolic link
-// included, never its target), then the directory synced. Readers see the
-// old entry or the new one, never a part.
+// renamed over the entry (a symbolic link there is replaced, never
+// followed), then the directory synced. Readers see the old entry or the
+// new one, never a part.
 func (d *disk) write(rec record) (err error) {
 	e := entry{Version: entryVersion, KeySHA256: d.hash, AccessToken: rec.tok.AccessToken}
 	if rec.tok.AccessToken != "" {
@@ -580,18 +532,14 @@ func (d *disk) write(rec record) (err error) {
 		return fmt.Errorf("encode token cache entry: %w", err)
 	}
 	tmp := d.hash + "." + rand.Text() + ".tmp"
-	var fd int
-	err = ignoringEINTR(func() (err error) {
-		fd, err = d.sys.openat(d.fd, tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-		return err
+	fd, err := retryEINTR(func() (int, error) {
+		return d.sys.openat(d.fd, tmp, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	})
 	if err != nil {
 		return fmt.Errorf("create %s/%s: %w", d.dir, tmp, err)
 	}
 	defer func() {
-		if fd >= 0 {
-			closeFd(fd)
-		}
+		closeFd(fd)
 		if err != nil {
 			_ = syscall.Unlinkat(d.fd, tmp)
 		}
@@ -600,11 +548,7 @@ func (d *disk) write(rec record) (err error) {
 		return fmt.Errorf("lock %s/%s: %w", d.dir, tmp, err)
 	}
 	for p := b; len(p) > 0; {
-		var n int
-		err := ignoringEINTR(func() (err error) {
-			n, err = d.sys.write(fd, p)
-			return err
-		})
+		n, err := retryEINTR(func() (int, error) { return d.sys.write(fd, p) })
 		if err == nil && n == 0 {
 			err = syscall.EIO
 		}
@@ -613,7 +557,7 @@ func (d *disk) write(rec record) (err error) {
 		}
 		p = p[n:]
 	}
-	if err := ignoringEINTR(func() error { return syscall.Fsync(fd) }); err != nil {
+	if _, err := retryEINTR(func() (int, error) { return 0, syscall.Fsync(fd) }); err != nil {
 		return fmt.Errorf("sync %s/%s: %w", d.dir, tmp, err)
 	}
 	if err := syscall.Renameat(d.fd, tmp, d.fd, d.entryName()); err != nil {
@@ -621,7 +565,7 @@ func (d *disk) write(rec record) (err error) {
 	}
 	// The token is in place; a failed directory sync only risks losing it
 	// in a crash, and /run does not survive one anyway.
-	if err := ignoringEINTR(func() error { return syscall.Fsync(d.fd) }); err != nil {
+	if _, err := retryEINTR(func() (int, error) { return 0, syscall.Fsync(d.fd) }); err != nil {
 		d.log.V(2).Info("Could not sync the token cache directory", "dir", d.dir, "err", err.Error())
 	}
 	return nil
@@ -629,10 +573,11 @@ func (d *disk) write(rec record) (err error) {
 
 func closeFd(fd int) { _ = syscall.Close(fd) }
 
-func ignoringEINTR(f func() error) error {
+// retryEINTR calls f again for as long as it fails with EINTR.
+func retryEINTR[T any](f func() (T, error)) (T, error) {
 	for {
-		if err := f(); !errors.Is(err, syscall.EINTR) {
-			return err
+		if v, err := f(); !errors.Is(err, syscall.EINTR) {
+			return v, err
 		}
 	}
 }

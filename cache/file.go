@@ -11,19 +11,19 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// File is the layer every process of the node shares: a record per
-// identity (the token, and the last failed refresh) in a cache directory,
-// read before the wrapped source is called, and a lock per identity taken
-// before it is, so that one caller refreshes and the others pick up its
-// token — or its failure. Without a usable directory the record and the
-// lock live in the process's memory. Safe for concurrent use.
+// File is the layer every process of the node shares: a record per identity
+// (the token, and the last failed refresh) in a cache directory, read before
+// the wrapped source is called, and a lock per identity taken before it is,
+// so that one caller refreshes and the others pick up its token — or its
+// failure. Without a usable directory both live in the process's memory.
+// Safe for concurrent use.
 type File struct {
 	src  token.Source
 	hash string
 	o    Options
 	sys  sysOps
-	// diskOff is set once the directory was found unusable: the layer then
-	// keeps its record in memory. warned: the one disk warning was logged.
+	// diskOff: the directory was found unusable. warned: the one loud disk
+	// warning was logged.
 	diskOff, warned atomic.Bool
 }
 
@@ -46,16 +46,14 @@ func (f *File) Token(ctx context.Context) (token.Token, error) {
 // identity's lock — returning as soon as another caller stores a fresh token
 // or a failure — and calls the source.
 //
-// On a stale-if-error answer the error is nil, Result.Stale is true and
-// Result.RefreshErr holds the refresh error; the failure is also logged as
-// a warning. Otherwise the source's error is returned unchanged, so
-// errors.Is and errors.As see it.
+// A stale-if-error answer has a nil error, Result.Stale and
+// Result.RefreshErr, and is logged as a warning. Otherwise the source's
+// error is returned unchanged, for errors.Is and errors.As.
 //
-// A failed refresh holds back further calls to the source by every caller
-// sharing the store: for OutageBackoff a still-valid token is served as
-// stale at once (RefreshErr is then a *RecentFailureError), and for
-// FailureBackoff, when there is no token to serve, Fetch fails at once
-// with a *RecentFailureError. A successful refresh ends it.
+// A failed refresh holds back every caller sharing the store: for
+// OutageBackoff a still-valid token is served as stale at once (RefreshErr
+// is a *RecentFailureError); for FailureBackoff, with no token to serve,
+// Fetch fails at once with a *RecentFailureError. A success ends it.
 func (f *File) Fetch(ctx context.Context) (Result, error) {
 	st := f.store()
 	defer st.close()
@@ -116,9 +114,8 @@ func (f *File) answer(rec record, log bool) (r Result, err error, ok bool) {
 }
 
 // refresh calls the source and stores its token, or applies stale-if-error
-// and records the failure. locked says whether the caller holds the lock:
-// without it, a failure is not recorded, lest it replace a token the holder
-// stores.
+// and records the failure. Without the lock a failure is not recorded, lest
+// it replace a token the holder stores.
 func (f *File) refresh(ctx context.Context, st store, rec record, locked bool) (Result, error) {
 	srcCtx := ctx
 	if f.staleUsable(rec.tok, f.o.Now()) {
@@ -132,18 +129,16 @@ func (f *File) refresh(ctx context.Context, st store, rec record, locked bool) (
 		err = ErrInvalidToken
 	}
 	if err != nil {
-		// Stale-if-error is for outages. A source that says its failure is
-		// permanent (the identity was rejected: a key deleted, a profile
-		// unlinked) is believed: serving the old token would hide the
-		// change for up to an hour, then fail all at once.
+		// Stale-if-error is for outages. A permanent failure (a key deleted,
+		// a profile unlinked) is believed: serving the old token would hide
+		// the change for up to an hour, then fail all at once.
 		stale := f.staleUsable(rec.tok, now) && !permanent(err)
 		// A cancelled invocation (SIGTERM) says nothing about the source.
 		if locked && !errors.Is(ctx.Err(), context.Canceled) {
 			f.recordFailure(st, rec, err, now, stale)
 		}
 		if stale {
-			// A warning (V(0) Info, logr has no warning severity): the caller
-			// is served.
+			// V(0) Info is the Kubernetes warning.
 			f.o.Logger.Info("Token refresh failed; serving the cached token until it expires",
 				"err", err.Error(), "from", rec.origin.String(), "expiresIn", rec.tok.Expiry.Sub(now).Round(time.Second))
 			return Result{Token: rec.tok, Origin: rec.origin, Stale: true, RefreshErr: err}, nil
@@ -151,34 +146,31 @@ func (f *File) refresh(ctx context.Context, st store, rec record, locked bool) (
 		return Result{}, err
 	}
 	f.o.Logger.V(4).Info("Obtained a new token", "expiresIn", tok.Expiry.Sub(now).Round(time.Second))
-	if !tok.Fresh(now) {
-		// Too short-lived to be worth keeping: nobody may reuse it.
-		return Result{Token: tok, Origin: FromSource}, nil
-	}
-	// Stored even without the lock: any fresh token will do for everyone.
-	if err := st.write(record{tok: tok}); err != nil {
-		f.warn("Could not write the token cache; the new token is used but not shared", err)
+	// A token too short-lived to be fresh is not kept. Any fresh one is
+	// stored, lock or not: it will do for everyone.
+	if tok.Fresh(now) {
+		if err := st.write(record{tok: tok}); err != nil {
+			f.warn("Could not write the token cache; the new token is used but not shared", err)
+		}
 	}
 	return Result{Token: tok, Origin: FromSource}, nil
 }
 
-// recordFailure stores a failed refresh, so that other callers back off.
-// The record keeps the best still-valid token: a failure never hides one,
-// unless it is permanent (the identity was rejected): then the token is
-// retired, and nobody serves it as stale either.
+// recordFailure stores a failed refresh, so that other callers back off. The
+// record keeps the best still-valid token (a failure never hides one),
+// unless the failure is permanent: then the token is retired.
 func (f *File) recordFailure(st store, rec record, err error, now time.Time, stale bool) {
 	backoff := FailureBackoff
 	if stale {
 		backoff = OutageBackoff
 	}
-	// The message is stored and shown by other processes: secrets out,
-	// then cut.
+	// Other processes show the message: secrets out, then cut.
 	next := record{fail: failure{at: now, retryNotBefore: now.Add(backoff), message: secret.Line(err.Error(), maxFailureMessage), cause: err}}
 	if rec.tok.Valid(now) && !permanent(err) {
 		next.tok = rec.tok
 	}
 	// A caller that gave up waiting for the lock may have stored a token
-	// since the record was read: a fresh one stands, a later one is kept.
+	// since: a fresh one stands, a later one is kept.
 	if cur := st.read(); cur.tok.Valid(now) {
 		if cur.tok.Fresh(now) {
 			return
@@ -187,16 +179,16 @@ func (f *File) recordFailure(st store, rec record, err error, now time.Time, sta
 			next.tok = cur.tok
 		}
 	}
-	// The cause itself is known only in this process: kept in memory, so
-	// that errors.Is and errors.As see it here (RecentFailureError.Unwrap).
+	// The cause is known only in this process, for errors.Is and errors.As
+	// through RecentFailureError.Unwrap.
 	f.o.Memory.record(f.hash).setCause(next.fail)
 	if err := st.write(next); err != nil {
 		f.warn("Could not record the failed token refresh; other invocations will try again", err)
 	}
 }
 
-// permanent reports whether err says of itself that retrying cannot help
-// (it has a Temporary method that returns false).
+// permanent reports whether err says of itself (Temporary() false) that
+// retrying cannot help.
 func permanent(err error) bool {
 	var t interface{ Temporary() bool }
 	return errors.As(err, &t) && !t.Temporary()
@@ -226,10 +218,9 @@ func (f *File) lockDeadline(ctx context.Context) time.Time {
 type store interface {
 	// read returns the record; an untrusted or missing one reads as empty.
 	read() record
-	// lock takes the identity's lock, waiting until deadline. While it
-	// waits, it returns early with a record that settles accepts (locked
-	// false, settled set). Neither: the wait timed out. unlock, when not
-	// nil, releases what lock holds.
+	// lock takes the identity's lock, waiting until deadline, or returns
+	// early (locked false) with a record that settles accepts; neither: the
+	// wait timed out. A non-nil unlock releases the lock.
 	lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), locked bool, settled *record)
 	// write replaces the record atomically.
 	write(record) error
@@ -240,7 +231,7 @@ type store interface {
 // warning) if it cannot be used.
 func (f *File) store() store {
 	if f.o.Dir != "" && !f.diskOff.Load() {
-		// File times are the real clock's: so is the sweep's.
+		// The sweep goes by file times: the real clock.
 		d, err := openDisk(f.o.Dir, f.hash, f.sys, f.o.Logger, time.Now())
 		if err == nil {
 			d.warn = f.warn
@@ -252,15 +243,14 @@ func (f *File) store() store {
 	return f.o.Memory.record(f.hash)
 }
 
-// warn logs a problem with the disk at V(0) once per process and later
-// ones at V(2), so that a broken disk cache costs one log line. (logr has no
-// warning severity; V(0) Info is the Kubernetes convention for warnings.)
+// warn logs a disk problem as a warning (V(0)) once per process and at V(2)
+// after that, so that a broken disk cache costs one log line.
 func (f *File) warn(msg string, err error) {
+	log := f.o.Logger.V(2)
 	if f.warned.CompareAndSwap(false, true) {
-		f.o.Logger.Info(msg, "dir", f.o.Dir, "err", err.Error())
-		return
+		log = f.o.Logger
 	}
-	f.o.Logger.V(2).Info(msg, "dir", f.o.Dir, "err", err.Error())
+	log.Info(msg, "dir", f.o.Dir, "err", err.Error())
 }
 
 // record is a stored token (AccessToken "" if none) and a failed refresh
@@ -271,9 +261,9 @@ type record struct {
 	origin Origin
 }
 
-// memRecord is the file layer's record in memory, with its lock: one
-// refresh at a time in the process; and the cause of the last failure this
-// process recorded wherever it stored it.
+// memRecord is the file layer's record in memory, with its lock (one
+// refresh at a time in the process), and the cause of the last failure this
+// process recorded, wherever it stored it.
 type memRecord struct {
 	mu    sync.Mutex
 	rec   record
@@ -303,12 +293,9 @@ func (m *Memory) record(hash string) *memRecord {
 	if v, ok := m.c.Get(k); ok {
 		return v.(*memRecord)
 	}
-	r := &memRecord{sem: make(chan struct{}, 1)}
-	if err := m.c.Add(k, r, 0); err != nil { // added meanwhile
-		v, _ := m.c.Get(k)
-		return v.(*memRecord)
-	}
-	return r
+	_ = m.c.Add(k, &memRecord{sem: make(chan struct{}, 1)}, 0) // fails if added meanwhile
+	v, _ := m.c.Get(k)
+	return v.(*memRecord)
 }
 
 func (m *memRecord) read() record {

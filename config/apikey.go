@@ -13,20 +13,18 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// maxKeyFile bounds an API key file; a key is 44 characters, the JSON file
-// written by 'ibmcloud iam service-api-key-create --file' a few hundred bytes.
+// maxKeyFile bounds an API key file; a key is 44 characters, the JSON of
+// 'ibmcloud iam service-api-key-create --file' a few hundred bytes.
 const maxKeyFile = 64 << 10
 
 // createKeyHint is how an operator makes a key file.
 const createKeyHint = "'ibmcloud iam service-api-key-create NAME SERVICE_ID --file %s'"
 
-// LoadAPIKeyFile reads an IAM API key from path, which must be a regular
-// file (a FIFO or device would block or never end). The file holds the bare
-// key (surrounding white space ignored) or the JSON written by
-// 'ibmcloud iam service-api-key-create NAME ID --file FILE' ({"apikey": …}).
-// A group- or world-readable file is accepted with a warning. Errors are
-// *Error, naming the file and the fix, never the key. The key is added to
-// the process's secret set.
+// LoadAPIKeyFile reads an IAM API key from path, a regular file (a FIFO or
+// device would block or never end) holding the bare key or the JSON of
+// 'ibmcloud iam service-api-key-create … --file' ({"apikey": …}). A group-
+// or world-readable file gives a warning. Errors are *Error, naming the file
+// and the fix, never the key. The key joins the process's secret set.
 func LoadAPIKeyFile(path string) (key string, warnings []string, err error) {
 	// O_NONBLOCK: opening a FIFO for reading would wait for a writer.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
@@ -82,9 +80,9 @@ func apiKeyFromEnv(v string) (string, error) {
 
 const keyEmpty = "is empty"
 
-// parseAPIKey extracts the key from a file's or variable's content and adds
-// it to the process's secret set. problem completes the sentence "API key
-// file F …" and never quotes the content; "" if the key is usable.
+// parseAPIKey extracts the key from a file's or variable's content into the
+// process's secret set; problem completes "API key file F …" without
+// quoting the content, "" if the key is usable.
 func parseAPIKey(data []byte) (key, problem string) {
 	s := strings.TrimSpace(string(data))
 	if s == "" {
@@ -110,9 +108,8 @@ func parseAPIKey(data []byte) (key, problem string) {
 	return s, ""
 }
 
-// Bare drops the operation and path from a *fs.PathError (or similar),
-// which the caller's message already names: "permission denied", not "open
-// /x: permission denied".
+// Bare drops the operation and path, which the caller's message names, from
+// a *fs.PathError or *os.LinkError: "permission denied", not "open /x: …".
 func Bare(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

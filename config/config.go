@@ -1,16 +1,12 @@
-// Package config turns the command line and the environment into the
-// plugin's settings, checks them, and resolves them into the identities
-// that answer: the node's (VPC instance metadata + trusted profile, or an
-// API key) and a pod's service account (a trusted profile that trusts it).
-// Every command (kubelet mode, credential helper, doctor, install, the node
-// agent) goes through it, so a setting means the same everywhere and is
-// refused everywhere for the same reason.
-//
-// Every flag also reads ICR_ + its name in upper snake case; an explicit
-// flag wins.
+// Package config turns flags and the environment (ICR_ + the flag's name in
+// upper snake case; an explicit flag wins) into the plugin's settings,
+// checks them, and resolves the identities that answer: the node's (VPC
+// metadata + trusted profile, or an API key) and a pod's service account.
+// Every command goes through it, so a setting means the same everywhere.
 package config
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,8 +29,8 @@ import (
 // EnvPrefix starts the environment variable of every flag.
 const EnvPrefix = "ICR_"
 
-// APIKeyEnv is the conventional IBM Cloud variable for an API key; read when
-// no API key file is configured.
+// APIKeyEnv is IBM Cloud's variable for an API key; read when no API key
+// file is configured.
 const APIKeyEnv = "IBMCLOUD_API_KEY"
 
 // DefaultCacheDir is on tmpfs on systemd hosts: tokens vanish at reboot.
@@ -77,9 +73,8 @@ type Config struct {
 	TokenSource      string
 	CacheDir         string
 	Registries       []string
-
-	// Memory is the in-process token store of this process (not a flag);
-	// nil means package cache's process-wide one.
+	// Memory is this process's in-process token store (not a flag); nil:
+	// package cache's.
 	Memory *cache.Memory
 }
 
@@ -165,8 +160,7 @@ func (c *Config) Profile() iam.Profile {
 }
 
 // Validate checks every setting on its own and against the others, without
-// reading any file: what every command refuses, the installer before it
-// writes a config. (Warnings lists what is allowed but worth saying.)
+// reading any file: what every command, and the installer, refuses.
 func (c *Config) Validate() error {
 	if err := checkURL("--iam-url", c.IAMURL, c.AllowInsecureIAM); err != nil {
 		return err
@@ -211,10 +205,9 @@ func (c *Config) Warnings() []string {
 	return nil
 }
 
-// checkURL is the one rule for endpoint URLs: an absolute http or https URL
-// with a host and nothing after the path (no user info, query or fragment:
-// they would be sent along with secrets, or silently dropped); plain http
-// only to a loopback address unless insecureOK.
+// checkURL is the one rule for endpoint URLs: absolute http or https with a
+// host and no user info, query or fragment (they would travel with secrets,
+// or be dropped); plain http only to loopback unless insecureOK.
 func checkURL(flag, value string, insecureOK bool) error {
 	if value == "" {
 		return nil
@@ -241,28 +234,20 @@ func checkURL(flag, value string, insecureOK bool) error {
 }
 
 func (c *Config) mode() string {
-	m := strings.ToLower(strings.TrimSpace(c.TokenSource))
-	if m == "" {
-		return SourceAuto
-	}
-	return m
+	return cmp.Or(strings.ToLower(strings.TrimSpace(c.TokenSource)), SourceAuto)
 }
 
 // Selection says which identity answers for the node, and why, from the
 // settings alone (no file is read).
 type Selection struct {
-	// Kind is SourceAPIKey or SourceVPCMetadata.
-	Kind string
-	// Why says which setting selected it, for logs and doctor.
-	Why string
-	// KeyFromEnv is true when the API key comes from $IBMCLOUD_API_KEY.
-	KeyFromEnv bool
+	Kind       string // SourceAPIKey or SourceVPCMetadata
+	Why        string // which setting selected it, for logs and doctor
+	KeyFromEnv bool   // the API key comes from $IBMCLOUD_API_KEY
 }
 
 // Select applies the selection rule: with --token-source auto an API key
-// (--api-key-file, else $IBMCLOUD_API_KEY) wins, else the VPC metadata
-// service; an explicit --token-source never falls back to the other.
-// getenv reads the plugin's environment ($IBMCLOUD_API_KEY).
+// (--api-key-file, else $IBMCLOUD_API_KEY, read with getenv) wins, else the
+// VPC metadata service; an explicit --token-source never falls back.
 func (c *Config) Select(getenv func(string) string) (Selection, error) {
 	if err := c.Validate(); err != nil {
 		return Selection{}, err
@@ -299,21 +284,14 @@ func (c *Config) Select(getenv func(string) string) (Selection, error) {
 // known about it without any secret.
 type Identity struct {
 	Selection
-	// Source obtains tokens; every call asks IAM or the metadata service.
-	Source token.Source
-	// Key identifies the identity for the token cache; no secret in it.
-	Key string
-	// Describe names the identity for logs and doctor.
-	Describe string
-	// Fingerprint identifies the API key, if one is used, without showing
-	// it (secret.Fingerprint).
-	Fingerprint string
-	// Warnings are non-fatal findings (a world-readable key file, plain
-	// http to IAM).
-	Warnings []string
+	Source      token.Source // uncached: every call asks IAM or the metadata service
+	Key         string       // the token cache's key; no secret in it
+	Describe    string       // names the identity for logs and doctor
+	Fingerprint string       // the API key's secret.Fingerprint, if one is used
+	Warnings    []string     // non-fatal findings (a world-readable key file, plain http)
 }
 
-// iamOptions are the endpoint settings for package iam.
+// iamOptions sets opts' endpoints from c.
 func (c *Config) iamOptions(opts iam.Options) iam.Options {
 	opts.IAMURL = c.EffectiveIAMURL()
 	opts.MetadataURL = c.MetadataURL
@@ -330,34 +308,30 @@ func (c *Config) Node(getenv func(string) string, opts iam.Options) (*Identity, 
 	}
 	opts = c.iamOptions(opts)
 	id := &Identity{Selection: sel, Warnings: c.Warnings()}
-	switch {
-	case sel.Kind == SourceVPCMetadata:
+	if sel.Kind == SourceVPCMetadata {
 		src := iam.NewVPCSource(c.Profile(), opts)
 		id.Source, id.Key, id.Describe = src, src.CacheKey(), src.Describe()
 		return id, nil
-	case sel.KeyFromEnv:
-		key, err := apiKeyFromEnv(getenv(APIKeyEnv))
-		if err != nil {
-			return nil, err
-		}
-		src := iam.NewAPIKeySource(key, "$"+APIKeyEnv, opts)
-		id.Source, id.Key, id.Describe, id.Fingerprint = src, src.CacheKey(), src.Describe(), secret.Fingerprint(key)
-	default:
-		key, warns, err := LoadAPIKeyFile(c.APIKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		src := iam.NewAPIKeySource(key, c.APIKeyFile, opts)
-		id.Source, id.Key, id.Describe, id.Fingerprint = src, src.CacheKey(), src.Describe(), secret.Fingerprint(key)
-		id.Warnings = append(id.Warnings, warns...)
 	}
+	key, origin, warns := "", c.APIKeyFile, []string(nil)
+	if sel.KeyFromEnv {
+		origin = "$" + APIKeyEnv
+		key, err = apiKeyFromEnv(getenv(APIKeyEnv))
+	} else {
+		key, warns, err = LoadAPIKeyFile(c.APIKeyFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	src := iam.NewAPIKeySource(key, origin, opts)
+	id.Source, id.Key, id.Describe, id.Fingerprint = src, src.CacheKey(), src.Describe(), secret.Fingerprint(key)
+	id.Warnings = append(id.Warnings, warns...)
 	return id, nil
 }
 
-// NodeSource is the node identity behind the token cache, resolved on each
-// call (so that an answer that needs no token needs no configuration, and a
-// rotated key file is read again): warnings are logged, then the cache
-// answers or asks the identity.
+// NodeSource is the node identity behind the token cache, resolved (and its
+// warnings logged) on each call, so that an answer that needs no token needs
+// no configuration, and a rotated key file is read again.
 func (c *Config) NodeSource(getenv func(string) string) token.Source {
 	return token.SourceFunc(func(ctx context.Context) (token.Token, error) {
 		id, err := c.Node(getenv, iam.Options{})

@@ -7,26 +7,18 @@ import (
 	"syscall"
 )
 
-// cacheSubdir is the directory the helper's token cache gets under a user's
-// runtime or cache directory.
+// cacheSubdir is the helper's token cache under a user's runtime or cache
+// directory.
 const cacheSubdir = "icr-credential-provider"
 
-// HelperCacheDir is the token cache directory of credential-helper mode when
-// neither --cache-dir nor ICR_CACHE_DIR is set. Helpers are run by users'
-// tools, often not as root, where DefaultCacheDir cannot be created:
-//
-//   - root (euid 0) keeps DefaultCacheDir, shared with kubelet mode;
-//   - otherwise $XDG_RUNTIME_DIR/icr-credential-provider (tmpfs, per user,
-//     gone at logout), if $XDG_RUNTIME_DIR is an absolute path to an existing
-//     directory owned by euid (after `sudo -u`, it may still name another
-//     user's);
-//   - otherwise icr-credential-provider under the user's cache directory
-//     (os.UserCacheDir: $XDG_CACHE_HOME, else $HOME/.cache on Linux); the
-//     cache creates it 0700.
-//
-// dir is "" when none of these can be found (no $HOME): the disk cache is
-// then off and tokens are kept for one invocation only. why says which rule
-// chose dir, for logs. getenv is os.Getenv in production.
+// HelperCacheDir is the token cache directory of credential-helper mode
+// without --cache-dir or ICR_CACHE_DIR (users' tools rarely run as root, and
+// cannot create DefaultCacheDir): for root DefaultCacheDir, shared with
+// kubelet mode; else $XDG_RUNTIME_DIR/icr-credential-provider (tmpfs, per
+// user) if $XDG_RUNTIME_DIR is an absolute, existing directory owned by euid
+// (after `sudo -u` it may name another user's); else one under the user's
+// cache directory. "" (no $HOME) turns the disk cache off. why says which
+// rule chose dir, for logs. getenv is os.Getenv if nil.
 func HelperCacheDir(euid int, getenv func(string) string) (dir, why string) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -45,7 +37,7 @@ func HelperCacheDir(euid int, getenv func(string) string) (dir, why string) {
 	return "", "neither $XDG_RUNTIME_DIR nor a user cache directory ($XDG_CACHE_HOME, $HOME) is usable"
 }
 
-// ownedDir reports whether path is absolute and an existing directory (not a
+// ownedDir reports whether path is an absolute, existing directory (not a
 // symbolic link) owned by euid.
 func ownedDir(path string, euid int) bool {
 	if !filepath.IsAbs(path) {
@@ -59,8 +51,8 @@ func ownedDir(path string, euid int) bool {
 	return ok && int(st.Uid) == euid
 }
 
-// userCacheDir is os.UserCacheDir with the environment taken from getenv on
-// Unix systems other than macOS (the rules of os.UserCacheDir there).
+// userCacheDir is os.UserCacheDir, with getenv's environment on Unix
+// systems other than macOS.
 func userCacheDir(getenv func(string) string) (string, bool) {
 	switch runtime.GOOS {
 	case "darwin", "ios", "windows", "plan9":

@@ -1,10 +1,8 @@
 // Package credhelper serves IAM tokens through the Docker credential-helper
-// protocol (github.com/docker/docker-credential-helpers), the protocol that
-// docker, nerdctl, buildkit, podman, buildah, skopeo and crane use to ask an
-// external program docker-credential-NAME for registry credentials.
-//
-// The program is run with one argument, the action; the input is on stdin,
-// the answer on stdout:
+// protocol (github.com/docker/docker-credential-helpers), with which docker,
+// nerdctl, buildkit, podman, skopeo and crane ask docker-credential-NAME for
+// registry credentials: one argument, the action; input on stdin, the
+// answer on stdout:
 //
 //	get      stdin: a server URL ("us.icr.io", "https://us.icr.io/v2/", ...)
 //	         stdout: {"ServerURL":…,"Username":"iambearer","Secret":<IAM token>}
@@ -13,15 +11,11 @@
 //	erase    stdin: a server URL; nothing to remove
 //	version  stdout: the helper's name and version
 //
-// A failure exits 1 with a message on stdout. Clients compare that message,
-// trimmed, to the exact strings in docker-credential-helpers'
-// credentials/error.go: NotFoundMessage makes them carry on without
-// credentials (anonymous access), MissingServerURLMessage and
-// MissingUsernameMessage are reported as such; any other message is wrapped
-// as "error getting credentials - err: exit status 1, out: `<message>`".
-//
-// Tokens are minted on demand from the configured identity, never stored:
-// store and erase validate their input and succeed without keeping anything.
+// A failure exits 1 with a message on stdout, which clients compare, trimmed,
+// to the strings of docker-credential-helpers' credentials/error.go:
+// NotFoundMessage makes them carry on anonymously; any other message is
+// shown as "error getting credentials - err: exit status 1, out: `<message>`".
+// Tokens are minted on demand, never stored.
 package credhelper
 
 import (
@@ -46,9 +40,8 @@ const LinkName = "docker-credential-" + HelperName
 // Package is printed by the version action, as docker-credential-helpers do.
 const Package = "github.com/icr-credential-provider/icr-credential-provider"
 
-// The protocol's fixed messages, verbatim from docker-credential-helpers
-// credentials/error.go. Clients compare stdout to them exactly (after
-// trimming white space), so they must never be reworded.
+// The protocol's fixed messages, verbatim from docker-credential-helpers:
+// clients compare stdout to them exactly, so never reword them.
 const (
 	NotFoundMessage         = "credentials not found in native keychain"
 	MissingServerURLMessage = "no credentials server URL"
@@ -73,9 +66,7 @@ type Credentials struct {
 // written on stdout verbatim, nothing else.
 type ProtocolError struct {
 	Message string
-	// Hint, if set, explains the failure to a human (stderr); never part of
-	// the protocol answer.
-	Hint string
+	Hint    string // for a human, on stderr; never part of the answer
 }
 
 func (e *ProtocolError) Error() string { return e.Message }
@@ -93,20 +84,14 @@ func (e *UsageError) Error() string { return e.msg }
 
 // Helper answers the protocol's actions for a set of served hosts.
 type Helper struct {
-	// Hosts are the served registry hosts; any other host is "not found".
-	Hosts *provider.HostSet
-	// Token mints (or takes from the cache) the IAM token; called only by
-	// get for a served host.
-	Token token.Source
-	// Warn receives non-fatal findings, one line each; nil drops them.
-	Warn func(msg string)
-	// Version is printed by the version action.
-	Version string
+	Hosts   *provider.HostSet // any other host is "not found"
+	Token   token.Source      // called only by get for a served host
+	Warn    func(msg string)  // non-fatal findings, one line each; nil drops them
+	Version string            // printed by the version action
 }
 
 // Run performs action with the protocol's input in and writes the answer to
-// out. Nothing is written to out unless the action succeeds; on failure the
-// caller writes the error (see ProtocolError).
+// out, only on success; on failure the caller writes the error.
 func (h *Helper) Run(ctx context.Context, action string, in io.Reader, out io.Writer) error {
 	var answer []byte
 	var err error
@@ -171,7 +156,7 @@ func (h *Helper) List() map[string]string {
 }
 
 // Store validates a credential as docker-credential-helpers does and keeps
-// nothing: tokens are minted on demand. Its secret is never echoed.
+// nothing. Its secret is never echoed.
 func (h *Helper) Store(ctx context.Context, in io.Reader) error {
 	b, err := readInput(ctx, in)
 	if err != nil {
@@ -229,8 +214,7 @@ func readInput(ctx context.Context, in io.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// quoteHost names the registry of serverURL in a message: its host if it has
-// one, else a placeholder (the input is never echoed as such).
+// quoteHost names serverURL's registry in a message without echoing input.
 func quoteHost(serverURL string) string {
 	if host, ok := provider.ServerHost(serverURL); ok {
 		return host

@@ -7,9 +7,8 @@ import (
 	"time"
 )
 
-// Clock skew thresholds: tokens carry iat/exp from IAM's clock, so a node
-// clock this far off makes fresh tokens look expired (or expired ones look
-// fresh).
+// Clock skew thresholds: a node clock this far from IAM's makes fresh
+// tokens look expired (or expired ones fresh).
 const (
 	SkewWarn = time.Minute
 	SkewFail = 5 * time.Minute
@@ -26,9 +25,8 @@ func (r *run) checkClock(ctx context.Context) {
 	}
 	if server.IsZero() {
 		u := r.env.Config.EffectiveIAMURL() + "/identity/keys"
-		client := &http.Client{Transport: r.env.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		start := r.env.Now()
-		if resp, err := r.do(ctx, client, http.MethodGet, u, nil); err == nil {
+		if resp, err := r.do(ctx, http.MethodGet, u, nil); err == nil {
 			resp.Body.Close()
 			if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 				end := r.env.Now()
@@ -46,27 +44,20 @@ func (r *run) checkClock(ctx context.Context) {
 	}
 	// Date is truncated to the second: the server's time was, on average,
 	// half a second later than it says.
-	stamped := server
 	skew := server.Add(500 * time.Millisecond).Sub(local).Round(time.Second)
-	abs := skew
-	if abs < 0 {
-		abs = -abs
-	}
-	dir := "behind"
+	abs, dir := max(skew, -skew), "behind"
 	if skew < 0 {
 		dir = "ahead of"
 	}
-	d := map[string]string{"local": local.UTC().Format(time.RFC3339), "server": stamped.UTC().Format(time.RFC3339), "skew": skew.String(), "source": source}
-	fix := "synchronise the node's clock with NTP (chrony or systemd-timesyncd; check with 'timedatectl status')"
-	switch {
-	case abs > SkewFail:
-		r.add(Check{ID: CheckClock, Status: StatusFail, Details: d, Fix: fix,
-			Summary: fmt.Sprintf("the local clock is %s %s IAM's (from %s): tokens will look expired or not yet valid", abs, dir, source)})
-	case abs > SkewWarn:
-		r.add(Check{ID: CheckClock, Status: StatusWarn, Details: d, Fix: fix,
-			Summary: fmt.Sprintf("the local clock is %s %s IAM's (from %s)", abs, dir, source)})
-	default:
-		r.add(Check{ID: CheckClock, Status: StatusOK, Details: d,
-			Summary: fmt.Sprintf("the local clock is within %s of IAM's (from %s)", max(abs, time.Second), source)})
+	c := Check{ID: CheckClock, Status: StatusOK, Summary: fmt.Sprintf("the local clock is within %s of IAM's (from %s)", max(abs, time.Second), source),
+		Details: map[string]string{"local": local.UTC().Format(time.RFC3339), "server": server.UTC().Format(time.RFC3339), "skew": skew.String(), "source": source}}
+	if abs > SkewWarn {
+		c.Status, c.Fix = StatusWarn, "synchronise the node's clock with NTP (chrony or systemd-timesyncd; check with 'timedatectl status')"
+		c.Summary = fmt.Sprintf("the local clock is %s %s IAM's (from %s)", abs, dir, source)
+		if abs > SkewFail {
+			c.Status = StatusFail
+			c.Summary += ": tokens will look expired or not yet valid"
+		}
 	}
+	r.add(c)
 }

@@ -48,12 +48,8 @@ func (r *run) checkAPIKey() {
 
 	path := c.APIKeyFile
 	d := map[string]string{"path": path}
-	if fi, err := os.Lstat(path); err == nil {
-		d["mode"] = fmt.Sprintf("%04o", fi.Mode().Perm())
+	if fi := lstatDetails(path, d); fi != nil {
 		d["size"] = strconv.FormatInt(fi.Size(), 10)
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			d["owner_uid"] = strconv.Itoa(int(st.Uid))
-		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			d["symlink"] = "true"
 		}
@@ -104,14 +100,8 @@ func (r *run) checkSettings() {
 		"token_source": c.TokenSource,
 		"cache_dir":    c.CacheDir,
 	}
-	if len(c.Registries) > 0 {
-		d["registries"] = strings.Join(c.Registries, ",")
-	}
-	for k, v := range map[string]string{"profile_id": c.ProfileID, "profile_crn": c.ProfileCRN, "profile_name": c.ProfileName, "api_key_file": c.APIKeyFile} {
-		if v != "" {
-			d[k] = v
-		}
-	}
+	setNonEmpty(d, map[string]string{"registries": strings.Join(c.Registries, ","),
+		"profile_id": c.ProfileID, "profile_crn": c.ProfileCRN, "profile_name": c.ProfileName, "api_key_file": c.APIKeyFile})
 	if r.env.Getenv(config.APIKeyEnv) != "" {
 		d["IBMCLOUD_API_KEY"] = "set"
 	}
@@ -147,6 +137,20 @@ func (r *run) checkSettings() {
 	r.add(chk)
 }
 
+// lstatDetails adds the mode and owner of path (not following a link) to d,
+// and returns what it found, or nil.
+func lstatDetails(path string, d map[string]string) fs.FileInfo {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	d["mode"] = fmt.Sprintf("%04o", fi.Mode().Perm())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		d["owner_uid"] = strconv.Itoa(int(st.Uid))
+	}
+	return fi
+}
+
 func (r *run) last(id string) (Check, bool) {
 	for i := len(r.checks) - 1; i >= 0; i-- {
 		if r.checks[i].ID == id {
@@ -165,12 +169,7 @@ func (r *run) checkCacheDir() {
 		return
 	}
 	d := map[string]string{"path": dir}
-	if fi, err := os.Lstat(dir); err == nil {
-		d["mode"] = fmt.Sprintf("%04o", fi.Mode().Perm())
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			d["owner_uid"] = strconv.Itoa(int(st.Uid))
-		}
-	}
+	lstatDetails(dir, d)
 	asWho := ""
 	if r.env.Euid != 0 {
 		asWho = fmt.Sprintf(" (doctor runs as uid %d; the kubelet runs the plugin as root: run doctor as root for the kubelet's view)", r.env.Euid)

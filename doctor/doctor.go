@@ -1,21 +1,16 @@
 // Package doctor explains, from the node, whether image pulls from IBM Cloud
 // Container Registry can authenticate, and what to do when they cannot.
 //
-// Run performs a fixed sequence of checks in chains (configuration →
-// identity → token → registry; kubelet configuration; clock). Each check
-// reports ok, warn, fail or skip with one line of cause and one line of fix;
-// a check whose prerequisite failed is skipped, so every chain stops
-// explaining at its first broken link. Checks are small functions over an
-// injected Env (HTTP transports, clock, file system paths), so that they can
-// be tested against the local emulator (iam/iamtest).
-//
-// No check ever reports a secret: API keys, IAM tokens and registry tokens
-// are only ever described (a fingerprint, the token's claims), and every
-// string of the report is scrubbed of the secrets seen during the run before
-// it is returned.
+// Run performs chains of checks (configuration → identity → token →
+// registry; kubelet configuration; clock), each ok, warn, fail or skip with
+// one line of cause and one of fix; a check whose prerequisite failed is
+// skipped, so every chain stops at its first broken link. Secrets are only
+// described (a fingerprint, the token's claims), and every string of the
+// report is scrubbed of the run's secrets.
 package doctor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,22 +41,14 @@ const (
 const Schema = "icr-credential-provider/doctor/v1"
 
 // Check is the result of one check. Its JSON form is part of the stable
-// schema (see docs/troubleshooting.md):
-//
-//	id       stable identifier, e.g. "identity.metadata" (see the Check* constants)
-//	target   what the check looked at when the same id runs more than once
-//	         (registry checks: the registry host); omitted otherwise
-//	status   "ok" | "warn" | "fail" | "skip"
-//	summary  one line: what was found, or why the check was skipped
-//	fix      one line: what to do; omitted when there is nothing to do
-//	details  flat string map of facts (never a secret); keys vary by check
+// schema (see docs/troubleshooting.md).
 type Check struct {
-	ID      string            `json:"id"`
-	Target  string            `json:"target,omitempty"`
-	Status  Status            `json:"status"`
-	Summary string            `json:"summary"`
-	Fix     string            `json:"fix,omitempty"`
-	Details map[string]string `json:"details,omitempty"`
+	ID      string            `json:"id"`                // one of the Check* constants
+	Target  string            `json:"target,omitempty"`  // for an ID run more than once: the registry host
+	Status  Status            `json:"status"`            // "ok" | "warn" | "fail" | "skip"
+	Summary string            `json:"summary"`           // one line: what was found, or why skipped
+	Fix     string            `json:"fix,omitempty"`     // one line: what to do
+	Details map[string]string `json:"details,omitempty"` // facts, never a secret; keys vary by check
 }
 
 // Check identifiers.
@@ -87,12 +74,9 @@ const (
 
 // Report is the outcome of Run.
 type Report struct {
-	// Schema is the constant Schema.
-	Schema string `json:"schema"`
-	// OK is false when any check failed (warnings do not count).
-	OK bool `json:"ok"`
-	// Checks in the order they ran.
-	Checks []Check `json:"checks"`
+	Schema string  `json:"schema"` // the constant Schema
+	OK     bool    `json:"ok"`     // false when any check failed (warnings do not count)
+	Checks []Check `json:"checks"` // in the order they ran
 }
 
 // Find returns the first check with id (and target, if given).
@@ -114,57 +98,38 @@ func (r *Report) Counts() map[Status]int {
 	return m
 }
 
-// Env is everything the checks touch. Zero values select the production
-// defaults documented on each field.
+// Env is everything the checks touch. Zero values select the defaults
+// given on each field.
 type Env struct {
-	// Config is the resolved identity configuration, as in kubelet mode.
-	Config config.Config
-	// Getenv reads the environment (IBMCLOUD_API_KEY); os.Getenv if nil.
+	Config config.Config // the identity configuration, as in kubelet mode
+	// Getenv reads the environment (IBMCLOUD_API_KEY); nil reads nothing.
 	Getenv func(string) string
 	// Origins says where each setting came from, by flag name: "flag",
-	// "env ICR_…" or "default". Optional; shown in config.settings.
+	// "env ICR_…" or "default"; shown in config.settings.
 	Origins map[string]string
-
 	// Image is the image to check a pull of (host/namespace/repo[:tag]);
-	// empty: only the registries' authentication is checked.
-	Image string
-	// RegistryHosts are the hosts checked when Image is empty
-	// (DefaultRegistryHosts if nil).
-	RegistryHosts []string
-
+	// empty: only the authentication at RegistryHosts is checked.
+	Image         string
+	RegistryHosts []string // nil: DefaultRegistryHosts
 	// KubeletConfig is the kubelet's CredentialProviderConfig file; empty:
-	// the first of KubeletConfigPaths that exists.
-	KubeletConfig string
-	// KubeletConfigPaths are searched when KubeletConfig is empty
-	// (DefaultKubeletConfigPaths if nil).
-	KubeletConfigPaths []string
+	// the running kubelet's, else the first of KubeletConfigPaths that exists.
+	KubeletConfig      string
+	KubeletConfigPaths []string // nil: DefaultKubeletConfigPaths
 	// BinDir is the kubelet's --image-credential-provider-bin-dir; empty:
-	// the first of BinDirs that holds the plugin.
-	BinDir string
-	// BinDirs are searched when BinDir is empty (DefaultBinDirs if nil).
-	BinDirs []string
-	// ProcDir is where the kubelet's command line is looked for to find its
-	// --image-credential-provider-config and -bin-dir ("/proc"); "-" turns
-	// the look-up off.
-	ProcDir string
-	// ProviderName is the plugin's name in the kubelet config
-	// ("icr-credential-provider").
-	ProviderName string
-
-	// IAM are the options of the token sources (timeouts, transports).
-	// doctor lowers MaxAttempts to 2 unless set, so that a failing IAM is
-	// reported in seconds.
-	IAM iam.Options
-	// Transport carries registry and clock requests; nil: iam's transport
-	// (proxies from the environment, short dial and TLS timeouts).
-	Transport http.RoundTripper
-	// RequestTimeout bounds each registry or clock request (8s).
-	RequestTimeout time.Duration
-	// Now is the clock (time.Now).
-	Now func() time.Time
-	// Euid is the effective user id doctor runs as (os.Geteuid); only used
-	// to explain ownership findings.
-	Euid int
+	// the running kubelet's, else the first of BinDirs holding the plugin.
+	BinDir  string
+	BinDirs []string // nil: DefaultBinDirs
+	// ProcDir is where the running kubelet's command line is looked for;
+	// "": /proc, "-": nowhere.
+	ProcDir      string
+	ProviderName string // the plugin's name in the kubelet config; "": ProviderName
+	// IAM are the token sources' options; MaxAttempts defaults to 2 here,
+	// so that a failing IAM is reported in seconds.
+	IAM            iam.Options
+	Transport      http.RoundTripper // registry and clock requests; nil: iam.NewIAMTransport()
+	RequestTimeout time.Duration     // per registry or clock request; <= 0: 8s
+	Now            func() time.Time  // nil: time.Now
+	Euid           int               // doctor's effective user id, to explain ownership findings
 }
 
 // ProviderName is the plugin's name: the executable's name in the kubelet's
@@ -209,15 +174,9 @@ func (e *Env) defaults() {
 	if e.BinDirs == nil {
 		e.BinDirs = DefaultBinDirs
 	}
-	if e.ProcDir == "" {
-		e.ProcDir = "/proc"
-	}
-	if e.ProviderName == "" {
-		e.ProviderName = ProviderName
-	}
-	if e.IAM.MaxAttempts == 0 {
-		e.IAM.MaxAttempts = 2
-	}
+	e.ProcDir = cmp.Or(e.ProcDir, "/proc")
+	e.ProviderName = cmp.Or(e.ProviderName, ProviderName)
+	e.IAM.MaxAttempts = cmp.Or(e.IAM.MaxAttempts, 2)
 	if e.Now == nil {
 		e.Now = time.Now
 	}
@@ -234,9 +193,8 @@ func (e *Env) defaults() {
 
 // run is the state of one Run: the checks so far and what they learned.
 type run struct {
-	env    *Env
-	checks []Check
-
+	env      *Env
+	checks   []Check
 	id       *config.Identity
 	token    token.Token
 	claims   *claims
@@ -259,21 +217,14 @@ func skipped(id, target, prerequisite string) Check {
 func Run(ctx context.Context, env Env) *Report {
 	env.defaults()
 	r := &run{env: &env}
-
-	// 1. configuration
 	r.checkAPIKey()
 	r.checkSettings()
 	r.checkCacheDir()
-	// 2. + 3. identity and token
 	r.checkIdentity(ctx)
 	r.checkToken()
-	// 4. registry
 	r.checkRegistries(ctx)
-	// 5. kubelet configuration
 	r.checkKubelet()
-	// 6. clock
 	r.checkClock(ctx)
-
 	rep := &Report{Schema: Schema, OK: true, Checks: r.checks}
 	for i := range rep.Checks {
 		c := &rep.Checks[i]
@@ -293,10 +244,8 @@ func Run(ctx context.Context, env Env) *Report {
 const maxLine = 1000
 
 // scrub puts s on one bounded line without any secret the process handled
-// (secret.Line) and without anything shaped like a JWT.
-func (r *run) scrub(s string) string {
-	return secret.Line(redactJWTs(s), maxLine)
-}
+// and without anything shaped like a JWT.
+func (r *run) scrub(s string) string { return secret.Line(redactJWTs(s), maxLine) }
 
 // redactJWTs replaces anything that looks like a JWT (eyJ….….) with
 // [redacted]: no legitimate message of doctor contains one.
@@ -307,16 +256,14 @@ func redactJWTs(s string) string {
 			return s
 		}
 		j := i
-		for j < len(s) && (isB64URL(s[j]) || s[j] == '.') {
+		for j < len(s) && strings.IndexByte(jwtChars, s[j]) >= 0 {
 			j++
 		}
 		s = s[:i] + secret.Mask + s[j:]
 	}
 }
 
-func isB64URL(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '='
-}
+const jwtChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=."
 
 // WriteJSON writes the report as indented JSON.
 func (rep *Report) WriteJSON(w io.Writer) error {

@@ -39,29 +39,6 @@ func (r *run) checkIdentity(ctx context.Context) {
 	}
 }
 
-func errDetails(e *iam.Error) map[string]string {
-	d := map[string]string{"reason": string(e.Reason)}
-	if e.Endpoint != "" {
-		d["endpoint"] = e.Endpoint
-	}
-	if e.Path != "" {
-		d["path"] = e.Path
-	}
-	if e.Status != 0 {
-		d["http_status"] = fmt.Sprint(e.Status)
-	}
-	if e.Code != "" {
-		d["code"] = e.Code
-	}
-	if e.Message != "" {
-		d["message"] = e.Message
-	}
-	if e.Attempts > 0 {
-		d["attempts"] = fmt.Sprint(e.Attempts)
-	}
-	return d
-}
-
 // vpcChecks splits the VPC source's outcome in two: the metadata service
 // (instance identity token, PUT …/token) and the trusted profile (the IAM
 // token exchange, …/iam_token(s)). The cause and the fix are the error's.
@@ -89,9 +66,26 @@ func (r *run) apiKeyCheck(e *iam.Error) {
 	r.add(failed(CheckIdentityAPIKey, e))
 }
 
-// failed is a failed check with e's own cause and fix.
+// failed is a failed check with e's own cause, fix and facts.
 func failed(id string, e *iam.Error) Check {
-	return Check{ID: id, Status: StatusFail, Summary: e.Cause(), Fix: e.Fix, Details: errDetails(e)}
+	d := map[string]string{"reason": string(e.Reason)}
+	if e.Status != 0 {
+		d["http_status"] = fmt.Sprint(e.Status)
+	}
+	if e.Attempts > 0 {
+		d["attempts"] = fmt.Sprint(e.Attempts)
+	}
+	setNonEmpty(d, map[string]string{"endpoint": e.Endpoint, "path": e.Path, "code": e.Code, "message": e.Message})
+	return Check{ID: id, Status: StatusFail, Summary: e.Cause(), Fix: e.Fix, Details: d}
+}
+
+// setNonEmpty copies the non-empty values of kv into d.
+func setNonEmpty(d, kv map[string]string) {
+	for k, v := range kv {
+		if v != "" {
+			d[k] = v
+		}
+	}
 }
 
 // claims are the fields of an IAM access token doctor shows.
@@ -128,10 +122,7 @@ func (r *run) checkToken() {
 	}
 	now := r.env.Now()
 	left := r.token.Expiry.Sub(now).Round(time.Second)
-	d := map[string]string{
-		"expires_at": r.token.Expiry.UTC().Format(time.RFC3339),
-		"expires_in": left.String(),
-	}
+	d := map[string]string{"expires_at": r.token.Expiry.UTC().Format(time.RFC3339), "expires_in": left.String()}
 	c := &claims{}
 	if err := iam.DecodeClaims(r.token.AccessToken, c); err != nil {
 		r.add(Check{ID: CheckToken, Status: StatusWarn, Details: d,
@@ -141,12 +132,7 @@ func (r *run) checkToken() {
 	}
 	r.claims = c
 	d["iam_id"], d["sub"], d["sub_type"], d["account"] = c.IAMID, c.Sub, c.SubType, c.Account.BSS
-	if c.Name != "" {
-		d["name"] = c.Name
-	}
-	if c.GrantType != "" {
-		d["grant_type"] = c.GrantType
-	}
+	setNonEmpty(d, map[string]string{"name": c.Name, "grant_type": c.GrantType})
 	if c.Authn != nil && c.Authn.Sub != "" {
 		d["authn"] = c.Authn.SubType + " " + c.Authn.Sub
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -23,14 +24,10 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// providerEntry is a provider entry of any config version.
+// providerEntry is a provider entry of any config version, its env a map.
 type providerEntry struct {
-	Name                 string
-	MatchImages          []string
-	DefaultCacheDuration *metav1.Duration
-	APIVersion           string
-	Env                  map[string]string
-	TokenAttributes      *kubeletv1.ServiceAccountTokenAttributes
+	kubeletv1.CredentialProvider
+	Env map[string]string
 }
 
 // Config API versions of CredentialProviderConfig, newest first. v1beta1
@@ -59,7 +56,7 @@ func decodeKubeletConfig(data []byte) (apiVersion string, providers []providerEn
 		if p.TokenAttributes != nil && tm.APIVersion != kubeletv1.SchemeGroupVersion.String() {
 			return "", nil, fmt.Errorf("unknown field \"tokenAttributes\" in %s (it exists in kubelet.config.k8s.io/v1 only)", tm.APIVersion)
 		}
-		e := providerEntry{Name: p.Name, MatchImages: p.MatchImages, DefaultCacheDuration: p.DefaultCacheDuration, APIVersion: p.APIVersion, Env: map[string]string{}, TokenAttributes: p.TokenAttributes}
+		e := providerEntry{CredentialProvider: p, Env: map[string]string{}}
 		for _, v := range p.Env {
 			e.Env[v.Name] = v.Value
 		}
@@ -74,12 +71,9 @@ func decodeKubeletConfig(data []byte) (apiVersion string, providers []providerEn
 // label matched as a path.Match glob, equal ports (none matches none only),
 // and the pattern's path a prefix of the image's path.
 func MatchImage(pattern, image string) bool {
-	g, err := url.Parse("https://" + pattern)
-	if err != nil {
-		return false
-	}
-	t, err := url.Parse("https://" + image)
-	if err != nil {
+	g, gErr := url.Parse("https://" + pattern)
+	t, tErr := url.Parse("https://" + image)
+	if gErr != nil || tErr != nil {
 		return false
 	}
 	gParts, gPort := splitHost(g.Host)
@@ -141,10 +135,13 @@ func kubeletArgs(procDir string) map[string]string {
 
 // checkKubelet checks the kubelet's CredentialProviderConfig and bin dir.
 func (r *run) checkKubelet() {
-	ids := []string{CheckKubeletProvider, CheckMatchImages, CheckBinary, CheckTokenAttributes}
-	skipRest := func(after string) {
-		for _, id := range ids {
-			r.add(skipped(id, "", after))
+	// stop adds c, which ends the chain, and skips the checks after it.
+	stop := func(c Check) {
+		r.add(c)
+		for _, id := range []string{CheckKubeletProvider, CheckMatchImages, CheckBinary, CheckTokenAttributes} {
+			if id != c.ID {
+				r.add(skipped(id, "", c.ID))
+			}
 		}
 	}
 	kargs := kubeletArgs(r.env.ProcDir)
@@ -161,10 +158,9 @@ func (r *run) checkKubelet() {
 		}
 	}
 	if path == "" {
-		r.add(Check{ID: CheckKubeletConfig, Status: StatusWarn,
+		stop(Check{ID: CheckKubeletConfig, Status: StatusWarn,
 			Summary: "no kubelet credential provider config found (looked at " + strings.Join(r.env.KubeletConfigPaths, ", ") + ")",
 			Fix:     "pass --kubelet-config FILE (the kubelet's --image-credential-provider-config) to check it; without one the kubelet never runs the plugin"})
-		skipRest(CheckKubeletConfig)
 		return
 	}
 	data, err := os.ReadFile(path)
@@ -173,16 +169,14 @@ func (r *run) checkKubelet() {
 		if errors.Is(err, fs.ErrPermission) {
 			fix = "run doctor as root to read it"
 		}
-		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + config.Bare(err).Error(), Fix: fix})
-		skipRest(CheckKubeletConfig)
+		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + config.Bare(err).Error(), Fix: fix})
 		return
 	}
 	apiVersion, providers, err := decodeKubeletConfig(data)
 	if err != nil {
-		r.add(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "kubelet config " + path + " does not decode strictly: " + secret.Line(err.Error(), 300),
+		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "kubelet config " + path + " does not decode strictly: " + secret.Line(err.Error(), 300),
 			Fix:     "the kubelet refuses to start with it: fix the YAML (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/",
 			Details: map[string]string{"path": path}})
-		skipRest(CheckKubeletConfig)
 		return
 	}
 	cfgCheck := Check{ID: CheckKubeletConfig, Status: StatusOK, Details: map[string]string{"path": path, "apiVersion": apiVersion, "origin": origin},
@@ -193,7 +187,6 @@ func (r *run) checkKubelet() {
 	}
 	r.add(cfgCheck)
 
-	// The provider entry.
 	var p *providerEntry
 	var names []string
 	for i := range providers {
@@ -203,12 +196,9 @@ func (r *run) checkKubelet() {
 		}
 	}
 	if p == nil {
-		r.add(Check{ID: CheckKubeletProvider, Status: StatusFail,
+		stop(Check{ID: CheckKubeletProvider, Status: StatusFail,
 			Summary: fmt.Sprintf("%s has no provider named %s (providers: %s)", path, r.env.ProviderName, strings.Join(names, ", ")),
 			Fix:     "add a provider entry with name " + r.env.ProviderName + " (the binary's name in the bin dir); see the README's kubelet configuration"})
-		for _, id := range ids[1:] {
-			r.add(skipped(id, "", CheckKubeletProvider))
-		}
 		return
 	}
 	r.checkProviderEntry(p)
@@ -265,12 +255,7 @@ func (r *run) checkProviderEntry(p *providerEntry) {
 	}
 	sum := fmt.Sprintf("provider %s: apiVersion %s, defaultCacheDuration %s", p.Name, p.APIVersion, dcd)
 	if len(p.Env) > 0 {
-		keys := make([]string, 0, len(p.Env))
-		for k := range p.Env {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		sum += ", env " + strings.Join(keys, ",") + " (run doctor with the same settings)"
+		sum += ", env " + strings.Join(slices.Sorted(maps.Keys(p.Env)), ",") + " (run doctor with the same settings)"
 	}
 	r.add(Check{ID: CheckKubeletProvider, Status: StatusOK, Details: d, Summary: sum})
 }
@@ -294,12 +279,9 @@ func (r *run) checkMatchImages(p *providerEntry) {
 		}
 		return false
 	}
-	hostSet, err := r.env.Config.Hosts()
-	var served []string
-	if err == nil {
-		served = hostSet.Hosts()
-	} else {
-		served = provider.DefaultHosts()
+	served := provider.DefaultHosts()
+	if hs, err := r.env.Config.Hosts(); err == nil {
+		served = hs.Hosts()
 	}
 	var missed, missedPublic []string
 	for _, h := range served {
@@ -324,7 +306,7 @@ func (r *run) checkMatchImages(p *providerEntry) {
 			}
 		}
 	}
-	fix := "matchImages globs match label by label (*.icr.io matches neither icr.io nor private.us.icr.io): use " + quoteList(suggestedPatterns)
+	fix := "matchImages globs match label by label (*.icr.io matches neither icr.io nor private.us.icr.io): use \"" + strings.Join(suggestedPatterns, `", "`) + `"`
 	switch {
 	case len(missedPublic) > 0 || imageMissed:
 		r.add(Check{ID: CheckMatchImages, Status: StatusFail, Details: d,
@@ -337,15 +319,13 @@ func (r *run) checkMatchImages(p *providerEntry) {
 			Fix:     "if nodes pull from those hosts, " + fix})
 		return
 	}
+	sum := fmt.Sprintf("matchImages covers all %d served hosts", len(served))
 	if matches("cp.icr.io") {
-		// The recommended *.icr.io also routes the entitled registry to the
-		// plugin: harmless (it answers with no credentials, so the pull
-		// secret is used), so not a warning on a healthy node.
-		r.add(Check{ID: CheckMatchImages, Status: StatusOK, Details: d,
-			Summary: fmt.Sprintf("matchImages covers all %d served hosts (and cp.icr.io, which the plugin answers with no credentials)", len(served))})
-		return
+		// The recommended *.icr.io routes the entitled registry to the plugin
+		// too: harmless (no credentials, so the pull secret is used).
+		sum += " (and cp.icr.io, which the plugin answers with no credentials)"
 	}
-	r.add(Check{ID: CheckMatchImages, Status: StatusOK, Details: d, Summary: fmt.Sprintf("matchImages covers all %d served hosts", len(served))})
+	r.add(Check{ID: CheckMatchImages, Status: StatusOK, Details: d, Summary: sum})
 }
 
 func limit(s []string, n int) []string {
@@ -353,14 +333,6 @@ func limit(s []string, n int) []string {
 		return s
 	}
 	return append(append([]string(nil), s[:n]...), fmt.Sprintf("and %d more", len(s)-n))
-}
-
-func quoteList(s []string) string {
-	q := make([]string, len(s))
-	for i, v := range s {
-		q[i] = `"` + v + `"`
-	}
-	return strings.Join(q, ", ")
 }
 
 // checkBinary checks that the kubelet can execute the plugin: the file
@@ -420,7 +392,7 @@ func (r *run) checkTokenAttributes(p *providerEntry) {
 	fail := func(sum, fix string) {
 		r.add(Check{ID: CheckTokenAttributes, Status: StatusFail, Details: d, Summary: sum, Fix: fix})
 	}
-	keys := append(append([]string(nil), ta.RequiredServiceAccountAnnotationKeys...), ta.OptionalServiceAccountAnnotationKeys...)
+	keys := slices.Concat(ta.RequiredServiceAccountAnnotationKeys, ta.OptionalServiceAccountAnnotationKeys)
 	hasID, hasName := slices.Contains(keys, provider.AnnotationProfileID), slices.Contains(keys, provider.AnnotationProfileName)
 	switch {
 	case p.APIVersion != "credentialprovider.kubelet.k8s.io/v1":

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,58 +34,32 @@ func isLoopback(host string) bool {
 	return provider.IsLoopback(h)
 }
 
-func schemeFor(host string) string {
-	if isLoopback(host) {
-		return "http"
-	}
-	return "https"
+// regions are the IBM Cloud regions of ICR hosts' namespaces.
+var regions = map[string]string{
+	"icr.io": "global", "registry.bluemix.net": "global",
+	"us.icr.io": "us-south", "registry.ng.bluemix.net": "us-south",
+	"uk.icr.io": "eu-gb", "registry.eu-gb.bluemix.net": "eu-gb",
+	"de.icr.io": "eu-de", "registry.eu-de.bluemix.net": "eu-de",
+	"au.icr.io": "au-syd", "registry.au-syd.bluemix.net": "au-syd",
+	"jp.icr.io": "jp-tok", "jp2.icr.io": "jp-osa", "ca.icr.io": "ca-tor", "br.icr.io": "br-sao", "es.icr.io": "eu-es",
 }
 
-// regionOf maps an ICR host to the IBM Cloud region its namespaces belong
-// to, for 'ibmcloud iam … --region'. Hosts of unknown region give "REGION".
+// regionOf is the region of an ICR host (private or not), for 'ibmcloud iam
+// … --region'; "REGION" if unknown.
 func regionOf(host string) string {
-	h := strings.TrimPrefix(strings.ToLower(host), "private.")
-	switch h {
-	case "icr.io", "registry.bluemix.net":
-		return "global"
-	case "us.icr.io", "registry.ng.bluemix.net":
-		return "us-south"
-	case "uk.icr.io", "registry.eu-gb.bluemix.net":
-		return "eu-gb"
-	case "de.icr.io", "registry.eu-de.bluemix.net":
-		return "eu-de"
-	case "au.icr.io", "registry.au-syd.bluemix.net":
-		return "au-syd"
-	case "jp.icr.io":
-		return "jp-tok"
-	case "jp2.icr.io":
-		return "jp-osa"
-	case "ca.icr.io":
-		return "ca-tor"
-	case "br.icr.io":
-		return "br-sao"
-	case "es.icr.io":
-		return "eu-es"
-	}
-	return "REGION"
+	return cmp.Or(regions[strings.TrimPrefix(strings.ToLower(host), "private.")], "REGION")
 }
 
 // policyCommand is the ibmcloud command that grants the token's identity
 // Reader on the namespace.
 func (r *run) policyCommand(img provider.Image) string {
-	ns := img.Namespace()
-	if ns == "" {
-		ns = "NAMESPACE"
-	}
+	ns := cmp.Or(img.Namespace(), "NAMESPACE")
 	tail := " --roles Reader --service-name container-registry --region " + regionOf(img.Host) + " --resource-type namespace --resource " + ns
 	c := r.claims
 	if c == nil {
 		return "ibmcloud iam service-policy-create SERVICE_ID" + tail + " (or trusted-profile-policy-create PROFILE for a trusted profile)"
 	}
-	id := c.Sub
-	if id == "" {
-		id = strings.TrimPrefix(c.IAMID, "iam-")
-	}
+	id := cmp.Or(c.Sub, strings.TrimPrefix(c.IAMID, "iam-"))
 	switch c.SubType {
 	case "Profile":
 		return "ibmcloud iam trusted-profile-policy-create " + id + tail
@@ -118,6 +93,9 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 	if img != nil {
 		target = img.String()
 	}
+	fail := func(id, summary, fix string) {
+		r.add(Check{ID: id, Target: target, Status: StatusFail, Summary: summary, Fix: fix})
+	}
 	if r.hostsErr == nil {
 		hosts, _ := r.env.Config.Hosts()
 		if !hosts.Serves(host) {
@@ -125,8 +103,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 			if strings.EqualFold(host, "cp.icr.io") {
 				fix = "cp.icr.io (the entitled registry) takes an entitlement key, not IAM tokens: use an image pull secret for it"
 			}
-			r.add(Check{ID: CheckRegistryHost, Target: target, Status: StatusFail,
-				Summary: host + " is not a registry this plugin serves: the kubelet gets no credentials from it for this image", Fix: fix})
+			fail(CheckRegistryHost, host+" is not a registry this plugin serves: the kubelet gets no credentials from it for this image", fix)
 			return
 		}
 	}
@@ -134,18 +111,16 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		r.add(skipped(CheckRegistryAuth, target, CheckToken))
 		return
 	}
-	client := &http.Client{
-		Transport: r.env.Transport,
-		// Never follow a redirect with credentials attached.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	base := "https://" + host
+	if isLoopback(host) {
+		base = "http://" + host
 	}
-	base := schemeFor(host) + "://" + host
 
 	// 1. the challenge
-	resp, err := r.do(ctx, client, http.MethodGet, base+"/v2/", nil)
+	resp, err := r.do(ctx, http.MethodGet, base+"/v2/", nil)
 	if err != nil {
-		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail, Summary: "cannot reach the registry at " + base + ": " + netText(err),
-			Fix: "check the node's network path to " + host + " (firewall, DNS, HTTPS_PROXY/NO_PROXY in the kubelet's environment); nodes without public egress pull from private." + strings.TrimPrefix(host, "private.")})
+		fail(CheckRegistryAuth, "cannot reach the registry at "+base+": "+netText(err),
+			"check the node's network path to "+host+" (firewall, DNS, HTTPS_PROXY/NO_PROXY in the kubelet's environment); nodes without public egress pull from private."+strings.TrimPrefix(host, "private."))
 		return
 	}
 	resp.Body.Close()
@@ -155,9 +130,8 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		var ok bool
 		realm, service, ok = parseChallenge(resp.Header.Get("WWW-Authenticate"))
 		if !ok {
-			r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail,
-				Summary: fmt.Sprintf("%s/v2/ answered 401 without a Bearer challenge (WWW-Authenticate %q)", base, secret.Line(resp.Header.Get("WWW-Authenticate"), 120)),
-				Fix:     "this is not a Docker registry API answer; check for a proxy answering in the registry's stead"})
+			fail(CheckRegistryAuth, fmt.Sprintf("%s/v2/ answered 401 without a Bearer challenge (WWW-Authenticate %q)", base, secret.Line(resp.Header.Get("WWW-Authenticate"), 120)),
+				"this is not a Docker registry API answer; check for a proxy answering in the registry's stead")
 			return
 		}
 	case http.StatusOK:
@@ -165,15 +139,14 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 			Fix: "an IBM Cloud Container Registry always asks for authentication; check that " + host + " is the registry you mean"})
 		return
 	default:
-		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail, Summary: fmt.Sprintf("%s/v2/ answered HTTP %d, not a 401 challenge", base, resp.StatusCode),
-			Fix: "check for a proxy or firewall answering in the registry's stead, and https://cloud.ibm.com/status"})
+		fail(CheckRegistryAuth, fmt.Sprintf("%s/v2/ answered HTTP %d, not a 401 challenge", base, resp.StatusCode),
+			"check for a proxy or firewall answering in the registry's stead, and https://cloud.ibm.com/status")
 		return
 	}
 	ru, err := url.Parse(realm)
 	if err != nil || !trustedRealm(ru, host) {
-		r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusFail,
-			Summary: "the registry's token realm " + secret.Line(realm, 200) + " is not an IBM Cloud registry host: doctor will not send the IAM token there",
-			Fix:     "check DNS and proxies for " + host + ": something other than ICR answers"})
+		fail(CheckRegistryAuth, "the registry's token realm "+secret.Line(realm, 200)+" is not an IBM Cloud registry host: doctor will not send the IAM token there",
+			"check DNS and proxies for "+host+": something other than ICR answers")
 		return
 	}
 	r.add(Check{ID: CheckRegistryAuth, Target: target, Status: StatusOK, Summary: fmt.Sprintf("%s/v2/ asks for a Bearer token from %s (service %q)", base, realm, service),
@@ -188,10 +161,10 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		q.Set("scope", "repository:"+img.Repository+":pull")
 	}
 	ru.RawQuery = q.Encode()
-	resp, err = r.do(ctx, client, http.MethodGet, ru.String(), func(req *http.Request) { req.SetBasicAuth("iambearer", r.token.AccessToken) })
+	resp, err = r.do(ctx, http.MethodGet, ru.String(), func(req *http.Request) { req.SetBasicAuth("iambearer", r.token.AccessToken) })
 	if err != nil {
-		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail, Summary: "cannot reach the registry's token service " + realm + ": " + netText(err),
-			Fix: "check the node's network path to " + ru.Host + " (firewall, DNS, HTTPS_PROXY/NO_PROXY)"})
+		fail(CheckRegistryToken, "cannot reach the registry's token service "+realm+": "+netText(err),
+			"check the node's network path to "+ru.Host+" (firewall, DNS, HTTPS_PROXY/NO_PROXY)")
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -203,44 +176,36 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 	if resp.StatusCode == http.StatusOK {
 		_ = json.Unmarshal(body, &tr)
 	}
-	regTok := tr.Token
-	if regTok == "" {
-		regTok = tr.AccessToken
-	}
+	regTok := cmp.Or(tr.Token, tr.AccessToken)
 	secret.Add(regTok)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail,
-			Summary: fmt.Sprintf("the registry's token service refused the IAM token as iambearer (HTTP %d%s)", resp.StatusCode, regCode(body)),
-			Fix:     "the IAM token is not accepted by ICR: check that it comes from IAM of the same IBM Cloud (--iam-url, --private-endpoints) and that the account " + r.account() + " owns the registry namespace"})
+		fail(CheckRegistryToken, fmt.Sprintf("the registry's token service refused the IAM token as iambearer (HTTP %d%s)", resp.StatusCode, regCode(body)),
+			"the IAM token is not accepted by ICR: check that it comes from IAM of the same IBM Cloud (--iam-url, --private-endpoints) and that the account "+r.account()+" owns the registry namespace")
 		return
 	case resp.StatusCode != http.StatusOK:
-		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail,
-			Summary: fmt.Sprintf("the registry's token service answered HTTP %d%s", resp.StatusCode, regCode(body)),
-			Fix:     "the registry is failing; retry later and watch https://cloud.ibm.com/status"})
+		fail(CheckRegistryToken, fmt.Sprintf("the registry's token service answered HTTP %d%s", resp.StatusCode, regCode(body)),
+			"the registry is failing; retry later and watch https://cloud.ibm.com/status")
 		return
 	case regTok == "":
-		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusFail,
-			Summary: "the registry's token service answered 200 without a token",
-			Fix:     "check for a proxy that rewrites the registry's answers"})
+		fail(CheckRegistryToken, "the registry's token service answered 200 without a token", "check for a proxy that rewrites the registry's answers")
+		return
+	}
+	if img == nil {
+		r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusOK, Summary: "the registry accepted the IAM token as iambearer and issued a registry token"})
 		return
 	}
 	r.add(Check{ID: CheckRegistryToken, Target: target, Status: StatusOK,
-		Summary: "the registry accepted the IAM token as iambearer and issued a registry token" + scopeText(img)})
-
-	if img == nil {
-		return
-	}
+		Summary: "the registry accepted the IAM token as iambearer and issued a registry token for repository:" + img.Repository + ":pull"})
 	// 3. the manifest
 	murl := base + "/v2/" + img.Repository + "/manifests/" + img.Ref
 	auth := func(req *http.Request) {
 		req.Header.Set("Authorization", "Bearer "+regTok)
 		req.Header.Set("Accept", strings.Join(manifestAccept, ", "))
 	}
-	resp, err = r.do(ctx, client, http.MethodHead, murl, auth)
+	resp, err = r.do(ctx, http.MethodHead, murl, auth)
 	if err != nil {
-		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Summary: "cannot reach " + murl + ": " + netText(err),
-			Fix: "check the node's network path to " + host})
+		fail(CheckRegistryManifest, "cannot reach "+murl+": "+netText(err), "check the node's network path to "+host)
 		return
 	}
 	resp.Body.Close()
@@ -248,7 +213,7 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 	code := ""
 	if status >= 400 {
 		// A HEAD answer has no body: ask again with GET for the error code.
-		if g, err := r.do(ctx, client, http.MethodGet, murl, auth); err == nil {
+		if g, err := r.do(ctx, http.MethodGet, murl, auth); err == nil {
 			b, _ := io.ReadAll(io.LimitReader(g.Body, 64<<10))
 			g.Body.Close()
 			if g.StatusCode == status {
@@ -256,17 +221,15 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 			}
 		}
 	}
-	d := map[string]string{"url": murl, "http_status": fmt.Sprint(status)}
+	c := Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: map[string]string{"url": murl, "http_status": fmt.Sprint(status)}}
 	switch {
 	case status == http.StatusOK:
-		d["digest"] = resp.Header.Get("Docker-Content-Digest")
-		d["media_type"] = resp.Header.Get("Content-Type")
-		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusOK, Details: d,
-			Summary: "the identity may pull " + target + " (manifest " + d["digest"] + ")"})
+		c.Details["digest"] = resp.Header.Get("Docker-Content-Digest")
+		c.Details["media_type"] = resp.Header.Get("Content-Type")
+		c.Status, c.Summary = StatusOK, "the identity may pull "+target+" (manifest "+c.Details["digest"]+")"
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
-			Summary: fmt.Sprintf("pull of %s denied (HTTP %d%s): %s has no IAM policy granting Reader on namespace %s", target, status, code, r.who(), img.Namespace()),
-			Fix:     r.policyCommand(*img)})
+		c.Summary = fmt.Sprintf("pull of %s denied (HTTP %d%s): %s has no IAM policy granting Reader on namespace %s", target, status, code, r.who(), img.Namespace())
+		c.Fix = r.policyCommand(*img)
 	case status == http.StatusNotFound:
 		what := "image or tag not found"
 		if strings.Contains(code, "NAME_UNKNOWN") {
@@ -274,14 +237,13 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		} else if strings.Contains(code, "MANIFEST_UNKNOWN") {
 			what = "tag or digest " + img.Ref + " not found in " + img.Repository
 		}
-		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
-			Summary: fmt.Sprintf("%s (HTTP 404%s); authentication works", what, code),
-			Fix:     "check the image name and tag: 'ibmcloud cr images --restrict " + img.Repository + "' (in region " + regionOf(img.Host) + ") lists what exists"})
+		c.Summary = fmt.Sprintf("%s (HTTP 404%s); authentication works", what, code)
+		c.Fix = "check the image name and tag: 'ibmcloud cr images --restrict " + img.Repository + "' (in region " + regionOf(img.Host) + ") lists what exists"
 	default:
-		r.add(Check{ID: CheckRegistryManifest, Target: target, Status: StatusFail, Details: d,
-			Summary: fmt.Sprintf("the registry answered HTTP %d%s for the manifest", status, code),
-			Fix:     "retry later and watch https://cloud.ibm.com/status"})
+		c.Summary = fmt.Sprintf("the registry answered HTTP %d%s for the manifest", status, code)
+		c.Fix = "retry later and watch https://cloud.ibm.com/status"
 	}
+	r.add(c)
 }
 
 func (r *run) who() string {
@@ -298,15 +260,9 @@ func (r *run) account() string {
 	return r.claims.Account.BSS
 }
 
-func scopeText(img *provider.Image) string {
-	if img == nil {
-		return ""
-	}
-	return " for repository:" + img.Repository + ":pull"
-}
-
-// do performs one request with the per-request timeout.
-func (r *run) do(ctx context.Context, c *http.Client, method, u string, prep func(*http.Request)) (*http.Response, error) {
+// do performs one request with the per-request timeout, never following a
+// redirect (with credentials attached).
+func (r *run) do(ctx context.Context, method, u string, prep func(*http.Request)) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.env.RequestTimeout)
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
@@ -317,6 +273,7 @@ func (r *run) do(ctx context.Context, c *http.Client, method, u string, prep fun
 	if prep != nil {
 		prep(req)
 	}
+	c := &http.Client{Transport: r.env.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {
 		cancel()

@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,32 +16,30 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// Retry policy for token calls. A kubelet waits at most a minute for the
-// plugin; the caller's context carries the invocation's deadline and every
-// wait here respects it.
+// Retry policy for token calls; every wait respects the context, which
+// carries the invocation's deadline (the kubelet waits a minute at most).
 const (
 	// DefaultMaxAttempts bounds the tries of one token call.
 	DefaultMaxAttempts = 4
-	// backoffBase is the first wait between tries; it doubles each time
-	// with full jitter, up to backoffMax.
+	// The wait between tries starts at backoffBase and doubles, with full
+	// jitter, up to backoffMax.
 	backoffBase = 250 * time.Millisecond
 	backoffMax  = 4 * time.Second
-	// maxRetryAfter is the longest Retry-After the plugin honours; IAM asking
-	// for more than this is treated as a failure now, not a wait.
+	// maxRetryAfter is the longest Retry-After honoured; more is a failure
+	// now, not a wait.
 	maxRetryAfter = 20 * time.Second
-	// MaxLifetime is the longest token lifetime that is believed. IAM
-	// access tokens and VPC identity tokens last an hour at most; a
-	// service that says more is broken or hostile, and its answer is
-	// refused rather than handed to the kubelet as a day-long cacheDuration.
+	// MaxLifetime is the longest token lifetime believed. IAM and VPC
+	// identity tokens last an hour at most; a service that says more is
+	// broken or hostile, and is refused rather than handed to the kubelet
+	// as a day-long cacheDuration.
 	MaxLifetime = 24 * time.Hour
 )
 
-// sdkCall is one operation performed through go-sdk-core with a client that
-// the call provides: it returns the SDK's token answer.
+// sdkCall is one go-sdk-core operation over the given client.
 type sdkCall func(client *http.Client) (*core.IamTokenServerResponse, error)
 
 // caller runs sdkCalls with timeouts, retries, panic containment and error
-// classification. The zero value is not usable; sources build one.
+// classification. Sources build one.
 type caller struct {
 	service        string // "IAM" or "VPC metadata service"
 	endpoint       string
@@ -49,10 +48,8 @@ type caller struct {
 	maxAttempts    int
 	retryTimeouts  bool // a hung metadata service is not retried
 	now            func() time.Time
-	// fix completes an error with the remedy for this source.
-	fix func(e *Error)
-	// sleep waits for d or until ctx is done; tests replace it.
-	sleep func(ctx context.Context, d time.Duration) error
+	fix            func(e *Error)                                   // adds this source's remedy
+	sleep          func(ctx context.Context, d time.Duration) error // tests replace it
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -113,8 +110,7 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (token.Token,
 	if c.fix != nil {
 		c.fix(last)
 	}
-	// What the service said is kept whole, for the diagnosis, but never
-	// with a secret in it: Error and Cause bound it, after redacting again.
+	// What the service said is kept whole, but never with a secret in it.
 	last.Message, last.Code = secret.Redact(last.Message), secret.Redact(last.Code)
 	return token.Token{}, last
 }
@@ -156,9 +152,9 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 	}()
 
 	o := x.snapshot()
-	path, status, header, netErr, bodyErr, body := o.path, o.status, o.header, o.netErr, o.bodyErr, o.body
+	status, header, netErr, bodyErr, body := o.status, o.header, o.netErr, o.bodyErr, o.body
 	registerTokens(body)
-	base := Error{Service: c.service, Endpoint: c.endpoint, Op: op, Status: status, Path: path}
+	base := Error{Service: c.service, Endpoint: c.endpoint, Op: op, Status: status, Path: o.path}
 	if d, perr := http.ParseTime(header.Get("Date")); perr == nil {
 		base.ServerDate = d
 	}
@@ -179,10 +175,7 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 	}
 	switch {
 	case netErr != nil || (err != nil && status == 0):
-		cause := netErr
-		if cause == nil {
-			cause = err
-		}
+		cause := cmp.Or(netErr, err)
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fail(ReasonDeadline, ctx.Err()) // cancelled (SIGTERM)
 		}
@@ -251,9 +244,7 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 			return malformed(fmt.Sprintf("the token's expiration %s is not after the answer's Date %s: it is already expired",
 				time.Unix(resp.Expiration, 0).UTC().Format(time.RFC3339), base.ServerDate.UTC().Format(time.RFC3339)), nil)
 		}
-		if abs < lifetime {
-			lifetime = abs
-		}
+		lifetime = min(lifetime, abs)
 	}
 	// Measured from before the request: never later than the truth.
 	return token.Token{AccessToken: resp.AccessToken, IssuedAt: start, Expiry: start.Add(lifetime)}, nil
@@ -264,25 +255,18 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 // field as 0, which would be misreported.
 func numberField(body []byte, field string) string {
 	var m map[string]json.RawMessage
-	if json.Unmarshal(body, &m) != nil {
-		return ""
-	}
-	raw, ok := m[field]
-	if !ok {
-		return ""
-	}
 	var n float64 // (a json.Number would take "3600", a string, too)
-	if json.Unmarshal(raw, &n) != nil {
-		return field + " is not a number"
+	if json.Unmarshal(body, &m) == nil {
+		if raw, ok := m[field]; ok && json.Unmarshal(raw, &n) != nil {
+			return field + " is not a number"
+		}
 	}
 	return ""
 }
 
-// registerTokens adds the token in an answer body (the instance identity
-// token the metadata service issues and go-sdk-core passes on, an IAM
-// token) to the process's secret set, so that no later echo of it is
-// shown, whatever path the answer takes. (IAM's refresh_token is
-// "not_supported" for these grants: no secret.)
+// registerTokens adds the token in an answer body (an instance identity
+// token, an IAM token) to the process's secret set, so that no later echo
+// of it is shown. (IAM's refresh_token is "not_supported" for these grants.)
 func registerTokens(body []byte) {
 	var v struct {
 		AccessToken string `json:"access_token"`
@@ -292,10 +276,8 @@ func registerTokens(body []byte) {
 	}
 }
 
+// errPanic is a panic in go-sdk-core (nil dereferences on missing fields);
+// its value carries no request data.
 type errPanic struct{ v any }
 
-func (p errPanic) Error() string {
-	// The panic value comes from the SDK's own code paths (nil pointer
-	// dereferences on missing fields); it carries no request data.
-	return fmt.Sprintf("go-sdk-core panicked: %v", p.v)
-}
+func (p errPanic) Error() string { return fmt.Sprintf("go-sdk-core panicked: %v", p.v) }

@@ -36,9 +36,8 @@ type ServiceAccount struct {
 func (s ServiceAccount) String() string { return s.Namespace + "/" + s.Name }
 
 // DecodeClaims decodes the payload of a JWT into v without verifying its
-// signature: callers only describe tokens or key caches with the claims,
-// the service that receives the token verifies it. Errors never quote the
-// token.
+// signature (the service that receives the token does; callers only
+// describe tokens or key caches). Errors never quote the token.
 func DecodeClaims(jwt string, v any) error {
 	parts := strings.Split(jwt, ".")
 	if len(parts) != 3 {
@@ -145,9 +144,9 @@ func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
 	return tok, nil
 }
 
-// exchange performs the cr-token grant with go-sdk-core's request builder.
-// (go-sdk-core's ContainerAuthenticator reads the token from a file; the
-// kubelet hands it over in memory and it must never touch the disk.)
+// exchange performs the cr-token grant with go-sdk-core's request builder:
+// its ContainerAuthenticator reads the token from a file, and this one must
+// never touch the disk.
 func (s *CRTokenSource) exchange(client *http.Client) (*core.IamTokenServerResponse, error) {
 	b := core.NewRequestBuilder(core.POST)
 	if _, err := b.ResolveRequestURL(s.opts.IAMURL, "/identity/token", nil); err != nil {

@@ -34,41 +34,29 @@ const (
 )
 
 // Error is a failure to obtain a token. Its message is one line that names
-// the cause and the fix, and never contains a secret. The cause and the fix
-// are data: Cause() and the Fix field, for callers that show them apart.
+// the cause and the fix, and never contains a secret; Cause() and Fix give
+// them apart.
 type Error struct {
-	// Service is "IAM" or "VPC metadata service".
-	Service string
-	// Endpoint is the base URL that was called.
-	Endpoint string
-	// Op says what was attempted, e.g. "exchange the API key for an IAM token".
-	Op string
-	// Reason classifies the failure.
-	Reason Reason
-	// Status is the HTTP status, 0 if there was no answer.
-	Status int
-	// Code is the service's error code (IAM "BXNIM0415E", VPC "…"), if any.
-	Code string
-	// Message is the service's own error message, if any, as the service
-	// sent it: it may echo a secret, and is only ever shown through
-	// Error, Cause or secret.Line, which remove secrets before they cut.
-	Message string
-	// Attempts is how many times the call was tried.
-	Attempts int
-	// Fix tells the operator what to do.
-	Fix string
-	// RetryAfter is what a 429 or 503 asked for, if anything.
-	RetryAfter time.Duration
-	// ServerDate is the Date header of the answer, if any (clock checks).
-	ServerDate time.Time
-	// Path is the URL path of the last request made, if any.
-	Path string
-	// Err is the underlying error, if any.
-	Err error
+	Service  string // "IAM" or "VPC metadata service"
+	Endpoint string // the base URL called
+	Op       string // what was attempted, e.g. "exchange the API key for an IAM token"
+	Reason   Reason // classifies the failure
+	Status   int    // the HTTP status; 0: no answer
+	Code     string // the service's error code (IAM "BXNIM0415E"), if any
+	// Message is the service's own error message, if any, as sent: it may
+	// echo a secret, so it is only shown through Error, Cause or
+	// secret.Line, which remove secrets before they cut.
+	Message    string
+	Attempts   int           // how many times the call was tried
+	Fix        string        // what the operator should do
+	RetryAfter time.Duration // what a 429 or 503 asked for, if anything
+	ServerDate time.Time     // the answer's Date header, if any (clock checks)
+	Path       string        // the URL path of the last request, if any
+	Err        error         // the underlying error, if any
 }
 
 // maxCause bounds the cause, which quotes the server; the fix is the
-// plugin's own and is always kept whole, however long the server's message.
+// plugin's own and always kept whole.
 const maxCause = 800
 
 func (e *Error) Error() string {
@@ -167,18 +155,13 @@ func NetCause(err error) string {
 }
 
 func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
 	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
-// serviceError extracts the error code and message from an IAM or VPC error
-// body, as they are: they are bounded by maxKeptBody, and cut only after
-// their secrets are removed (Error). IAM: {"errorCode":"BXNIM0415E","errorMessage":"…"}; VPC:
-// {"errors":[{"code":"…","message":"…"}]}; registries: the same "errors"
-// shape with upper-case codes.
+// serviceError extracts the error code and message, uncut (see Error), from
+// an error body: IAM's {"errorCode":…,"errorMessage":…}, VPC's and
+// registries' {"errors":[{"code":…,"message":…}]}, or OAuth's.
 func serviceError(body []byte) (code, msg string) {
 	var v struct {
 		ErrorCode    string `json:"errorCode"`
@@ -187,7 +170,6 @@ func serviceError(body []byte) (code, msg string) {
 			Code    string `json:"code"`
 			Message string `json:"message"`
 		} `json:"errors"`
-		// OAuth style, used by some IAM paths.
 		Error            string `json:"error"`
 		ErrorDescription string `json:"error_description"`
 	}

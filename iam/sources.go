@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log"
@@ -25,41 +26,28 @@ const (
 	metadataConnectLimit = 2 * time.Second
 )
 
-// Options are shared by all token sources. Zero values select defaults.
+// Options are shared by all token sources. Zero values select the defaults
+// in parentheses.
 type Options struct {
-	// IAMURL is the IAM base URL (DefaultIAMURL).
-	IAMURL string
-	// MetadataURL is the VPC metadata service base URL (DefaultMetadataURL).
-	MetadataURL string
-	// MetadataVersion is the metadata API version date, one of
-	// MetadataVersions; "" is go-sdk-core's default. When the service does
-	// not know the paths of the version asked for (404), the other version's
-	// are tried.
-	MetadataVersion string
-	// Transport carries IAM calls (NewIAMTransport()).
-	Transport http.RoundTripper
-	// MetadataTransport carries metadata calls (NewMetadataTransport()).
-	MetadataTransport http.RoundTripper
-	// IAMTimeout bounds one attempt at IAM (DefaultIAMTimeout).
-	IAMTimeout time.Duration
+	IAMURL      string // IAM base URL (DefaultIAMURL)
+	MetadataURL string // VPC metadata service base URL (DefaultMetadataURL)
+	// MetadataVersion is one of MetadataVersions ("": go-sdk-core's
+	// default); if the service does not know its paths (404), the other
+	// version's are tried.
+	MetadataVersion   string
+	Transport         http.RoundTripper // IAM calls (NewIAMTransport())
+	MetadataTransport http.RoundTripper // metadata calls (NewMetadataTransport())
+	IAMTimeout        time.Duration     // one attempt at IAM (DefaultIAMTimeout)
 	// MetadataTimeout bounds one attempt at the metadata service
 	// (DefaultMetadataTime): a disabled service never answers.
 	MetadataTimeout time.Duration
-	// MaxAttempts bounds tries per call (DefaultMaxAttempts).
-	MaxAttempts int
-	// Now is the clock (time.Now).
-	Now func() time.Time
+	MaxAttempts     int              // tries per call (DefaultMaxAttempts)
+	Now             func() time.Time // the clock (time.Now)
 }
 
 func (o Options) withDefaults() Options {
-	if o.IAMURL == "" {
-		o.IAMURL = DefaultIAMURL
-	}
-	o.IAMURL = strings.TrimRight(o.IAMURL, "/")
-	if o.MetadataURL == "" {
-		o.MetadataURL = DefaultMetadataURL
-	}
-	o.MetadataURL = strings.TrimRight(o.MetadataURL, "/")
+	o.IAMURL = strings.TrimRight(cmp.Or(o.IAMURL, DefaultIAMURL), "/")
+	o.MetadataURL = strings.TrimRight(cmp.Or(o.MetadataURL, DefaultMetadataURL), "/")
 	if o.Transport == nil {
 		o.Transport = NewIAMTransport()
 	}
@@ -78,16 +66,12 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-var quietSDK sync.Once
-
-// silenceSDK routes go-sdk-core's logger away from stdout, which carries the
-// plugin's response, and keeps it quiet: its messages would add lines to the
-// one-line error the kubelet logs. Errors are reported by this package.
-func silenceSDK() {
-	quietSDK.Do(func() {
-		core.SetLogger(core.NewLogger(core.LevelNone, log.New(io.Discard, "", 0), log.New(io.Discard, "", 0)))
-	})
-}
+// silenceSDK keeps go-sdk-core's logger off stdout, which carries the
+// plugin's response, and quiet: it would add lines to the one-line error the
+// kubelet logs. This package reports errors itself.
+var silenceSDK = sync.OnceFunc(func() {
+	core.SetLogger(core.NewLogger(core.LevelNone, log.New(io.Discard, "", 0), log.New(io.Discard, "", 0)))
+})
 
 // APIKeySource exchanges an IAM API key for access tokens
 // (grant_type=urn:ibm:params:oauth:grant-type:apikey). Safe for concurrent
@@ -111,7 +95,7 @@ func NewAPIKeySource(apiKey, origin string, opts Options) *APIKeySource {
 }
 
 // iamCaller is the caller for IAM's token endpoint: timeouts are retried
-// (IAM is far away; a slow answer is not a disabled service).
+// (a slow IAM is not a disabled service).
 func iamCaller(opts Options, fix func(*Error)) caller {
 	return caller{
 		service:        "IAM",
@@ -164,7 +148,7 @@ func (s *APIKeySource) fix(e *Error) {
 }
 
 // fixForTransient is the remedy for failures that are not the identity's
-// fault: network, rate limits, outages, of the service e names.
+// fault: network, rate limits, outages.
 func fixForTransient(e *Error) string {
 	switch e.Reason {
 	case ReasonTimeout, ReasonUnreachable:

@@ -16,16 +16,14 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// maxBody bounds every answer read from IAM or the metadata service; real
-// token answers are a few kilobytes.
-const maxBody = 1 << 20
+// maxBody bounds every answer read (token answers are a few KiB);
+// maxKeptBody what is kept of it for the diagnosis and for finding tokens.
+const (
+	maxBody     = 1 << 20
+	maxKeptBody = 16 << 10
+)
 
-// maxKeptBody bounds what is kept of an answer for the diagnosis and for
-// finding the tokens it carries.
-const maxKeptBody = 16 << 10
-
-// dialVet, when set, vets every address the transports of this package
-// dial (see RestrictDials).
+// dialVet, when set, vets every address this package's transports dial.
 var dialVet atomic.Pointer[func(network, addr string) error]
 
 // RestrictDials makes every transport built by this package refuse the
@@ -106,15 +104,13 @@ func NewMetadataTransport(connectTimeout time.Duration) *http.Transport {
 }
 
 // exchange records what happened on the wire during one SDK call, so that
-// errors are classified from facts (status, headers, network error, body)
-// rather than from the SDK's message strings.
+// errors are classified from facts rather than the SDK's message strings.
 type exchange struct {
 	mu sync.Mutex
 	observed
 }
 
-// observed is what one exchange showed: the last request's path, and its
-// answer's status, header, body, or the network or body error.
+// observed is the last request's path, and its answer or error.
 type observed struct {
 	path    string
 	status  int

@@ -2,6 +2,7 @@ package installer
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,9 +15,8 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
 )
 
-// Marker is the first line of every config file the installer writes. A
-// file that does not start with it belongs to someone else and is only
-// replaced with --force. The kubelet's YAML decoder ignores comments.
+// Marker is the first line of every config file the installer writes (a
+// YAML comment); a file without it is only replaced with --force.
 const Marker = "# Written by icr-credential-provider install"
 
 // header precedes the YAML of a written config.
@@ -28,26 +28,19 @@ const header = Marker + `; changes here are lost at the next install.
 // the provider's name in the config: the kubelet runs <bin-dir>/<name>.
 const DefaultName = "icr-credential-provider"
 
-// DefaultCacheDuration is the config's defaultCacheDuration. The plugin
-// always sets cacheDuration in its responses; the kubelet requires the field.
+// DefaultCacheDuration is the config's defaultCacheDuration, which the
+// kubelet requires although the plugin always sets cacheDuration.
 const DefaultCacheDuration = 10 * time.Minute
 
 // ProviderAPIVersion is the exec protocol version the config asks for.
 const ProviderAPIVersion = "credentialprovider.kubelet.k8s.io/v1"
 
-// DefaultMatchImages are the kubelet matchImages globs covering every
-// registry the plugin serves by default. Globs match label by label:
-// "*.icr.io" matches neither "icr.io" nor "private.us.icr.io", hence the
-// separate entries. It also matches cp.icr.io, which gets an empty answer.
+// DefaultMatchImages are the matchImages globs covering every registry the
+// plugin serves by default. Globs match label by label: "*.icr.io" matches
+// neither "icr.io" nor "private.us.icr.io". It also matches cp.icr.io, which
+// gets an empty answer.
 func DefaultMatchImages() []string {
-	return []string{
-		"icr.io",
-		"*.icr.io",
-		"private.icr.io",
-		"private.*.icr.io",
-		"registry.bluemix.net",
-		"registry.*.bluemix.net",
-	}
+	return []string{"icr.io", "*.icr.io", "private.icr.io", "private.*.icr.io", "registry.bluemix.net", "registry.*.bluemix.net"}
 }
 
 // ServiceAccountTokenAttributes is the tokenAttributes block of
@@ -55,52 +48,43 @@ func DefaultMatchImages() []string {
 // (audience iam) and the profile annotations; pods without a service
 // account still get the node identity.
 func ServiceAccountTokenAttributes() *kubeletv1.ServiceAccountTokenAttributes {
-	no := false
 	return &kubeletv1.ServiceAccountTokenAttributes{
 		ServiceAccountTokenAudience:          provider.ServiceAccountAudience,
 		CacheType:                            kubeletv1.ServiceAccountServiceAccountTokenCacheType,
-		RequireServiceAccount:                &no,
+		RequireServiceAccount:                new(false),
 		OptionalServiceAccountAnnotationKeys: []string{provider.AnnotationProfileID, provider.AnnotationProfileName},
 	}
 }
 
 // Provider is what the installer puts in the config's single provider entry.
 type Provider struct {
-	// Name is the binary's file name in the bin dir; DefaultName if empty.
-	Name string
-	// MatchImages; DefaultMatchImages() if empty.
-	MatchImages []string
-	// Env are the plugin's settings as ICR_* variables. Never a secret:
-	// an API key is referenced by file (ICR_API_KEY_FILE).
-	Env []kubeletv1.ExecEnvVar
-	// TokenAttributes enables service-account mode when non-nil.
-	TokenAttributes *kubeletv1.ServiceAccountTokenAttributes
-	// DefaultCacheDuration; DefaultCacheDuration if zero.
-	DefaultCacheDuration time.Duration
+	Name        string   // the binary's file name in the bin dir; "": DefaultName
+	MatchImages []string // empty: DefaultMatchImages()
+	// Env are the plugin's settings as ICR_* variables; never a secret (an
+	// API key is referenced by file, ICR_API_KEY_FILE).
+	Env                  []kubeletv1.ExecEnvVar
+	TokenAttributes      *kubeletv1.ServiceAccountTokenAttributes // non-nil: service-account mode
+	DefaultCacheDuration time.Duration                            // 0: DefaultCacheDuration
 }
 
 // secretEnv are variables that would put a secret into a world-readable
-// file; the config must reference a file instead.
+// file, and the file variable to use instead.
 var secretEnv = map[string]string{
 	"IBMCLOUD_API_KEY": "ICR_API_KEY_FILE",
 	"ICR_API_KEY":      "ICR_API_KEY_FILE",
 }
 
 // Config renders the CredentialProviderConfig for p: the marker line, then
-// YAML. The result is checked by decoding it strictly again.
+// YAML, checked by decoding it strictly again.
 func Config(p Provider) ([]byte, error) {
-	if p.Name == "" {
-		p.Name = DefaultName
-	}
+	p.Name = cmp.Or(p.Name, DefaultName)
 	if err := validName(p.Name); err != nil {
 		return nil, err
 	}
 	if len(p.MatchImages) == 0 {
 		p.MatchImages = DefaultMatchImages()
 	}
-	if p.DefaultCacheDuration == 0 {
-		p.DefaultCacheDuration = DefaultCacheDuration
-	}
+	p.DefaultCacheDuration = cmp.Or(p.DefaultCacheDuration, DefaultCacheDuration)
 	if p.DefaultCacheDuration < 0 {
 		return nil, fmt.Errorf("default cache duration %v is negative", p.DefaultCacheDuration)
 	}

@@ -1,13 +1,13 @@
-// Package installer puts the plugin on a node: it copies an executable into
-// the kubelet's credential-provider bin dir and writes the kubelet's
-// CredentialProviderConfig. Every file is replaced atomically (a temporary
-// file in the same directory, fsync, rename), so the kubelet, which may run
-// the plugin at any moment, sees the old file or the new one and never a
-// partial one. Nothing is rewritten when the content is unchanged.
+// Package installer puts the plugin on a node: the executable into the
+// kubelet's credential-provider bin dir, and the kubelet's
+// CredentialProviderConfig. Files are replaced atomically (temporary file,
+// fsync, rename), since the kubelet may run the plugin at any moment, and
+// only when their content changes.
 package installer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,30 +34,20 @@ const (
 
 // Options is one installation.
 type Options struct {
-	// Executable is the file to install as the plugin (os.Executable()).
-	Executable string
+	Executable string // the file to install as the plugin
 	// BinDir is the kubelet's --image-credential-provider-bin-dir. It must
-	// exist: a missing directory usually means a wrong path or a missing
-	// hostPath mount, not something to create.
+	// exist: if missing, the path or a hostPath mount is wrong.
 	BinDir string
 	// ConfigPath is the kubelet's --image-credential-provider-config file;
 	// its directory must exist.
 	ConfigPath string
-	// Provider is the config's provider entry; Provider.Name is also the
+	// Provider is the config's provider entry; its Name is also the
 	// binary's file name.
 	Provider Provider
 	// Force replaces a config not written by the installer, and a symbolic
-	// link in place of the binary or the config (the link itself is
-	// replaced; its target is left alone).
-	Force bool
-	// Verify runs the new binary before it is moved into place; nil means
-	// VersionCheck("").
-	Verify Verifier
-
-	// A later option (e.g. installing the binary a second time as a Docker
-	// credential helper, docker-credential-icr, into another directory) is
-	// one more InstallExecutable call in Install, after the same pre-flight
-	// checks.
+	// link in place of the binary or the config (not its target).
+	Force  bool
+	Verify Verifier // runs the new binary before it is moved into place; nil: VersionCheck("")
 }
 
 // Result says what Install did.
@@ -74,13 +64,10 @@ func (e *Error) Error() string { return e.msg }
 func errorf(format string, a ...any) error { return &Error{msg: fmt.Sprintf(format, a...)} }
 
 // Install checks both targets first, then installs the binary, then the
-// config (the kubelet refuses to start with a config naming a missing
-// binary). On error, no temporary file is left behind and the files already
-// in place are either untouched or completely replaced.
+// config (the kubelet refuses a config naming a missing binary). On error no
+// temporary file is left, and each file is untouched or fully replaced.
 func Install(ctx context.Context, o Options) (Result, error) {
-	if o.Provider.Name == "" {
-		o.Provider.Name = DefaultName
-	}
+	o.Provider.Name = cmp.Or(o.Provider.Name, DefaultName)
 	if err := validName(o.Provider.Name); err != nil {
 		return Result{}, err
 	}
@@ -93,21 +80,17 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if o.Executable == "" {
 		return Result{}, errorf("no executable to install")
 	}
-	res := Result{
-		BinaryPath: filepath.Join(o.BinDir, o.Provider.Name),
-		ConfigPath: o.ConfigPath,
-	}
+	res := Result{BinaryPath: filepath.Join(o.BinDir, o.Provider.Name), ConfigPath: o.ConfigPath}
 	content, err := Config(o.Provider)
 	if err != nil {
 		return res, err
 	}
 
-	// Pre-flight: every check that can fail is made before anything changes.
-	if err := checkDir(o.BinDir, "--bin-dir"); err != nil {
-		return res, err
-	}
-	if err := checkDir(filepath.Dir(o.ConfigPath), "the directory of --config"); err != nil {
-		return res, err
+	// Every check that can fail is made before anything changes.
+	for _, d := range [][2]string{{o.BinDir, "--bin-dir"}, {filepath.Dir(o.ConfigPath), "the directory of --config"}} {
+		if err := checkDir(d[0], d[1]); err != nil {
+			return res, err
+		}
 	}
 	if _, err := checkTarget(res.BinaryPath, o.Force); err != nil {
 		return res, err
@@ -133,10 +116,8 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if res.Binary, err = InstallExecutable(ctx, o.Executable, o.BinDir, o.Provider.Name, verify, o.Force); err != nil {
 		return res, err
 	}
-	if res.Config, err = WriteFile(o.ConfigPath, content, 0o644, o.Force); err != nil {
-		return res, err
-	}
-	return res, nil
+	res.Config, err = WriteFile(o.ConfigPath, content, 0o644, o.Force)
+	return res, err
 }
 
 // checkDir requires dir to be an existing directory.
@@ -153,9 +134,9 @@ func checkDir(dir, what string) error {
 	return nil
 }
 
-// checkTarget inspects the file that is about to be replaced and returns its
-// content if it is a regular file. Only a regular file (or, with force, a
-// symbolic link, which is replaced and not followed) may be replaced.
+// checkTarget returns the content of the regular file about to be replaced.
+// Only a regular file (or, with force, a symbolic link, not followed) may be
+// replaced.
 func checkTarget(path string, force bool) ([]byte, error) {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -183,16 +164,15 @@ func checkTarget(path string, force bool) ([]byte, error) {
 	}
 }
 
-// tempPattern names temporary files: hidden, so that the kubelet never
-// mistakes one for a provider, and recognisable for removeStale.
+// tempPattern names temporary files: hidden, never mistaken for a provider,
+// and recognisable for removeStale.
 func tempPattern(name string) string { return "." + name + ".icr-install-*" }
 
-// staleAfter is the age after which a temporary file left by a killed
-// installer is removed.
+// staleAfter is the age at which a killed installer's temporary file goes.
 const staleAfter = 10 * time.Minute
 
-// removeStale removes temporary files an installer killed half-way left in
-// dir. Best effort.
+// removeStale removes killed installers' temporary files from dir. Best
+// effort.
 func removeStale(dir string) {
 	matches, _ := filepath.Glob(filepath.Join(dir, ".*.icr-install-*"))
 	for _, m := range matches {
@@ -224,33 +204,16 @@ func writeError(dir string, err error) error {
 	return errorf("cannot write to %s: %v", dir, config.Bare(err))
 }
 
-// InstallExecutable installs src as dir/name, mode 0755: unchanged if the
-// content is the same; otherwise copied to a temporary file in dir, synced,
-// run by verify, and renamed into place.
+// InstallExecutable installs src as dir/name, mode 0755, unless it is there
+// already (then only the mode is fixed): copied to a temporary file in dir,
+// synced, run by verify, and renamed into place.
 func InstallExecutable(ctx context.Context, src, dir, name string, verify Verifier, force bool) (Action, error) {
 	dst := filepath.Join(dir, name)
 	data, err := os.ReadFile(src)
 	if err != nil {
 		return "", errorf("reading the executable to install %s: %v", src, config.Bare(err))
 	}
-	existing, err := checkTarget(dst, force)
-	if err != nil {
-		return "", err
-	}
-	if existing != nil && bytes.Equal(existing, data) {
-		if fi, err := os.Stat(dst); err == nil && fi.Mode().Perm() != 0o755 {
-			if err := os.Chmod(dst, 0o755); err != nil {
-				return "", writeError(dir, err)
-			}
-			return Updated, nil
-		}
-		return Unchanged, nil
-	}
-	action := Created
-	if _, err := os.Lstat(dst); err == nil {
-		action = Updated
-	}
-	err = replace(dst, data, 0o755, func(tmp string) error {
+	action, err := put(dst, data, 0o755, force, func(tmp string) error {
 		if verify == nil {
 			return nil
 		}
@@ -259,27 +222,37 @@ func InstallExecutable(ctx context.Context, src, dir, name string, verify Verifi
 		}
 		return nil
 	})
-	if err != nil {
-		return "", err
+	if action == Unchanged {
+		if fi, err := os.Stat(dst); err == nil && fi.Mode().Perm() != 0o755 {
+			if err := os.Chmod(dst, 0o755); err != nil {
+				return "", writeError(dir, err)
+			}
+			return Updated, nil
+		}
 	}
-	return action, nil
+	return action, err
 }
 
 // WriteFile writes content to path atomically unless path already holds
 // exactly content. It does not check who wrote the file; Install does.
 func WriteFile(path string, content []byte, perm fs.FileMode, force bool) (Action, error) {
+	return put(path, content, perm, force, nil)
+}
+
+// put is WriteFile, with check run on the temporary file (see replace).
+func put(path string, data []byte, perm fs.FileMode, force bool, check func(tmp string) error) (Action, error) {
 	existing, err := checkTarget(path, force)
 	if err != nil {
 		return "", err
 	}
-	if existing != nil && bytes.Equal(existing, content) {
+	if existing != nil && bytes.Equal(existing, data) {
 		return Unchanged, nil
 	}
 	action := Created
 	if _, err := os.Lstat(path); err == nil {
 		action = Updated
 	}
-	if err := replace(path, content, perm, nil); err != nil {
+	if err := replace(path, data, perm, check); err != nil {
 		return "", err
 	}
 	return action, nil
@@ -350,9 +323,9 @@ func VersionCheck(want string) Verifier {
 	return func(ctx context.Context, path string) error {
 		var out []byte
 		var err error
-		// A file just closed after writing can still be open in a child
-		// forked concurrently by this process (ETXTBSY): retry briefly.
-		for attempt := 0; attempt < 10; attempt++ {
+		// A file just written can still be open in a child forked meanwhile
+		// by this process (ETXTBSY): retry briefly.
+		for range 10 {
 			out, err = runVersion(ctx, path)
 			if err == nil || !errors.Is(err, syscall.ETXTBSY) {
 				break
@@ -386,10 +359,8 @@ func runVersion(ctx context.Context, path string) ([]byte, error) {
 		return nil, fmt.Errorf("'version --short' did not finish within %v", verifyTimeout)
 	}
 	if err != nil {
-		msg := strings.TrimSpace(strings.Join(strings.Fields(stderr.String()), " "))
-		if len(msg) > 200 {
-			msg = msg[:200]
-		}
+		msg := strings.Join(strings.Fields(stderr.String()), " ")
+		msg = msg[:min(len(msg), 200)]
 		if msg != "" {
 			return nil, fmt.Errorf("'version --short': %w: %s", err, msg)
 		}

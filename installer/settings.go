@@ -9,17 +9,12 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 )
 
-// Settings turns the plugin flags given to install (on the command line or
-// through ICR_* variables) into the config's env entries, after checking
-// that they make sense on their own: the plugin reads them later, on the
-// node, where a mistake would only show as ImagePullBackOff. fs holds exactly
-// the flags of config.Config.AddFlags, bound to cfg.
-//
-// It also returns the extra matchImages for --registries: the kubelet runs
-// the plugin only for images its matchImages cover.
+// Settings turns the plugin flags given to install (fs: exactly those of
+// config.Config.AddFlags, bound to cfg) into the config's env entries, after
+// checking them: on the node a mistake would only show as ImagePullBackOff.
+// It also returns the extra matchImages that --registries needs.
 func Settings(fs *pflag.FlagSet, cfg *config.Config) ([]kubeletv1.ExecEnvVar, []string, error) {
-	// The plugin's own rules, with the environment the config gives it: the
-	// config never carries $IBMCLOUD_API_KEY, so an API key must be a file.
+	// The plugin's own rules, without $IBMCLOUD_API_KEY (never in the config).
 	if _, err := cfg.Select(func(string) string { return "" }); err != nil {
 		return nil, nil, err
 	}

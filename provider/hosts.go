@@ -12,19 +12,12 @@ import (
 	"unicode/utf8"
 )
 
-// icrRegions are the regional IBM Cloud Container Registry hosts
-// (REGION.icr.io), each also reachable privately as private.REGION.icr.io.
+// icrRegions are the regional ICR hosts (REGION.icr.io), each also
+// reachable privately as private.REGION.icr.io.
 var icrRegions = []string{"au", "br", "ca", "ca2", "de", "es", "in", "in2", "jp", "jp2", "uk", "us"}
 
-// legacyHosts are the retired registry.bluemix.net names that still resolve
-// to ICR.
-var legacyHosts = []string{
-	"registry.bluemix.net",
-	"registry.ng.bluemix.net",
-	"registry.eu-de.bluemix.net",
-	"registry.eu-gb.bluemix.net",
-	"registry.au-syd.bluemix.net",
-}
+// legacyHosts are the retired names that still resolve to ICR.
+var legacyHosts = []string{"registry.bluemix.net", "registry.ng.bluemix.net", "registry.eu-de.bluemix.net", "registry.eu-gb.bluemix.net", "registry.au-syd.bluemix.net"}
 
 // DefaultHosts returns the registry hosts served without configuration:
 // icr.io, every regional host, the private form of each, and the legacy
@@ -38,10 +31,9 @@ func DefaultHosts() []string {
 	return append(hosts, legacyHosts...)
 }
 
-// HostSet is the set of registry hosts the plugin answers with credentials.
-// Membership is exact (no globs) and case-insensitive; a host with the
-// default HTTPS port (":443") is the same host as without it. Immutable
-// after construction, so safe for concurrent use.
+// HostSet is the set of registry hosts the plugin answers with credentials:
+// exact (no globs), case-insensitive, "h:443" the same as h. Immutable, so
+// safe for concurrent use.
 type HostSet struct {
 	hosts map[string]bool // without ":443"
 	list  []string        // as configured, sorted: the response's auth keys
@@ -75,8 +67,8 @@ func (e *HostError) Error() string {
 	return fmt.Sprintf("--registries entry %q %s", e.Entry, e.Problem)
 }
 
-// add adds a normalised host; "h:443" is served as h too, and both are
-// answered for (the kubelet matches a response's auth keys port by port).
+// add adds a normalised host; "h:443" and h are both answered for (the
+// kubelet matches a response's auth keys port by port).
 func (h *HostSet) add(host string) {
 	for _, k := range []string{host, withoutHTTPSPort(host)} {
 		if !slices.Contains(h.list, k) {
@@ -107,13 +99,11 @@ func (h *HostSet) Serves(host string) bool {
 	return ok && h.hosts[withoutHTTPSPort(host)]
 }
 
-// NormalizeHost checks a registry host — a configured --registries entry,
-// the first component of an image reference, a credential helper's server
-// URL without scheme and path — and returns it normalised (lower case). It
-// must be an ASCII DNS name or IP literal (IPv6 in brackets) with an
-// optional port, and nothing else: no scheme, path, user info, glob or
-// trailing dot, and no all-numeric top-level label (999.1.1.1 is neither a
-// name nor an address).
+// NormalizeHost checks a registry host (a --registries entry, an image's
+// first component, a server URL's host) and returns it in lower case: an
+// ASCII DNS name or IP literal (IPv6 in brackets) with an optional port and
+// nothing else; no glob, trailing dot or all-numeric top-level label
+// (999.1.1.1 is neither a name nor an address).
 func NormalizeHost(s string) (string, error) {
 	s, ok := lowerASCII(s)
 	if !ok {
@@ -122,7 +112,7 @@ func NormalizeHost(s string) (string, error) {
 	if strings.Contains(s, "://") {
 		return "", fmt.Errorf("is a URL (give the host, and port if any, without the scheme)")
 	}
-	name, port := s, ""
+	name := s
 	if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
 		n, p, err := net.SplitHostPort(s)
 		if err != nil {
@@ -133,7 +123,7 @@ func NormalizeHost(s string) (string, error) {
 		} else if pn, err := strconv.Atoi(p); err != nil || pn < 1 || pn > 65535 || p[0] == '0' {
 			return "", fmt.Errorf("has an invalid port")
 		}
-		name, port = n, p
+		name = n
 		if strings.HasPrefix(s, "[") {
 			if ip := net.ParseIP(name); ip == nil || ip.To4() != nil || strings.Contains(name, "%") {
 				return "", fmt.Errorf("has brackets around something other than an IPv6 address")
@@ -142,10 +132,7 @@ func NormalizeHost(s string) (string, error) {
 	}
 	if ip := net.ParseIP(name); ip != nil {
 		if ip.To4() == nil && !strings.HasPrefix(s, "[") {
-			if port != "" {
-				return "[" + name + "]:" + port, nil
-			}
-			return "[" + name + "]", nil
+			return "[" + name + "]", nil // bare IPv6: no port possible
 		}
 		return s, nil
 	}
@@ -155,9 +142,9 @@ func NormalizeHost(s string) (string, error) {
 	return s, nil
 }
 
-// lowerASCII lower-cases an ASCII string; ok is false if s has any other
-// byte. strings.ToLower is not enough for host names: it maps the Kelvin
-// sign U+212A to an ASCII "k", so "u\u212a.icr.io" would become uk.icr.io.
+// lowerASCII lower-cases an ASCII string; ok is false for any other. Not
+// strings.ToLower: it maps the Kelvin sign U+212A to "k", so that
+// "u\u212a.icr.io" would become uk.icr.io.
 func lowerASCII(s string) (lower string, ok bool) {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
@@ -167,10 +154,8 @@ func lowerASCII(s string) (lower string, ok bool) {
 	return strings.ToLower(s), true
 }
 
-// isDNSName reports whether s is a lower-case DNS name of ASCII labels
-// (IDNA names must be given in their xn-- form), without a trailing dot,
-// whose last label is not all digits (that would be an IP address, or no
-// valid name at all).
+// isDNSName reports whether s is a lower-case ASCII DNS name (IDNA in xn--
+// form) without a trailing dot whose last label is not all digits.
 func isDNSName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
@@ -192,12 +177,10 @@ func isDNSName(s string) bool {
 
 // Image is an image reference split into its parts.
 type Image struct {
-	// Host is the registry host ("host" or "host:port", lower case).
-	Host string
-	// Repository is the path in the registry ("team/app").
-	Repository string
-	// Ref is the tag or the digest; "latest" if the reference has neither,
-	// as the kubelet's image normalisation does.
+	Host       string // "host" or "host:port", lower case
+	Repository string // the path in the registry ("team/app")
+	// Ref is the tag or digest; "latest" if neither, as the kubelet's image
+	// normalisation does.
 	Ref string
 }
 
@@ -212,13 +195,12 @@ func (i Image) String() string {
 // Namespace is the repository's first component (ICR's namespace).
 func (i Image) Namespace() string { ns, _, _ := strings.Cut(i.Repository, "/"); return ns }
 
-// ParseImage splits an image reference as the kubelet passes it
-// ("us.icr.io/team/app", possibly with a tag or digest, or a scheme when
-// typed by hand) into host, repository and reference. Following the Docker
-// reference grammar, a first path component that has no "." or ":" and is
-// not "localhost" is not a host: such images live on docker.io. It refuses
-// anything odd (user info, spaces, control characters, non-ASCII
-// look-alikes), so that nothing is served for it.
+// ParseImage splits an image reference ("us.icr.io/team/app", with a tag,
+// digest, or a scheme typed by hand) into host, repository and reference. As
+// in the Docker grammar, a first component without "." or ":" that is not
+// "localhost" is no host: the image lives on docker.io. Anything odd (user
+// info, spaces, control characters, non-ASCII look-alikes) is refused, so
+// that nothing is served for it.
 func ParseImage(ref string) (Image, error) {
 	s := strings.TrimSpace(ref)
 	if s == "" {
@@ -261,14 +243,12 @@ func RegistryHost(image string) (host string, ok bool) {
 	return img.Host, err == nil
 }
 
-// ServerHost returns the registry host of a server URL as credential
-// helper clients send it: "us.icr.io", "us.icr.io:443", "https://us.icr.io",
-// "https://us.icr.io/v2/", "us.icr.io/team/app". Unlike the first component
-// of an image reference, a single-label name ("registry") is a host of its
-// own here, not docker.io. ok is false for anything without a valid host,
-// with user info, with a scheme other than https — or plain http to a host
-// that is not loopback: a token must never be handed out for a connection
-// without TLS.
+// ServerHost returns the registry host of a server URL as credential helper
+// clients send it ("us.icr.io:443", "https://us.icr.io/v2/",
+// "us.icr.io/team/app"); a single label ("registry") is a host here, not
+// docker.io. ok is false without a valid host, with user info, or with a
+// scheme other than https — plain http only to loopback: a token is never
+// handed out for a connection without TLS.
 func ServerHost(serverURL string) (host string, ok bool) {
 	s := strings.TrimSpace(serverURL)
 	if s == "" || strings.ContainsFunc(s, notInServerURL) {
@@ -300,16 +280,14 @@ func ServerHost(serverURL string) (host string, ok bool) {
 	return h, true
 }
 
-// unsafeInReference reports the runes that never occur in an image
-// reference: any Unicode space or control character (not only " \t\r\n":
-// "\f", "\v", U+0085 and U+00A0 are spaces too) and a backslash.
+// unsafeInReference reports the runes never in an image reference: a
+// backslash, and any Unicode space or control character (U+0085, U+00A0…).
 func unsafeInReference(r rune) bool {
 	return r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r)
 }
 
-// notInServerURL reports the runes a server URL never holds, in its host
-// or its path: user info, and what is unsafe in a reference or non-ASCII
-// (an IDNA host is sent in its xn-- form).
+// notInServerURL reports the runes a server URL never holds: user info's
+// "@", non-ASCII (IDNA is sent in xn-- form), and unsafeInReference's.
 func notInServerURL(r rune) bool {
 	return r == '@' || r >= utf8.RuneSelf || unsafeInReference(r)
 }

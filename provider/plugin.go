@@ -1,9 +1,8 @@
 // Package provider implements the kubelet's exec credential provider
 // protocol for IBM Cloud Container Registry: it decodes a
 // CredentialProviderRequest (v1, v1beta1 or v1alpha1) with the kubelet's own
-// scheme, decides whether the image's registry is served, and answers with a
-// CredentialProviderResponse in the request's own API version. It knows
-// nothing about HTTP or IAM; tokens come from token.Source values.
+// scheme and answers in the request's API version, with a token from a
+// token.Source if the image's registry is served. No HTTP, no IAM.
 package provider
 
 import (
@@ -30,18 +29,17 @@ import (
 // Username is what ICR expects as the user name with an IAM access token.
 const Username = "iambearer"
 
-// MaxRequestSize bounds the request read from stdin. A real request is a few
-// hundred bytes, a few kilobytes with a service-account token.
+// MaxRequestSize bounds the request read from stdin (a few KiB at most).
 const MaxRequestSize = 1 << 20
 
-// NotServedCacheDuration is how long the kubelet may remember that this
-// plugin has no credentials for a registry. The answer only changes when the
-// plugin's configuration changes, which needs a kubelet restart anyway.
+// NotServedCacheDuration is how long the kubelet may remember that a
+// registry is not served: only a change of configuration (and restart) can
+// change that.
 const NotServedCacheDuration = 24 * time.Hour
 
-// StaleCacheDuration bounds how long the kubelet keeps a token that is past
-// its refresh point: one served because IAM or the metadata service failed
-// (stale-if-error). The kubelet asks again soon, when IAM may be back.
+// StaleCacheDuration bounds how long the kubelet keeps a token past its
+// refresh point (served because a refresh failed), so that it asks again
+// soon, when IAM may be back.
 const StaleCacheDuration = time.Minute
 
 // SupportedVersions are the API versions of credentialprovider.kubelet.k8s.io
@@ -50,31 +48,26 @@ var SupportedVersions = []string{"v1", "v1beta1", "v1alpha1"}
 
 // Request is what the plugin needs to know about one kubelet request.
 type Request struct {
-	// Image is the image as the kubelet passed it.
-	Image string
-	// Host is the image's registry host, lower case, with port if any.
-	Host string
-	// ServiceAccountToken is the pod's service-account token when the
-	// kubelet is configured to pass one. A secret: never log it.
-	ServiceAccountToken string
-	// ServiceAccountAnnotations are the annotations the kubelet passed.
-	ServiceAccountAnnotations map[string]string
+	Image string // as the kubelet passed it
+	Host  string // the image's registry host, lower case, with port if any
+	// ServiceAccountToken is the pod's service-account token, if the kubelet
+	// passes one. A secret: never log it.
+	ServiceAccountToken       string
+	ServiceAccountAnnotations map[string]string // as the kubelet passed them
 }
 
 // Plugin answers kubelet requests. Its fields are read-only once in use;
 // Run is safe for concurrent use.
 type Plugin struct {
-	// Hosts are the registries served.
-	Hosts *HostSet
-	// Node is the node's identity: it answers every request whose service
-	// account asks for no identity of its own.
+	Hosts *HostSet // the registries served
+	// Node is the node's identity, for every service account that asks for
+	// no identity of its own.
 	Node token.Source
 	// Workload returns the identity a pod's service account asks for; nil
-	// when workload identities are not enabled. A service account that asks
-	// for one never gets the node identity instead.
+	// when workload identities are off. Such a service account never gets
+	// the node identity instead.
 	Workload func(Workload) (token.Source, error)
-	// Now is the clock (time.Now).
-	Now func() time.Time
+	Now      func() time.Time // nil: time.Now
 }
 
 // InputError is a request the plugin cannot read. Its message names the
@@ -89,27 +82,19 @@ func inputErrorf(format string, args ...any) error {
 
 const sampleHint = "the kubelet sends a CredentialProviderRequest; by hand, pipe one such as examples/requests/v1.json"
 
-var (
-	schemeOnce sync.Once
-	scheme     *runtime.Scheme
-	codecs     serializer.CodecFactory
-)
-
-// kubeletScheme is the kubelet's own scheme for the credential provider API,
-// built on first use so that commands that never decode pay nothing.
-func kubeletScheme() (*runtime.Scheme, serializer.CodecFactory) {
-	schemeOnce.Do(func() {
-		scheme = runtime.NewScheme()
-		install.Install(scheme)
-		codecs = serializer.NewCodecFactory(scheme)
-	})
-	return scheme, codecs
-}
+// kubeletCodecs are the codecs of the kubelet's own scheme for the
+// credential provider API, built on first use so that commands that never
+// decode pay nothing.
+var kubeletCodecs = sync.OnceValue(func() serializer.CodecFactory {
+	scheme := runtime.NewScheme()
+	install.Install(scheme)
+	return serializer.NewCodecFactory(scheme)
+})
 
 // ReadInput reads all of r, at most limit bytes (more is an error), until
-// ctx is done: a writer that trickles its input or never closes it does
-// not keep the process waiting past its deadline or a SIGTERM. (The read
-// itself goes on in the background until the process exits.)
+// ctx is done: a writer that trickles or never closes its input does not
+// keep the process past its deadline or a SIGTERM. (The read goes on in the
+// background until the process exits.)
 func ReadInput(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
 	type result struct {
 		data []byte
@@ -158,14 +143,13 @@ func DecodeRequest(ctx context.Context, r io.Reader) (*credentialprovider.Creden
 	if gv.Group != credentialprovider.GroupName {
 		return nil, schema.GroupVersion{}, inputErrorf("request has API group %q: want %s/v1 (or v1beta1, v1alpha1)", gv.Group, credentialprovider.GroupName)
 	}
-	if !supported(gv.Version) {
+	if !slices.Contains(SupportedVersions, gv.Version) {
 		return nil, schema.GroupVersion{}, inputErrorf("request has unsupported API version %q: this plugin speaks %s/v1, v1beta1 and v1alpha1; set apiVersion in the kubelet's CredentialProviderConfig to one of them", tm.APIVersion, credentialprovider.GroupName)
 	}
 	if tm.Kind != "CredentialProviderRequest" {
 		return nil, schema.GroupVersion{}, inputErrorf("request has kind %q: want CredentialProviderRequest", tm.Kind)
 	}
-	_, codecs := kubeletScheme()
-	obj, _, err := codecs.UniversalDecoder(credentialprovider.SchemeGroupVersion).Decode(data, nil, nil)
+	obj, _, err := kubeletCodecs().UniversalDecoder(credentialprovider.SchemeGroupVersion).Decode(data, nil, nil)
 	if err != nil {
 		return nil, schema.GroupVersion{}, inputErrorf("cannot decode the %s request: %v: %s", gv.Version, err, sampleHint)
 	}
@@ -175,8 +159,6 @@ func DecodeRequest(ctx context.Context, r io.Reader) (*credentialprovider.Creden
 	}
 	return req, gv, nil
 }
-
-func supported(v string) bool { return slices.Contains(SupportedVersions, v) }
 
 // maxJSONDepth is encoding/json's nesting limit.
 const maxJSONDepth = 10000
@@ -201,8 +183,7 @@ func DescribeJSONError(err error, data []byte) string {
 	return "invalid JSON"
 }
 
-// jsonDepth is the deepest nesting of arrays and objects in data, outside
-// strings.
+// jsonDepth is the deepest nesting of arrays and objects in data.
 func jsonDepth(data []byte) int {
 	depth, deepest, inString, escaped := 0, 0, false, false
 	for _, c := range data {
@@ -230,7 +211,7 @@ func jsonDepth(data []byte) int {
 
 // EncodeResponse encodes resp in version gv with the kubelet's scheme.
 func EncodeResponse(resp *credentialprovider.CredentialProviderResponse, gv schema.GroupVersion) ([]byte, error) {
-	_, codecs := kubeletScheme()
+	codecs := kubeletCodecs()
 	info, ok := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), runtime.ContentTypeJSON)
 	if !ok {
 		return nil, errors.New("no JSON serializer in the kubelet scheme")
@@ -238,8 +219,8 @@ func EncodeResponse(resp *credentialprovider.CredentialProviderResponse, gv sche
 	return runtime.Encode(codecs.EncoderForVersion(info.Serializer, gv), resp)
 }
 
-// Run reads one request from in and writes the response to out. On error
-// nothing is written to out.
+// Run reads one request from in and writes the response to out, only on
+// success.
 func (p *Plugin) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	req, gv, err := DecodeRequest(ctx, in)
 	if err != nil {
@@ -253,8 +234,7 @@ func (p *Plugin) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("encode the response: %w", err)
 	}
-	// One write of a complete document: the kubelet never sees half an
-	// answer from us.
+	// One write of a complete document: never half an answer.
 	if _, err := out.Write(data); err != nil {
 		return fmt.Errorf("write the response to stdout: %w", err)
 	}
@@ -273,12 +253,8 @@ func (p *Plugin) Respond(ctx context.Context, req *credentialprovider.Credential
 			CacheDuration: &metav1.Duration{Duration: NotServedCacheDuration},
 		}, nil
 	}
-	src, err := p.source(Request{
-		Image:                     req.Image,
-		Host:                      host,
-		ServiceAccountToken:       req.ServiceAccountToken,
-		ServiceAccountAnnotations: req.ServiceAccountAnnotations,
-	})
+	src, err := p.source(Request{Image: req.Image, Host: host,
+		ServiceAccountToken: req.ServiceAccountToken, ServiceAccountAnnotations: req.ServiceAccountAnnotations})
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +262,10 @@ func (p *Plugin) Respond(ctx context.Context, req *credentialprovider.Credential
 	if err != nil {
 		return nil, err
 	}
-	now := p.now()
+	now := time.Now()
+	if p.Now != nil {
+		now = p.Now()
+	}
 	if !tok.Valid(now) {
 		return nil, fmt.Errorf("the token for %s expired at %s before it could be used: check the node's clock", host, tok.Expiry.UTC().Format(time.RFC3339))
 	}
@@ -317,23 +296,11 @@ func (p *Plugin) source(req Request) (token.Source, error) {
 }
 
 // CacheDuration is how long the kubelet may keep tok: until its refresh
-// point (its expiry minus its refresh margin), so that the kubelet never
-// holds a token inside that margin; for a token already past its refresh
-// point (served stale because a refresh failed), briefly.
+// point, so that the kubelet never holds a token inside its refresh margin;
+// for a token already past it (served stale), briefly.
 func CacheDuration(tok token.Token, now time.Time) time.Duration {
 	if d := tok.RefreshAt().Sub(now); d > 0 {
 		return d.Truncate(time.Second)
 	}
-	d := tok.Expiry.Sub(now) / 2
-	if d > StaleCacheDuration {
-		d = StaleCacheDuration
-	}
-	return d.Truncate(time.Second)
-}
-
-func (p *Plugin) now() time.Time {
-	if p.Now != nil {
-		return p.Now()
-	}
-	return time.Now()
+	return min(tok.Expiry.Sub(now)/2, StaleCacheDuration).Truncate(time.Second)
 }

@@ -9,25 +9,23 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// Service-account annotations that ask for a workload identity. The kubelet
-// passes them when its config lists them in tokenAttributes'
-// optionalServiceAccountAnnotationKeys (or requiredServiceAccountAnnotationKeys).
+// Service-account annotations that ask for a workload identity; the kubelet
+// passes those its config's tokenAttributes list.
 const (
 	AnnotationProfileID   = "icr-credential-provider.github.io/trusted-profile-id"
 	AnnotationProfileName = "icr-credential-provider.github.io/trusted-profile-name"
 )
 
 // ServiceAccountAudience is the audience of the service-account token the
-// kubelet must project for the plugin (tokenAttributes): IAM's.
+// kubelet must project for the plugin: IAM's.
 const ServiceAccountAudience = "iam"
 
 // Workload is a pod's service account asking for the token of a trusted
 // profile that trusts it (exactly one of ProfileID and ProfileName is set).
 type Workload struct {
-	ProfileID   string
-	ProfileName string
-	// ServiceAccountToken is the pod's token. A secret: never log it.
-	ServiceAccountToken string
+	ProfileID           string
+	ProfileName         string
+	ServiceAccountToken string // the pod's token; a secret: never log it
 }
 
 // String names the profile asked for, never the token.
@@ -43,9 +41,8 @@ func (w Workload) String() string {
 const maxAnnotationQuote = 80
 
 // WorkloadOf returns the workload identity a request's service account asks
-// for. ok is false when it asks for none (the node identity answers). Both
-// annotations at once is an error: ambiguous; so is a value that cannot be
-// a profile id or name.
+// for; ok is false when it asks for none. Both annotations at once
+// (ambiguous) and a value that cannot be a profile id or name are errors.
 func WorkloadOf(req Request) (w Workload, ok bool, err error) {
 	id := strings.TrimSpace(req.ServiceAccountAnnotations[AnnotationProfileID])
 	name := strings.TrimSpace(req.ServiceAccountAnnotations[AnnotationProfileName])

@@ -1,21 +1,12 @@
-// Package secret keeps secrets out of everything the plugin writes: stderr,
-// log lines, the token cache's failure records and doctor's report. Every
-// secret the process handles (API key, instance identity token, IAM token,
-// service-account token, registry token) is added to a Set when it is
-// obtained; every text that leaves the process goes through Line (errors,
-// records) or Writer (logs), which remove any echo of any of them:
-//
-//   - the secret itself, in any letter case;
-//   - its URL-encoded (query and path), JSON-escaped and base64 forms
-//     (standard and URL alphabets, padded or not, at any offset inside a
-//     longer base64 text, so base64("iambearer:"+token), the Basic
-//     authorization header, is covered);
-//   - any piece of MinPiece or more characters of any of those forms, so
-//     that a secret split across fields or cut short is still caught.
-//
-// Line redacts first and cuts afterwards: a secret straddling the length
-// bound cannot survive as a prefix. The package depends on the standard
-// library alone.
+// Package secret keeps secrets out of everything the plugin writes. Every
+// secret the process handles is added to a Set when it is obtained; every
+// text that leaves the process goes through Line (errors, records) or
+// Writer (logs), which remove any echo of any of them: the secret in any
+// letter case; its URL-encoded, JSON-escaped and base64 forms (either
+// alphabet, at any offset in a longer base64 text, so that a Basic
+// authorization header is covered); and any piece of MinPiece or more
+// characters of those, so that a secret split or cut short is still caught.
+// Line redacts before it cuts: no secret survives as a prefix.
 package secret
 
 import (
@@ -30,9 +21,9 @@ import (
 	"unicode/utf8"
 )
 
-// MinPiece is the shortest piece of a secret that is recognised on its own.
-// Secrets shorter than this are only recognised whole; secrets shorter than
-// MinSecret are not recognised at all (they would mangle ordinary text).
+// MinPiece is the shortest piece of a secret recognised on its own; shorter
+// secrets are only recognised whole, and those shorter than MinSecret not
+// at all (they would mangle ordinary text).
 const (
 	MinPiece  = 8
 	MinSecret = 4
@@ -42,8 +33,7 @@ const (
 const Mask = "[redacted]"
 
 // Set is a set of secrets. The zero value is empty and ready; a Set is safe
-// for concurrent use. Adding is cheap; the index used by Redact is built on
-// the first Redact after an Add.
+// for concurrent use. Redact rebuilds its index after an Add.
 type Set struct {
 	mu      sync.Mutex
 	secrets map[string]bool
@@ -99,9 +89,7 @@ func (s *Set) Redact(text string) string {
 }
 
 // Line is the one step every error text and persisted record goes through:
-// secrets removed, white space (new lines included) folded to single
-// spaces, then cut to at most max bytes (max <= 0: no bound) on a rune
-// boundary, with "…" marking a cut.
+// secrets removed, white space folded to single spaces (Fold), then Cut.
 func (s *Set) Line(text string, max int) string {
 	return Cut(Fold(s.Redact(text)), max)
 }
@@ -110,8 +98,7 @@ func (s *Set) Line(text string, max int) string {
 func Fold(text string) string { return strings.Join(strings.Fields(text), " ") }
 
 // Cut bounds text to max bytes (max <= 0: no bound) on a rune boundary,
-// ending a cut text with "…". Cut never redacts: use Line for anything that
-// may hold a secret.
+// ending a cut text with "…". It never redacts: use Line for that.
 func Cut(text string, max int) string {
 	if max <= 0 || len(text) <= max {
 		return text
@@ -123,9 +110,8 @@ func Cut(text string, max int) string {
 	return text[:i] + "…"
 }
 
-// Writer returns a writer that redacts each Write before passing it to w.
-// Loggers write one record per call, so a secret is never split between
-// two writes.
+// Writer returns a writer that redacts each Write before passing it to w
+// (loggers write a record per call, so no secret is split between two).
 func (s *Set) Writer(w io.Writer) io.Writer { return &writer{set: s, w: w} }
 
 type writer struct {
@@ -147,11 +133,10 @@ func Fingerprint(secret string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-// index finds pieces of secrets in a text: every form of every secret is
-// kept whole, and as the set of its MinPiece-byte pieces, all in lower case.
-// A piece of fewer than minDistinct different bytes ("00000000",
-// "-1111-22") is not a fingerprint of anything: ordinary text has such runs,
-// and random secrets almost never do; those parts are still caught whole.
+// index holds every form of every secret, lower case, whole and as its
+// MinPiece-byte pieces. A piece of fewer than minDistinct different bytes
+// ("-1111-22") is left out: ordinary text has such runs, random secrets
+// almost never (they are still caught whole).
 type index struct {
 	whole  []string
 	pieces map[string]bool
@@ -242,9 +227,8 @@ func (ix *index) redact(text string) string {
 }
 
 // forms are the ways a secret can appear in a text: as it is, URL-encoded,
-// JSON-escaped, and base64-encoded at each of the three offsets it can
-// have inside a longer encoded text (only the characters that depend on
-// the secret alone are kept).
+// JSON-escaped, and base64-encoded at each of the three offsets it can have
+// in a longer encoded text.
 func forms(sec string) []string {
 	out := []string{sec, url.QueryEscape(sec), url.PathEscape(sec)}
 	if b, err := json.Marshal(sec); err == nil {
@@ -253,8 +237,7 @@ func forms(sec string) []string {
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		for off := 0; off < 3; off++ {
 			e := enc.EncodeToString(append(make([]byte, off), sec...))
-			// Keep the characters made of the secret's bits alone: not those
-			// that mix in the offset's bytes or whatever follows the secret.
+			// Keep only the characters made of the secret's bits alone.
 			start := (off*8 + 5) / 6
 			end := (off + len(sec)) * 8 / 6
 			if end > start {
@@ -268,16 +251,11 @@ func forms(sec string) []string {
 // lowerASCII lower-cases ASCII letters only, so that byte offsets stay the
 // same as in the original text.
 func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; c >= 'A' && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
 		}
 	}
-	return s
+	return string(b)
 }

@@ -1,10 +1,6 @@
 // Package token is the one seam between the parts of the plugin that need an
-// IBM Cloud IAM access token and the parts that obtain or keep one: a Token
-// (the secret and its validity window) and the Source interface, in the
-// shape of golang.org/x/oauth2's TokenSource. Sources (package iam) obtain
-// tokens; caching sources (package cache) wrap other sources; the kubelet
-// protocol (package provider), the credential helper and doctor only ever
-// call Token. It depends on the standard library alone.
+// IAM access token and those that obtain (iam) or keep (cache) one: a Token
+// and the Source interface, in the shape of oauth2's TokenSource.
 package token
 
 import (
@@ -12,29 +8,22 @@ import (
 	"time"
 )
 
-// RefreshMargin is the longest time before its expiry that a token is still
-// handed out without being refreshed first. Registry pulls that start just
-// before a token expires can run for minutes, and the kubelet keeps the
-// credentials for the cacheDuration it is given, so a token is retired this
-// long before it actually expires.
-//
-// For short-lived tokens the margin shrinks to MarginFraction of the token's
-// lifetime (go-sdk-core refreshes at 80 % of the lifetime, the same order),
-// so that a 5-minute token is not considered stale the moment it is issued.
+// RefreshMargin is how long before its expiry a token is retired: pulls that
+// start just before it can run for minutes, and the kubelet keeps
+// credentials for the cacheDuration it is given.
 const RefreshMargin = 10 * time.Minute
 
 // MarginFraction is the share of a token's lifetime used as its refresh
-// margin when that is shorter than RefreshMargin.
+// margin when that is shorter than RefreshMargin, so that a 5-minute token
+// is not stale when issued (go-sdk-core refreshes at 80 %, the same order).
 const MarginFraction = 0.2
 
-// Token is an IAM access token and the window in which it is valid.
+// Token is an IAM access token and the window, by the local clock, in which
+// it is valid.
 type Token struct {
-	// AccessToken is the bearer token. It is a secret: never log it.
-	AccessToken string
-	// IssuedAt is when the token was obtained, by the local clock.
-	IssuedAt time.Time
-	// Expiry is when the token stops being accepted, by the local clock.
-	Expiry time.Time
+	AccessToken string    // the bearer token; a secret: never log it
+	IssuedAt    time.Time // when it was obtained
+	Expiry      time.Time // when it stops being accepted
 }
 
 // Lifetime is how long the token was valid for when it was issued.

@@ -15,16 +15,11 @@ import (
 )
 
 // cmdCredentialHelper is the Docker credential-helper protocol:
-// `credential-helper <action>`, or the binary run as docker-credential-icr.
-// Same identity settings, cache and served hosts as kubelet mode; helpers
-// are run by users' tools without flags, so the ICR_ environment variables
-// are how they are configured.
-//
-// Exit codes and output follow docker-credential-helpers: 0 and the answer
-// on stdout, or 1 and the error message on stdout. "credentials not found in
-// native keychain" (a host that is not served) is the only output then; any
-// other failure is also the usual single line on stderr, which clients pass
-// through to the user's terminal.
+// `credential-helper <action>`, or the binary run as docker-credential-icr,
+// with kubelet mode's settings (from ICR_ variables: clients pass no flags),
+// cache and hosts. As in docker-credential-helpers: 0 and the answer on
+// stdout, or 1 and the error message on stdout; a failure other than "not
+// found" is also the usual line on stderr, which reaches the user.
 func cmdCredentialHelper(e env, args []string) int {
 	cfg := config.Config{Memory: e.memory}
 	fs, format := newFlagSet(credhelper.LinkName, e)
@@ -69,9 +64,7 @@ func cmdCredentialHelper(e env, args []string) int {
 		Hosts:   hosts,
 		Version: version.Get().GitVersion,
 		Warn:    func(msg string) { klog.Warning(msg) },
-		// The identity is only resolved when a served host needs a token:
-		// "not found" for docker.io needs no configuration at all.
-		Token: cfg.NodeSource(e.getenv),
+		Token:   cfg.NodeSource(e.getenv), // resolved only for a served host
 	}
 	err = h.Run(ctx, action, e.stdin, e.stdout)
 	if err == nil {
@@ -91,10 +84,8 @@ func cmdCredentialHelper(e env, args []string) int {
 	return helperFail(e, err)
 }
 
-// helperFail is fail for the credential-helper protocol: the same single
-// line on stderr and, since the protocol's clients read errors from stdout
-// (and quote it: "error getting credentials - err: exit status 1, out:
-// `…`"), on stdout too.
+// helperFail is fail for the credential-helper protocol: the same line on
+// stderr and on stdout, where the protocol's clients read errors.
 func helperFail(e env, err error) int {
 	var line strings.Builder
 	lineEnv := e

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -11,13 +12,11 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/doctor"
 )
 
-// doctorTimeout bounds a whole doctor run; every check has its own shorter
-// bounds.
+// doctorTimeout bounds a whole doctor run; checks have shorter bounds.
 const doctorTimeout = 90 * time.Second
 
-// cmdDoctor explains what works and what does not, with remedies: see
-// docs/troubleshooting.md. Exit code 0 when no check failed, 1 otherwise
-// (also for usage errors).
+// cmdDoctor explains what works and what does not, with remedies (see
+// docs/troubleshooting.md); exit code 1 if a check failed or on misuse.
 func cmdDoctor(e env, args []string) int {
 	var cfg config.Config
 	fs, format := newFlagSet("doctor", e)
@@ -34,8 +33,7 @@ func cmdDoctor(e env, args []string) int {
 	if fs.NArg() > 0 {
 		return fail(e, fmt.Errorf("unexpected argument %q: see '%s doctor --help'", fs.Arg(0), name))
 	}
-	// Where each identity setting came from (flag, env, default), for
-	// config.settings; doctor's own flags are not settings of the plugin.
+	// Where each plugin setting (not doctor's own flags) came from.
 	settings := pflag.NewFlagSet("settings", pflag.ContinueOnError)
 	new(config.Config).AddFlags(settings)
 	origins := map[string]string{}
@@ -85,16 +83,9 @@ Flags:
 		BinDir:        *binDir,
 		Euid:          os.Geteuid(),
 	}
-	// Without an image, check icr.io and the extra registries (bounded).
+	// Without an image, check icr.io and the first extra registries.
 	if *image == "" {
-		hosts := append([]string(nil), doctor.DefaultRegistryHosts...)
-		for i, r := range cfg.Registries {
-			if i == 3 {
-				break
-			}
-			hosts = append(hosts, r)
-		}
-		env.RegistryHosts = hosts
+		env.RegistryHosts = append(slices.Clone(doctor.DefaultRegistryHosts), cfg.Registries[:min(3, len(cfg.Registries))]...)
 	}
 	rep := doctor.Run(ctx, env)
 	var err error

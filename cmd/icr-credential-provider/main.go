@@ -51,9 +51,7 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	lookup         func(string) (string, bool)
-	// memory is the process's in-memory token store: one per run, as run
-	// is one process (tests call run many times in one).
-	memory *cache.Memory
+	memory         *cache.Memory // one per run: tests run many "processes" in one
 }
 
 func (e env) getenv(k string) string { v, _ := e.lookup(k); return v }
@@ -94,8 +92,8 @@ func commandContext(timeout time.Duration) (context.Context, context.CancelFunc)
 // maxErrorLine bounds the one line a failure writes on stderr.
 const maxErrorLine = 4096
 
-// fail prints err as the single line on stderr, with every secret the
-// process handled removed, and returns the exit code.
+// fail prints err as the single line on stderr, without secrets, and returns
+// the exit code.
 func fail(e env, err error) int {
 	fmt.Fprintf(e.stderr, "%s: %s\n", name, secret.Line(err.Error(), maxErrorLine))
 	return 1
@@ -108,8 +106,7 @@ func newFlagSet(cmd string, e env) (*pflag.FlagSet, *string) {
 	fs.SetOutput(e.stderr)
 	gfs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	klogflags.Init(gfs)
-	// klog's flags are global: start from their defaults, whatever an
-	// earlier run in this process set.
+	// klog's flags are global: reset what an earlier run in this process set.
 	_ = gfs.Set("v", "0")
 	_ = gfs.Set("vmodule", "")
 	fs.AddGoFlagSet(gfs)
@@ -128,14 +125,14 @@ func parse(fs *pflag.FlagSet, args []string, e env) error {
 	return config.ApplyEnv(fs, e.lookup)
 }
 
-// setupLogging sends klog to stderr in the chosen format, through the
-// secret filter. stdout carries the response and nothing else.
+// setupLogging sends klog to stderr (stdout carries the response only) in
+// the chosen format, through the secret filter.
 func setupLogging(e env, format string) error {
 	w := secret.Writer(e.stderr)
 	klog.SetOutput(w)
 	klog.LogToStderr(false)
-	// Each message once: klog otherwise writes a warning to both its
-	// WARNING and INFO outputs, and errors to os.Stderr as well.
+	// Each message once: klog otherwise writes a warning to its WARNING and
+	// INFO outputs, and errors to os.Stderr as well.
 	var kfs flag.FlagSet
 	klog.InitFlags(&kfs)
 	_ = kfs.Set("one_output", "true")
@@ -177,8 +174,8 @@ func cmdKubelet(e env, args []string) int {
 		return 0
 	}
 	// Log lines are held until the outcome is known: a failure must be one
-	// line on stderr (the kubelet copies all of stderr into its log), so
-	// warnings are shown on success, and on failure only when -v asks.
+	// line on stderr (the kubelet logs all of it), so warnings are shown on
+	// success, and on failure only with -v.
 	logs := &heldLog{}
 	held := e
 	held.stderr = logs
@@ -197,13 +194,12 @@ func cmdKubelet(e env, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	// Identities are only resolved when a served registry needs a token:
-	// an answer for docker.io needs no API key file.
+	// Identities are resolved only when a served registry needs a token.
 	plugin := &provider.Plugin{Hosts: hosts, Node: cfg.NodeSource(e.getenv), Workload: cfg.WorkloadSource}
 	if err := plugin.Run(ctx, e.stdin, e.stdout); err != nil {
 		klog.Flush()
 		if verbosity() == 0 {
-			logs.drop()
+			logs.release(io.Discard)
 		}
 		logs.release(e.stderr)
 		return fail(e, err)
@@ -221,12 +217,6 @@ func (h *heldLog) Write(p []byte) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.buf.Write(p)
-}
-
-func (h *heldLog) drop() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.buf.Reset()
 }
 
 // release writes what is held to w and empties it.
