@@ -121,7 +121,10 @@ type Env struct {
 	BinDirs []string // nil: DefaultBinDirs
 	// ProcDir is where the running kubelet's command line is looked for;
 	// "": /proc, "-": nowhere.
-	ProcDir      string
+	ProcDir string
+	// HostRoot is where the host's / is (k3s's and RKE2's kubelet-arg
+	// files are looked for under it); "": /.
+	HostRoot     string
 	ProviderName string // the plugin's name in the kubelet config; "": ProviderName
 	// IAM are the token sources' options; MaxAttempts defaults to 2 here,
 	// so that a failing IAM is reported in seconds.
@@ -143,6 +146,7 @@ var DefaultRegistryHosts = []string{"icr.io"}
 // DefaultKubeletConfigPaths are where kubelet credential provider configs
 // are commonly installed.
 var DefaultKubeletConfigPaths = []string{
+	"/etc/kubernetes/icr-credential-provider/config.yaml", // where install writes it
 	"/etc/kubernetes/credential-provider-config.yaml",
 	"/var/lib/kubelet/credential-provider-config.yaml",
 	"/etc/kubernetes/image-credential-provider-config.yaml",
@@ -154,6 +158,7 @@ var DefaultKubeletConfigPaths = []string{
 // installed (the kubelet's --image-credential-provider-bin-dir has no
 // default of its own).
 var DefaultBinDirs = []string{
+	"/opt/icr-credential-provider/bin", // where install puts it
 	"/usr/local/bin",
 	"/etc/kubernetes/credential-provider",
 	"/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec",

@@ -14,12 +14,12 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1 "k8s.io/kubelet/config/v1"
 	"k8s.io/kubelet/pkg/apis/credentialprovider"
 	"sigs.k8s.io/yaml"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/installer"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
@@ -28,41 +28,6 @@ import (
 type providerEntry struct {
 	kubeletv1.CredentialProvider
 	Env map[string]string
-}
-
-// Config API versions of CredentialProviderConfig, newest first. v1beta1
-// and v1alpha1 have the same fields as v1 except tokenAttributes.
-var configVersions = []string{"kubelet.config.k8s.io/v1", "kubelet.config.k8s.io/v1beta1", "kubelet.config.k8s.io/v1alpha1"}
-
-// decodeKubeletConfig decodes a CredentialProviderConfig strictly (unknown
-// or duplicate fields are errors, as the kubelet treats them), in any of
-// kubelet.config.k8s.io/v1, v1beta1, v1alpha1.
-func decodeKubeletConfig(data []byte) (apiVersion string, providers []providerEntry, err error) {
-	var tm metav1.TypeMeta
-	if err := yaml.Unmarshal(data, &tm); err != nil {
-		return "", nil, err
-	}
-	if tm.Kind != "CredentialProviderConfig" {
-		return "", nil, fmt.Errorf("kind is %q, not CredentialProviderConfig", tm.Kind)
-	}
-	if !slices.Contains(configVersions, tm.APIVersion) {
-		return "", nil, fmt.Errorf("apiVersion %q is not one of %s", tm.APIVersion, strings.Join(configVersions, ", "))
-	}
-	var c kubeletv1.CredentialProviderConfig
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		return "", nil, err
-	}
-	for _, p := range c.Providers {
-		if p.TokenAttributes != nil && tm.APIVersion != kubeletv1.SchemeGroupVersion.String() {
-			return "", nil, fmt.Errorf("unknown field \"tokenAttributes\" in %s (it exists in kubelet.config.k8s.io/v1 only)", tm.APIVersion)
-		}
-		e := providerEntry{CredentialProvider: p, Env: map[string]string{}}
-		for _, v := range p.Env {
-			e.Env[v.Name] = v.Value
-		}
-		providers = append(providers, e)
-	}
-	return tm.APIVersion, providers, nil
 }
 
 // MatchImage reports whether the kubelet would run a provider with
@@ -95,6 +60,42 @@ func splitHost(hostport string) ([]string, string) {
 		host, port = hostport, ""
 	}
 	return strings.Split(host, "."), port
+}
+
+// kubeletFlags are the kubelet's credential provider flags: from a running
+// kubelet's command line (procDir/*/cmdline), else from the kubelet-arg
+// entries of k3s's or RKE2's config (hostRoot/etc/rancher/{k3s,rke2}/
+// config.yaml and config.yaml.d/*.yaml, in the order they apply).
+func kubeletFlags(procDir, hostRoot string) map[string]string {
+	if f := kubeletArgs(procDir); f != nil {
+		return f
+	}
+	flags := map[string]string{}
+	for _, dist := range []string{"k3s", "rke2"} {
+		dir := filepath.Join(hostRoot, "etc/rancher", dist)
+		files, _ := filepath.Glob(filepath.Join(dir, "config.yaml.d", "*.yaml"))
+		for _, f := range append([]string{filepath.Join(dir, "config.yaml")}, files...) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			var c struct {
+				KubeletArg []string `json:"kubelet-arg"`
+			}
+			if yaml.Unmarshal(b, &c) != nil {
+				continue
+			}
+			for _, a := range c.KubeletArg {
+				if k, v, ok := strings.Cut(strings.TrimLeft(a, "-"), "="); ok {
+					flags[k] = v
+				}
+			}
+		}
+	}
+	if len(flags) == 0 {
+		return nil
+	}
+	return flags
 }
 
 // kubeletArgs looks for a running kubelet's flags in procDir/*/cmdline.
@@ -144,10 +145,10 @@ func (r *run) checkKubelet() {
 			}
 		}
 	}
-	kargs := kubeletArgs(r.env.ProcDir)
+	kargs := kubeletFlags(r.env.ProcDir, r.env.HostRoot)
 	path, origin := r.env.KubeletConfig, "--kubelet-config"
 	if path == "" && kargs["image-credential-provider-config"] != "" {
-		path, origin = kargs["image-credential-provider-config"], "the running kubelet's --image-credential-provider-config"
+		path, origin = kargs["image-credential-provider-config"], "the kubelet's --image-credential-provider-config"
 	}
 	if path == "" {
 		for _, p := range r.env.KubeletConfigPaths {
@@ -163,8 +164,8 @@ func (r *run) checkKubelet() {
 			Fix:     "pass --kubelet-config FILE (the kubelet's --image-credential-provider-config) to check it; without one the kubelet never runs the plugin"})
 		return
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
+	kc, err := installer.ReadKubeletConfig(path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		fix := "pass --kubelet-config with the file the kubelet's --image-credential-provider-config names"
 		if errors.Is(err, fs.ErrPermission) {
 			fix = "run doctor as root to read it"
@@ -172,20 +173,32 @@ func (r *run) checkKubelet() {
 		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + config.Bare(err).Error(), Fix: fix})
 		return
 	}
-	apiVersion, providers, err := decodeKubeletConfig(data)
 	if err != nil {
 		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "kubelet config " + path + " does not decode strictly: " + secret.Line(err.Error(), 300),
 			Fix:     "the kubelet refuses to start with it: fix the YAML (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/",
 			Details: map[string]string{"path": path}})
 		return
 	}
-	cfgCheck := Check{ID: CheckKubeletConfig, Status: StatusOK, Details: map[string]string{"path": path, "apiVersion": apiVersion, "origin": origin},
-		Summary: fmt.Sprintf("%s (%s) decodes strictly as %s with %d provider(s)", path, origin, apiVersion, len(providers))}
-	if apiVersion != kubeletv1.SchemeGroupVersion.String() {
+	apiVersion := strings.Join(slices.Compact(slices.Clone(kc.APIVersions)), ", ")
+	files := ""
+	if len(kc.Files) > 1 || kc.Files[0] != path {
+		files = ": " + strings.Join(kc.Files, ", ")
+	}
+	cfgCheck := Check{ID: CheckKubeletConfig, Status: StatusOK, Details: map[string]string{"path": path, "apiVersion": apiVersion, "origin": origin, "files": strings.Join(kc.Files, ",")},
+		Summary: fmt.Sprintf("%s (%s%s) decodes strictly as %s with %d provider(s)", path, origin, files, apiVersion, len(kc.Providers))}
+	if old := slices.DeleteFunc(slices.Clone(kc.APIVersions), func(v string) bool { return v == kubeletv1.SchemeGroupVersion.String() }); len(old) > 0 {
 		cfgCheck.Status = StatusWarn
-		cfgCheck.Fix = "switch to apiVersion kubelet.config.k8s.io/v1 (GA since Kubernetes 1.26); " + apiVersion + " is deprecated"
+		cfgCheck.Fix = "switch to apiVersion kubelet.config.k8s.io/v1 (GA since Kubernetes 1.26); " + old[0] + " is deprecated"
 	}
 	r.add(cfgCheck)
+	var providers []providerEntry
+	for _, cp := range kc.Providers {
+		e := providerEntry{CredentialProvider: cp, Env: map[string]string{}}
+		for _, v := range cp.Env {
+			e.Env[v.Name] = v.Value
+		}
+		providers = append(providers, e)
+	}
 
 	var p *providerEntry
 	var names []string

@@ -43,32 +43,6 @@ func TestMatchImage(t *testing.T) {
 	}
 }
 
-func TestDecodeKubeletConfig(t *testing.T) {
-	tests := []struct {
-		name, yaml string
-		wantErr    string
-	}{
-		{"v1", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  matchImages: [icr.io]\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  defaultCacheDuration: 10m\n", ""},
-		{"v1beta1", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  matchImages: [icr.io]\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  defaultCacheDuration: 10m\n", ""},
-		{"unknown field", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  matchImage: [icr.io]\n", "unknown field"},
-		{"duplicate field", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  name: b\n", "already set"},
-		{"wrong kind", "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n", "not CredentialProviderConfig"},
-		{"wrong version", "apiVersion: kubelet.config.k8s.io/v2\nkind: CredentialProviderConfig\n", "not one of"},
-		{"tokenAttributes in v1alpha1", "apiVersion: kubelet.config.k8s.io/v1alpha1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  tokenAttributes: {serviceAccountTokenAudience: iam}\n", "tokenAttributes"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := decodeKubeletConfig([]byte(tt.yaml))
-			if tt.wantErr == "" && err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-			}
-		})
-	}
-}
-
 // kubeletOnly runs doctor with only the kubelet checks meaningful: the
 // identity checks fail fast (no configuration), which does not matter here.
 func kubeletOnly(t *testing.T, yaml string, binMode os.FileMode) *Report {
@@ -205,5 +179,45 @@ func TestRegionOf(t *testing.T) {
 		if got := regionOf(host); got != want {
 			t.Errorf("regionOf(%s) = %s, want %s", host, got, want)
 		}
+	}
+}
+
+// TestFindsTheInstall: doctor finds what install wrote — a directory-style
+// config, the kubelet's flags in k3s's kubelet-arg files, the default
+// install paths — without being told.
+func TestFindsTheInstall(t *testing.T) {
+	v1 := "credentialprovider.kubelet.k8s.io/v1"
+	yaml := strings.Replace(strings.Replace(taHeader, "%s", v1, 1), "%s", "10m", 1)
+	root := t.TempDir()
+	cfgDir := filepath.Join(root, "etc/kubernetes/icr-credential-provider/conf.d")
+	binDir := filepath.Join(root, "opt/icr-credential-provider/bin")
+	for _, d := range []string{cfgDir, binDir, filepath.Join(root, "etc/rancher/k3s/config.yaml.d")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(cfgDir, "50-icr.yaml"), []byte(yaml), 0o644)
+	os.WriteFile(filepath.Join(binDir, ProviderName), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/rancher/k3s/config.yaml.d/90-icr-credential-provider.yaml"),
+		[]byte("kubelet-arg:\n  - image-credential-provider-config="+cfgDir+"\n  - image-credential-provider-bin-dir="+binDir+"\n"), 0o644)
+	rep := Run(context.Background(), Env{
+		Config:   config.Config{ProfileID: "a", ProfileName: "b", CacheDir: config.CacheDisabled, MetadataURL: "http://127.0.0.1:1", IAMURL: "http://127.0.0.1:1"},
+		ProcDir:  "-",
+		HostRoot: root, RegistryHosts: []string{},
+	})
+	c, _ := rep.Find(CheckKubeletConfig)
+	if c.Status != StatusOK || !strings.Contains(c.Summary, "50-icr.yaml") || !strings.Contains(c.Summary, "the kubelet's --image-credential-provider-config") {
+		t.Errorf("kubelet.config: %s %s", c.Status, c.Summary)
+	}
+	if c, _ := rep.Find(CheckBinary); c.Status != StatusOK {
+		t.Errorf("kubelet.binary: %s %s", c.Status, c.Summary)
+	}
+	for _, want := range []string{"/etc/kubernetes/icr-credential-provider/config.yaml"} {
+		if DefaultKubeletConfigPaths[0] != want {
+			t.Errorf("install's config path %s is not looked at first", want)
+		}
+	}
+	if DefaultBinDirs[0] != "/opt/icr-credential-provider/bin" {
+		t.Error("install's bin dir is not looked at first")
 	}
 }
