@@ -3,6 +3,7 @@ package iamtest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -188,6 +189,9 @@ type config struct {
 	logw        io.Writer
 	noDefaults  bool
 	instanceCRN string
+	runnable    []runnableImage
+	tlsAddr     string
+	tlsCert     *tls.Certificate
 }
 
 // WithAPIKey makes the server accept key for identity id (in addition to
@@ -274,10 +278,14 @@ func WithRequestLog(w io.Writer) Option { return func(c *config) { c.logw = w } 
 type Server struct {
 	// URL is the base URL, "http://127.0.0.1:PORT", of all three services.
 	URL string
+	// TLSURL is the base URL of the same services over TLS,
+	// "https://127.0.0.1:PORT", when WithTLS is given; empty otherwise.
+	TLSURL string
 
 	cfg      config
 	sign     *signer
 	srv      *http.Server
+	tlsSrv   *http.Server
 	listener net.Listener
 	done     chan struct{}
 	closeMu  sync.Once
@@ -295,6 +303,9 @@ type Server struct {
 	profiles []Profile
 	images   map[string]map[string]*manifest // repo -> tag or digest -> manifest
 	logMu    sync.Mutex
+
+	regTokens []RegistryToken // guarded by mu
+
 }
 
 // NewServer starts an emulator on a loopback port. It panics if it cannot
@@ -347,6 +358,11 @@ func Start(opts ...Option) (*Server, error) {
 	for _, im := range c.images {
 		s.addImage(im.repo, im.tag)
 	}
+	for _, im := range c.runnable {
+		if err := s.addRunnableImage(im); err != nil {
+			return nil, err
+		}
+	}
 	for ep, f := range c.faults {
 		if ep >= 0 && ep < numEndpoints {
 			s.faults[ep] = f
@@ -363,6 +379,12 @@ func Start(opts ...Option) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	if c.tlsCert != nil {
+		if err := s.startTLS(); err != nil {
+			_ = l.Close()
+			return nil, err
+		}
 	}
 	go func() { _ = s.srv.Serve(l) }()
 	return s, nil
@@ -393,6 +415,9 @@ func (s *Server) Close() {
 		s.gate.Unlock()
 		close(s.done)
 		_ = s.srv.Close()
+		if s.tlsSrv != nil {
+			_ = s.tlsSrv.Close()
+		}
 		s.inflight.Wait()
 	})
 }
@@ -484,6 +509,7 @@ func (s *Server) Reset() {
 	s.grants.Store(0)
 	s.mu.Lock()
 	s.last = [numEndpoints]*Request{}
+	s.regTokens = nil
 	s.mu.Unlock()
 }
 
@@ -889,11 +915,14 @@ type Stats struct {
 	Faults map[string]string `json:"faults"`
 	// ClockSkew is the emulator's clock skew (a Go duration).
 	ClockSkew string `json:"clock_skew"`
+	// RegistryTokens is Server.RegistryTokens.
+	RegistryTokens []RegistryToken `json:"registry_tokens"`
 }
 
 // Stats returns the counters, grants and faults.
 func (s *Server) Stats() Stats {
-	st := Stats{URL: s.URL, Counts: map[string]int{}, Faults: map[string]string{}, Grants: s.Grants(), ClockSkew: time.Duration(s.skew.Load()).String()}
+	st := Stats{URL: s.URL, Counts: map[string]int{}, Faults: map[string]string{}, Grants: s.Grants(), ClockSkew: time.Duration(s.skew.Load()).String(),
+		RegistryTokens: s.RegistryTokens()}
 	for _, ep := range Endpoints() {
 		st.Counts[ep.String()] = s.Count(ep)
 		st.Faults[ep.String()] = s.Fault(ep).String()
