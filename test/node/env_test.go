@@ -123,6 +123,11 @@ func newNode(t *testing.T, ctx context.Context) *node {
 		t.Fatal(err)
 	}
 	n := &node{t: t, ctx: ctx, dir: dir, cgroup: filepath.Base(dir), cgroupsBefore: kubeletCgroups()}
+	// A unix socket path has at most 107 bytes; containerd adds ".ttrpc".
+	if len(n.containerdSocket())+len(".ttrpc") > 107 {
+		os.Remove(dir)
+		t.Fatalf("e2e-node: the work directory %s is too long a path for containerd's socket: set TMPDIR to a short directory (e.g. /tmp)", dir)
+	}
 	n.state = os.Getenv("ICR_E2E_NODE_STATE")
 	if n.state == "" {
 		n.state = dir + ".state"
