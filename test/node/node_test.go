@@ -351,7 +351,7 @@ func checkRegistryTokens(t *testing.T, rts []iamtest.RegistryToken, scopes ...st
 	}
 	var got []string
 	for _, rt := range rts {
-		t.Logf("registry token for %s as %s (IAM token %s, %s): %v", rt.Username, rt.IAMID, rt.IAMTokenID, rt.GrantType, rt.Scopes)
+		t.Logf("registry token for %s as %s (IAM token id %s, %s): %v", rt.Username, rt.IAMID, rt.IAMTokenID, rt.GrantType, rt.Scopes)
 		if rt.Username != "iambearer" || rt.IAMID != "iam-"+iamtest.DefaultProfileID || rt.GrantType != iamtest.GrantTypeCRToken {
 			t.Errorf("registry token for %s as %s (%s); want iambearer with the trusted profile's IAM token", rt.Username, rt.IAMID, rt.GrantType)
 		}
