@@ -8,6 +8,13 @@
 //	ICR_EMULATOR_URL=http://127.0.0.1:PORT
 //
 // and, with --url-file, writes the same line atomically to that file.
+// With --tls-cert and --tls-key it also serves over TLS (--tls-listen) and
+// prints (and writes) a second line, ICR_EMULATOR_TLS_URL=https://HOST:PORT.
+//
+// The registry serves a config-only manifest for each --image, and a
+// runnable image for each repository:tag given --image-layer (gzip tar
+// archives, in order) and optionally --image-entrypoint: what a container
+// runtime can pull and start (make e2e-node).
 // Faults can be set at start (--fault metadata-token=hang) and flipped at
 // run time over HTTP:
 //
@@ -20,6 +27,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,7 +67,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	urlFile := fs.String("url-file", "", "also write the ICR_EMULATOR_URL line to this `file` (atomically)")
 	logRequests := fs.Bool("log-requests", false, "log one line per request (no secrets) to stderr")
 	strict := fs.Bool("strict-metadata-versions", false, "answer 404 on /identity/v1 paths for version dates before 2025-08-26")
+	tlsListen := fs.String("tls-listen", "127.0.0.1:0", "`address` of the TLS listener (with --tls-cert and --tls-key); must be a loopback address")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate `file` (chain) for the TLS listener")
+	tlsKey := fs.String("tls-key", "", "PEM private key `file` for the TLS listener")
 	var opts []iamtest.Option
+	runnable := newRunnableImages()
+	fs.Func("image-layer", "`repository:tag=file` a gzip-compressed tar layer of a runnable image (repeatable; a tag's layers apply in the order given)", func(v string) error {
+		ref, file, ok := strings.Cut(v, "=")
+		if !ok || file == "" {
+			return errors.New("want repository:tag=file")
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		return runnable.addLayer(ref, b)
+	})
+	fs.Func("image-entrypoint", "`repository:tag=command` the entrypoint of a runnable image given by --image-layer (arguments separated by spaces)", func(v string) error {
+		ref, cmd, ok := strings.Cut(v, "=")
+		if !ok || strings.TrimSpace(cmd) == "" {
+			return errors.New("want repository:tag=command")
+		}
+		return runnable.setEntrypoint(ref, strings.Fields(cmd))
+	})
 	fs.Func("api-key", "extra API `key` to accept, for the default service ID (visible in ps: prefer --api-key-file)", func(v string) error {
 		if v == "" {
 			return errors.New("empty API key")
@@ -130,6 +160,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *strict {
 		opts = append(opts, iamtest.WithStrictMetadataVersions())
 	}
+	imgOpts, err := runnable.options()
+	if err != nil {
+		return err
+	}
+	opts = append(opts, imgOpts...)
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if *tlsCert != "" {
+		if err := checkLoopback(*tlsListen); err != nil {
+			return err
+		}
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("TLS certificate: %v", err)
+		}
+		opts = append(opts, iamtest.WithTLS(*tlsListen, cert))
+	}
 	if *logRequests {
 		opts = append(opts, iamtest.WithRequestLog(stderr))
 	}
@@ -140,6 +188,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer s.Close()
 
 	line := "ICR_EMULATOR_URL=" + s.URL
+	if s.TLSURL != "" {
+		line += "\nICR_EMULATOR_TLS_URL=" + s.TLSURL
+	}
 	if *urlFile != "" {
 		if err := writeAtomic(*urlFile, []byte(line+"\n")); err != nil {
 			return err
@@ -150,6 +201,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "icr-emulator: IAM, VPC metadata and registry (host %s) at %s; default profile %s; faults %v\n",
 		s.RegistryHost(), s.URL, iamtest.DefaultProfileID, s.Stats().Faults)
+	if s.TLSURL != "" {
+		fmt.Fprintf(stderr, "icr-emulator: the same services over TLS at %s\n", s.TLSURL)
+	}
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "icr-emulator: shutting down")
 	return nil

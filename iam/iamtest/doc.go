@@ -15,7 +15,12 @@
 //     POST /identity/v1/iam_tokens.
 //   - A minimal IBM Cloud Container Registry: GET /v2/, the token service
 //     at /oauth/token (username iambearer, password an IAM access token
-//     minted by this server) and HEAD/GET /v2/<name>/manifests/<ref>.
+//     minted by this server) and HEAD/GET /v2/<name>/manifests/<ref>;
+//     with WithImageLayers also the blobs of runnable images, which a
+//     container runtime can pull and start, and with WithTLS over TLS on a
+//     second listener (reached under any host name, e.g. us.icr.io in a
+//     test's own network namespace). Server.RegistryTokens records who got
+//     each registry token.
 //
 // The answers follow the real wire formats as far as they are documented
 // (see the comments at each handler for what was verified against IBM's

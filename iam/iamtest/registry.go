@@ -27,6 +27,8 @@ type manifest struct {
 	body, config []byte
 	digest       string
 	configDigest string
+	// blobs are the layers of a runnable image, by digest.
+	blobs map[string][]byte
 }
 
 func sha256Digest(b []byte) string {
@@ -113,7 +115,7 @@ func (s *Server) pullAllowed(iamID, repo string) bool {
 // "registry"; ICR has been seen sending the values unquoted, the emulator
 // quotes them as RFC 7235 and the Docker token spec show.
 func (x *exchange) challenge(scope, errCode string) {
-	h := fmt.Sprintf(`Bearer realm="%s%s",service="registry"`, x.s.URL, pathRegistryToken)
+	h := fmt.Sprintf(`Bearer realm="%s%s",service="registry"`, x.realmBase(), pathRegistryToken)
 	if scope != "" {
 		h += fmt.Sprintf(`,scope="%s"`, scope)
 	}
@@ -216,6 +218,10 @@ func (s *Server) serveRegistry(x *exchange) {
 				x.w.Write(m.config)
 				return
 			}
+			if b, ok := m.blobs[ref]; ok {
+				x.serveBlob(ref, b)
+				return
+			}
 		}
 		x.registryErrorDetail(http.StatusNotFound, "BLOB_UNKNOWN", "blob unknown to registry", ref)
 		return
@@ -267,6 +273,7 @@ func (s *Server) serveRegistryToken(x *exchange) {
 		x.registryError(http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 	}
 	var iamID string
+	var presented Claims
 	switch user {
 	case "iambearer":
 		c, err := s.verifyIAMToken(pass)
@@ -274,7 +281,7 @@ func (s *Server) serveRegistryToken(x *exchange) {
 			unauthorized()
 			return
 		}
-		iamID = c.IAMID
+		iamID, presented = c.IAMID, c
 	case "iamapikey":
 		id, found := s.keys[pass]
 		if !found {
@@ -309,6 +316,13 @@ func (s *Server) serveRegistryToken(x *exchange) {
 		c.Exp = now.Unix() + expiresIn
 	}
 	tok := s.sign.sign(kidRegistry, c)
+	if !faulted || f.Kind != FaultMissingAccessToken {
+		rec := RegistryToken{Username: user, IAMID: iamID, IAMTokenID: presented.JTI, GrantType: presented.GrantType, Scopes: []string{}}
+		for _, a := range c.Access {
+			rec.Scopes = append(rec.Scopes, a.Type+":"+a.Name+":"+strings.Join(a.Actions, ","))
+		}
+		s.recordRegistryToken(rec)
+	}
 	resp := map[string]any{"token": tok, "access_token": tok, "expires_in": expiresIn, "issued_at": now.UTC().Format(time.RFC3339)}
 	if faulted {
 		switch f.Kind {

@@ -3,6 +3,7 @@ package iamtest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -190,6 +191,9 @@ type config struct {
 	logw        io.Writer
 	noDefaults  bool
 	instanceCRN string
+	runnable    []runnableImage
+	tlsAddr     string
+	tlsCert     *tls.Certificate
 }
 
 // WithAPIKey makes the server accept key for identity id (in addition to
@@ -282,10 +286,14 @@ func WithRequestLog(w io.Writer) Option { return func(c *config) { c.logw = w } 
 type Server struct {
 	// URL is the base URL, "http://127.0.0.1:PORT", of all three services.
 	URL string
+	// TLSURL is the base URL of the same services over TLS,
+	// "https://127.0.0.1:PORT", when WithTLS is given; empty otherwise.
+	TLSURL string
 
 	cfg      config
 	sign     *signer
 	srv      *http.Server
+	tlsSrv   *http.Server
 	listener net.Listener
 	done     chan struct{}
 	closeMu  sync.Once
@@ -303,6 +311,9 @@ type Server struct {
 	profiles []Profile
 	images   map[string]map[string]*manifest // repo -> tag or digest -> manifest
 	logMu    sync.Mutex
+
+	regTokens []RegistryToken // guarded by mu
+
 }
 
 // NewServer starts an emulator on a loopback port. It panics if it cannot
@@ -355,6 +366,11 @@ func Start(opts ...Option) (*Server, error) {
 	for _, im := range c.images {
 		s.addImage(im.repo, im.tag)
 	}
+	for _, im := range c.runnable {
+		if err := s.addRunnableImage(im); err != nil {
+			return nil, err
+		}
+	}
 	for ep, f := range c.faults {
 		if ep >= 0 && ep < numEndpoints {
 			s.faults[ep] = f
@@ -371,6 +387,12 @@ func Start(opts ...Option) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	if c.tlsCert != nil {
+		if err := s.startTLS(); err != nil {
+			_ = l.Close()
+			return nil, err
+		}
 	}
 	go func() { _ = s.srv.Serve(l) }()
 	return s, nil
@@ -401,6 +423,9 @@ func (s *Server) Close() {
 		s.gate.Unlock()
 		close(s.done)
 		_ = s.srv.Close()
+		if s.tlsSrv != nil {
+			_ = s.tlsSrv.Close()
+		}
 		s.inflight.Wait()
 	})
 }
@@ -501,6 +526,7 @@ func (s *Server) Reset() {
 	s.grants.Store(0)
 	s.mu.Lock()
 	s.last = [numEndpoints]*Request{}
+	s.regTokens = nil
 	s.mu.Unlock()
 }
 
@@ -965,11 +991,14 @@ type Stats struct {
 	Faults map[string]string `json:"faults"`
 	// ClockSkew is the emulator's clock skew (a Go duration).
 	ClockSkew string `json:"clock_skew"`
+	// RegistryTokens is Server.RegistryTokens.
+	RegistryTokens []RegistryToken `json:"registry_tokens"`
 }
 
 // Stats returns the counters, grants and faults.
 func (s *Server) Stats() Stats {
-	st := Stats{URL: s.URL, Counts: map[string]int{}, Faults: map[string]string{}, Grants: s.Grants(), ClockSkew: time.Duration(s.skew.Load()).String()}
+	st := Stats{URL: s.URL, Counts: map[string]int{}, Faults: map[string]string{}, Grants: s.Grants(), ClockSkew: time.Duration(s.skew.Load()).String(),
+		RegistryTokens: s.RegistryTokens()}
 	for _, ep := range Endpoints() {
 		st.Counts[ep.String()] = s.Count(ep)
 		st.Faults[ep.String()] = s.Fault(ep).String()
