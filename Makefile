@@ -14,7 +14,7 @@ VPKG    := k8s.io/component-base/version
 LDFLAGS := -s -w -X $(VPKG).gitVersion=$(VERSION) -X $(VPKG).gitCommit=$(COMMIT) -X $(VPKG).buildDate=$(DATE) -X $(VPKG).gitTreeState=clean
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 
-.PHONY: all build emulator demo test unit vet fmt-check bench clean
+.PHONY: all build emulator demo run-emulator test unit vet fmt-check bench clean
 
 # Each area adds its own targets in mk/*.mk and appends to TEST_TARGETS the
 # ones that `make test` must run.
@@ -31,6 +31,11 @@ emulator:
 
 demo: build emulator
 	@hack/demo.sh
+
+# The emulator in the foreground, with the commands to run the plugin by
+# hand against it (README, "Run it by hand").
+run-emulator: build emulator
+	@hack/run-emulator.sh
 
 vet:
 	$(GO) vet ./...

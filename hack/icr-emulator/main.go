@@ -38,6 +38,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/icr-credential-provider/icr-credential-provider/iam/iamtest"
 )
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsListen := fs.String("tls-listen", "127.0.0.1:0", "`address` of the TLS listener (with --tls-cert and --tls-key); must be a loopback address")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate `file` (chain) for the TLS listener")
 	tlsKey := fs.String("tls-key", "", "PEM private key `file` for the TLS listener")
+	saTokenFile := fs.String("sa-token-file", "", "write a service-account token (audience --audience, valid 24h) for --sa-token-for to this `file` (0600), for requests typed by hand")
+	saTokenFor := fs.String("sa-token-for", SampleServiceAccount, "`namespace/name` of the service account --sa-token-file is minted for")
 	var opts []iamtest.Option
 	runnable := newRunnableImages()
 	fs.Func("image-layer", "`repository:tag=file` a gzip-compressed tar layer of a runnable image (repeatable; a tag's layers apply in the order given)", func(v string) error {
@@ -156,7 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts = append(opts, iamtest.WithAPIKey(key, iamtest.DefaultIdentity()))
 	}
 	opts = append(opts, iamtest.WithAddr(*listen), iamtest.WithTokenLifetime(*lifetime),
-		iamtest.WithClockSkew(*skew), iamtest.WithAudience(*audience))
+		iamtest.WithClockSkew(*skew), iamtest.WithAudience(*audience), iamtest.WithTrustedProfile(sampleProfile))
 	if *strict {
 		opts = append(opts, iamtest.WithStrictMetadataVersions())
 	}
@@ -186,6 +189,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
+
+	if *saTokenFile != "" {
+		ns, name, ok := strings.Cut(*saTokenFor, "/")
+		if !ok || ns == "" || name == "" {
+			return fmt.Errorf("--sa-token-for %q: want namespace/name", *saTokenFor)
+		}
+		tok := iamtest.ServiceAccountToken(ns, name, "uid-"+name, *audience, s.Now().Add(24*time.Hour))
+		if err := writeFile(*saTokenFile, []byte(tok+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
 
 	line := "ICR_EMULATOR_URL=" + s.URL
 	if s.TLSURL != "" {
@@ -220,9 +234,23 @@ func checkLoopback(addr string) error {
 	return nil
 }
 
+// SampleServiceAccount and sampleProfile make examples/requests/
+// service-account.json work as it is against the emulator: its annotation
+// names the profile team-a-pull, which trusts the service account
+// default/team-a, for which --sa-token-file mints a token.
+const SampleServiceAccount = "default/team-a"
+
+var sampleProfile = iamtest.Profile{
+	ID: "Profile-7a3b9c1d-2e4f-4a5b-8c6d-7e8f9a0b1c2d", Name: "team-a-pull",
+	TrustedServiceAccounts: []iamtest.ServiceAccount{{Namespace: "default", Name: "team-a"}},
+}
+
 // writeAtomic writes data to path through a temporary file in the same
 // directory and a rename, so that readers never see a partial file.
-func writeAtomic(path string, data []byte) error {
+func writeAtomic(path string, data []byte) error { return writeFile(path, data, 0o644) }
+
+// writeFile is writeAtomic with the file's mode.
+func writeFile(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -232,7 +260,7 @@ func writeAtomic(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err
 	}
