@@ -17,6 +17,13 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 DATE    ?= $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r $(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
 GIT_TREE_STATE ?= $(shell if s=$$(git status --porcelain 2>/dev/null); then if [ -z "$$s" ]; then echo clean; else echo dirty; fi; fi)
+# Once per make run: every target (and the binaries' ldflags) sees the same
+# values even when the tree changes during the run.
+VERSION := $(VERSION)
+COMMIT  := $(COMMIT)
+SOURCE_DATE_EPOCH := $(SOURCE_DATE_EPOCH)
+DATE    := $(DATE)
+GIT_TREE_STATE := $(GIT_TREE_STATE)
 VPKG    := k8s.io/component-base/version
 LDFLAGS := -s -w -buildid= -X $(VPKG).gitVersion=$(VERSION) -X $(VPKG).gitCommit=$(COMMIT) -X $(VPKG).buildDate=$(DATE) -X $(VPKG).gitTreeState=$(GIT_TREE_STATE)
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
