@@ -60,10 +60,10 @@ func platformDir(dir string, p v1.Platform) string {
 }
 
 // compile builds every main package under src/cmd for each platform into
-// platformDir(binDir, p), emptied first, with one `go build` per platform
-// (CGO disabled) and goFlags, which should make the build reproducible
+// platformDir(binDir, p), emptied first: one goCmd build per platform, CGO
+// disabled, with goFlags, which should make the build reproducible
 // (-trimpath -buildvcs=false -ldflags '-buildid= ...'): the Makefile's.
-func compile(ctx context.Context, src, binDir string, platforms []v1.Platform, goFlags []string, stderr io.Writer) error {
+func compile(ctx context.Context, goCmd, src, binDir string, platforms []v1.Platform, goFlags []string, stderr io.Writer) error {
 	for _, p := range platforms {
 		dir := platformDir(binDir, p)
 		if err := os.RemoveAll(dir); err != nil {
@@ -75,7 +75,7 @@ func compile(ctx context.Context, src, binDir string, platforms []v1.Platform, g
 		args := append([]string{"build"}, goFlags...)
 		// A directory as -o (trailing separator) takes every main package.
 		args = append(args, "-o", dir+string(filepath.Separator), "./cmd/...")
-		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd := exec.CommandContext(ctx, goCmd, args...)
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture)
 		cmd.Stdout, cmd.Stderr = stderr, stderr

@@ -54,7 +54,7 @@ func testBinaries(t *testing.T) (dir, version string) {
 	}
 	flags := []string{"-trimpath", "-buildvcs=false", "-ldflags", "-s -w -buildid= -X k8s.io/component-base/version.gitVersion=" + testVersion}
 	var out bytes.Buffer
-	if err := compile(t.Context(), "../..", dir, o.build.platforms, flags, &out); err != nil {
+	if err := compile(t.Context(), "go", "../..", dir, o.build.platforms, flags, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	return dir, testVersion

@@ -49,6 +49,7 @@ func main() {
 // options are the command line, checked.
 type options struct {
 	src        string // root of the source tree (the root module)
+	goCmd      string // the go command that compiles
 	binDir     string // binaries, one directory per platform (see platformDir)
 	compile    bool   // (re)build the binaries into binDir first
 	goFlags    []string
@@ -70,6 +71,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	var o options
 	var platforms, epoch string
 	fs.StringVar(&o.src, "src", ".", "root of the source tree: its cmd/* main packages and LICENSE go into the image")
+	fs.StringVar(&o.goCmd, "go", "go", "the go command to compile with")
 	fs.StringVar(&o.binDir, "bin-dir", "", "directory for the compiled binaries, DIR/<os>_<arch>/<command> (default: a temporary directory)")
 	fs.BoolVar(&o.compile, "compile", true, "compile the binaries into --bin-dir; false: use the ones already there")
 	fs.StringVar(&platforms, "platforms", defaultPlatforms, "comma-separated os/arch list")
@@ -144,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o.build.binDir = o.binDir
 
 	if o.compile {
-		if err := compile(ctx, o.src, o.binDir, o.build.platforms, o.goFlags, stderr); err != nil {
+		if err := compile(ctx, o.goCmd, o.src, o.binDir, o.build.platforms, o.goFlags, stderr); err != nil {
 			return err
 		}
 	}
