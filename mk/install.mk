@@ -19,10 +19,6 @@ OUTPUT      ?= _output
 PUSH        ?=
 OCI_ARCHIVE ?=
 
-# The main packages under cmd/: each becomes a binary of the release and of
-# the image.
-MAIN_PKGS = $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./cmd/...)
-
 comma := ,
 empty :=
 space := $(empty) $(empty)
@@ -68,14 +64,17 @@ docker-image:
 	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) \
 	  --build-arg GIT_TREE_STATE=$(GIT_TREE_STATE) --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) -t $(IMAGE) .
 
-# Replaces the files directly in $(OUTPUT) (not $(OUTPUT)/image).
+# Every main package under cmd/, as make image builds them (go build -o DIR/
+# ./cmd/...), renamed NAME-OS-ARCH. Replaces the files directly in $(OUTPUT),
+# not $(OUTPUT)/image.
 release:
 	@mkdir -p $(OUTPUT) && find $(OUTPUT) -maxdepth 1 -type f -delete
-	@set -e; for p in $(PLATFORMS); do \
+	@set -e; tmp=$$(mktemp -d $(OUTPUT)/.release.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	for p in $(PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; \
-	  for pkg in $(MAIN_PKGS); do \
-	    out=$(OUTPUT)/$${pkg##*/}-$$os-$$arch; echo "  $$out"; \
-	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -o $$out $$pkg; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -o "$$tmp/$$os-$$arch/" ./cmd/...; \
+	  for f in "$$tmp/$$os-$$arch"/*; do \
+	    out=$(OUTPUT)/$${f##*/}-$$os-$$arch; echo "  $$out"; mv "$$f" "$$out"; \
 	  done; \
 	done
 	@cd $(OUTPUT) && find . -maxdepth 1 -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS && cat SHA256SUMS
