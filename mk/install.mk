@@ -24,7 +24,7 @@ empty :=
 space := $(empty) $(empty)
 # hack/image is its own module (go-containerregistry stays out of go.mod);
 # it runs there, hence absolute paths.
-IMAGE_BUILD = $(GO) -C hack/image run . --src $(CURDIR) \
+IMAGE_BUILD = $(GO) -C hack/image run . --go $(GO) --src $(CURDIR) \
 	--platforms $(subst $(space),$(comma),$(strip $(PLATFORMS))) --name $(IMAGE) \
 	--source-date-epoch $(SOURCE_DATE_EPOCH) --version $(VERSION) --revision $(COMMIT)
 IMAGE_DIR   = $(abspath $(OUTPUT))/image
