@@ -1,8 +1,11 @@
 # icr-credential-provider
 #
-#   make demo    run the plugin against the local IBM Cloud emulator
-#   make test    vet, format check, unit tests (race), binary tests, e2e module
-#   make bench   start-up and cache benchmarks against a minimal Go binary
+#   make demo          run the plugin against the local IBM Cloud emulator
+#   make run-emulator  the emulator, and the commands to run the plugin by hand
+#   make test          lint; unit tests (race); the kubelet's plugin code
+#                      (test/); fuzz smoke; image; real node (as root); and
+#                      a summary: one line per suite, then N passed, N failed
+#   make bench         start-up and cache benchmarks against a minimal Go binary
 
 SHELL   := /usr/bin/env bash
 GO      ?= go
@@ -28,7 +31,7 @@ VPKG    := k8s.io/component-base/version
 LDFLAGS := -s -w -buildid= -X $(VPKG).gitVersion=$(VERSION) -X $(VPKG).gitCommit=$(COMMIT) -X $(VPKG).buildDate=$(DATE) -X $(VPKG).gitTreeState=$(GIT_TREE_STATE)
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
 
-.PHONY: all build emulator demo run-emulator test unit vet fmt-check bench clean
+.PHONY: all build emulator demo run-emulator test test-suites unit vet fmt-check bench clean
 
 # Each area adds its own targets in mk/*.mk and appends to TEST_TARGETS the
 # ones that `make test` must run.
@@ -58,12 +61,29 @@ fmt-check:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Each suite records its counts here (hack/testsum); make test sums them up.
+# TEST_SUITES names the records make test expects (mk/*.mk add theirs).
+RESULTS := _output/test-results
+TESTSUM := $(GO) run ./hack/testsum
+TEST_SUITES :=
+comma := ,
+space := $(subst ,, )
+
 unit:
-	$(GO) test -race -count=1 ./...
+	@echo "== unit: go test -race ./... (root module)"
+	@set -o pipefail; $(GO) test -race -count=1 -json ./... | $(TESTSUM) -suite unit -record $(RESULTS)/20-unit.json
 
 include $(wildcard mk/*.mk)
 
-test: lint unit $(TEST_TARGETS)
+# Every suite runs even when an earlier one failed (-k); the summary comes
+# last, and the exit status says whether anything failed.
+test:
+	@rm -rf $(RESULTS); status=0; \
+	$(MAKE) --no-print-directory -k test-suites || status=1; \
+	$(TESTSUM) -summary $(RESULTS) -expect lint,unit,$(subst $(space),$(comma),$(strip $(TEST_SUITES))) || status=1; \
+	exit $$status
+
+test-suites: lint unit $(TEST_TARGETS)
 
 clean:
 	rm -rf $(BIN)

@@ -43,6 +43,7 @@ image:
 # (platforms, configs, files, owners, modes, mtimes, the binary runs) on the
 # same binaries.
 image-check:
+	@echo "== image-check: the image built three times must have one digest (the first run compiles every cmd/ binary for 4 platforms)"
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	build() { out=$$1; shift; $(IMAGE_BUILD) --layout "$$tmp/$$out" --digest-file "$$tmp/$$out.digest" "$$@" -- $(GOFLAGS_BUILD) >/dev/null; }; \
 	build a --bin-dir "$$tmp/bin"; \
@@ -53,10 +54,12 @@ image-check:
 	echo "image-check: index $$b (same binaries)"; \
 	echo "image-check: index $$c (binaries compiled again)"; \
 	if [ "$$a" != "$$b" ] || [ "$$a" != "$$c" ]; then echo "image-check: FAIL: the image is not reproducible"; exit 1; fi; \
-	cd hack/image && $(GO) vet ./... && $(GO) mod tidy -diff && \
-	ICR_IMAGE_BIN_DIR="$$tmp/bin" ICR_IMAGE_VERSION=$(VERSION) $(GO) test -count=1 ./...
+	(cd hack/image && $(GO) vet ./... && $(GO) mod tidy -diff && \
+	ICR_IMAGE_BIN_DIR="$$tmp/bin" ICR_IMAGE_VERSION=$(VERSION) $(GO) test -count=1 ./...) && \
+	$(TESTSUM) -suite image-check -record $(RESULTS)/50-image.json -note "reproducible: index $$a, $(words $(PLATFORMS)) platforms"
 
 TEST_TARGETS += image-check
+TEST_SUITES += image-check
 
 # For docker users; make image needs no daemon and is reproducible, this is
 # neither (its base image moves).
@@ -82,6 +85,9 @@ release:
 # test/ is its own module (it imports k8s.io/kubernetes), so the root
 # `go vet ./...` and `go test ./...` do not reach it.
 e2e:
-	cd test && $(GO) vet ./... && $(GO) test -count=1 ./...
+	@echo "== e2e: the kubelet's credential-provider code against the plugin (test/ module; the first run compiles the Kubernetes packages: several minutes)"
+	@$(GO) -C test vet ./...
+	@set -o pipefail; $(GO) -C test test -count=1 -json ./... | $(TESTSUM) -suite e2e -record $(RESULTS)/30-e2e.json
 
 TEST_TARGETS += e2e
+TEST_SUITES += e2e

@@ -26,7 +26,10 @@ fuzz:
 	done
 
 fuzz-smoke:
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SMOKE_TIME)
+	@echo "== fuzz-smoke: each fuzz target for $(FUZZ_SMOKE_TIME)"
+	@mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SMOKE_TIME) >$(RESULTS)/fuzz.log 2>&1 || { cat $(RESULTS)/fuzz.log; exit 1; }
+	@$(TESTSUM) -suite fuzz-smoke -record $(RESULTS)/40-fuzz.json -note "$(words $(FUZZ_TARGETS)) targets, $(FUZZ_SMOKE_TIME) each: no finding"
 
 bench:
 	$(GO) run ./hack/bench $(BENCHFLAGS)
@@ -35,3 +38,4 @@ bench-smoke:
 	$(GO) run ./hack/bench -runs 3 -cold-runs 2 -concurrency 8 -inittrace-runs 1
 
 TEST_TARGETS += fuzz-smoke
+TEST_SUITES += fuzz-smoke

@@ -21,11 +21,16 @@ e2e-node:
 
 e2e-node-if-possible:
 	@if [ "$${ICR_E2E_NODE:-}" = 0 ]; then \
-	  echo "e2e-node skipped: ICR_E2E_NODE=0"; \
+	  note="skipped: ICR_E2E_NODE=0"; \
 	elif why=$$(test/node/prereqs.sh); then \
-	  E2E_NODE_TIMEOUT=$(E2E_NODE_TIMEOUT) test/node/run.sh; \
+	  echo "== e2e-node: a real kubelet and containerd start pods from us.icr.io through the plugin (the first run builds the kubelet)"; \
+	  E2E_NODE_TIMEOUT=$(E2E_NODE_TIMEOUT) test/node/run.sh && note="passed: a real kubelet and containerd pulled and started the pods"; \
 	else \
-	  echo "e2e-node skipped: $$why"; \
-	fi
+	  note="skipped: $$why"; \
+	fi; \
+	[ -n "$${note:-}" ] || exit 1; \
+	case "$$note" in skipped*) echo "e2e-node $$note";; esac; \
+	$(TESTSUM) -suite e2e-node -record $(RESULTS)/90-e2e-node.json -note "$$note"
 
 TEST_TARGETS += e2e-node-if-possible
+TEST_SUITES += e2e-node

@@ -52,14 +52,15 @@ func TestFilterAndSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sum bytes.Buffer
-	if err := printSummary(&sum, dir); err == nil {
+	if err := printSummary(&sum, dir, []string{"unit", "e2e-node", "lint"}); err == nil {
 		t.Error("a failure did not fail the summary")
 	}
 	lines := strings.Split(strings.TrimSpace(sum.String()), "\n")
 	if last := lines[len(lines)-1]; last != "1 passed, 1 failed, 1 skipped" {
 		t.Errorf("last line %q", last)
 	}
-	if !strings.Contains(sum.String(), "e2e-node:    skipped: not root") || !strings.Contains(sum.String(), "skipped: TestB (p)") {
+	if !strings.Contains(sum.String(), "e2e-node:    skipped: not root") || !strings.Contains(sum.String(), "skipped: TestB (p)") ||
+		!strings.Contains(sum.String(), "lint:        FAILED: it did not finish") {
 		t.Errorf("summary:\n%s", sum.String())
 	}
 }
