@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -22,7 +19,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
-	"github.com/icr-credential-provider/icr-credential-provider/provider"
 )
 
 // strictDecoder decodes Kubernetes objects as `kubectl apply
@@ -38,23 +34,6 @@ func documents(b []byte) [][]byte {
 		}
 	}
 	return docs
-}
-
-func decodeObjects(t *testing.T, path string) []runtime.Object {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var objs []runtime.Object
-	for i, d := range documents(b) {
-		obj, _, err := strictDecoder.Decode(d, nil, nil)
-		if err != nil {
-			t.Fatalf("%s document %d: %v", path, i, err)
-		}
-		objs = append(objs, obj)
-	}
-	return objs
 }
 
 // The kubelet configs decode strictly (kubelet's own v1 types), cover every
@@ -114,7 +93,10 @@ func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
 		t.Error("yaml.UnmarshalStrict accepted an unknown field")
 	}
 
-	ds, _ := os.ReadFile(filepath.Join("..", "examples", "install", "daemonset.yaml"))
+	ds, err := os.ReadFile(filepath.Join("..", "examples", "install", "base", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	badDS := bytes.Replace(ds, []byte("      priorityClassName:"), []byte("      priorityClass: x\n      priorityClassName:"), 1)
 	if _, _, err := strictDecoder.Decode(badDS, nil, nil); err == nil || !strings.Contains(err.Error(), "priorityClass") {
 		t.Errorf("DaemonSet with an unknown field: %v", err)
@@ -124,121 +106,6 @@ func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
 	var kz kustomize.Kustomization
 	if err := yaml.UnmarshalStrict(append(k, []byte("resourcez: [x]\n")...), &kz); err == nil {
 		t.Error("kustomization with an unknown field accepted")
-	}
-}
-
-func TestExampleDaemonSet(t *testing.T) {
-	objs := decodeObjects(t, filepath.Join("..", "examples", "install", "daemonset.yaml"))
-	ds, ok := objs[0].(*appsv1.DaemonSet)
-	if len(objs) != 1 || !ok {
-		t.Fatalf("objects %T", objs)
-	}
-	if ds.Namespace != "kube-system" {
-		t.Errorf("namespace %q", ds.Namespace)
-	}
-	spec := ds.Spec.Template.Spec
-	if spec.PriorityClassName != "system-node-critical" {
-		t.Errorf("priorityClassName %q", spec.PriorityClassName)
-	}
-	if len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists || spec.Tolerations[0].Key != "" {
-		t.Errorf("tolerations %+v: want one that tolerates every taint", spec.Tolerations)
-	}
-	if len(spec.InitContainers) != 1 || len(spec.Containers) != 1 {
-		t.Fatalf("%d init containers, %d containers", len(spec.InitContainers), len(spec.Containers))
-	}
-	for _, c := range append(spec.InitContainers, spec.Containers...) {
-		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			if _, ok := c.Resources.Requests[res]; !ok {
-				t.Errorf("%s: no %s request", c.Name, res)
-			}
-			if _, ok := c.Resources.Limits[res]; !ok {
-				t.Errorf("%s: no %s limit", c.Name, res)
-			}
-		}
-		sc := c.SecurityContext
-		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.Privileged != nil && *sc.Privileged ||
-			sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
-			t.Errorf("%s: securityContext %+v", c.Name, sc)
-		}
-	}
-	ic := spec.InitContainers[0]
-	args := strings.Join(ic.Args, " ")
-	if !strings.HasPrefix(args, "install ") {
-		t.Errorf("init container args %q", args)
-	}
-	// The flags point into the hostPath mounts.
-	mounts := map[string]string{}
-	for _, m := range ic.VolumeMounts {
-		mounts[m.Name] = m.MountPath
-	}
-	hostPaths := map[string]string{}
-	for _, v := range spec.Volumes {
-		if v.HostPath == nil {
-			t.Errorf("volume %s is not a hostPath", v.Name)
-			continue
-		}
-		hostPaths[v.Name] = v.HostPath.Path
-	}
-	for flag, vol := range map[string]string{"--bin-dir=": "bin", "--config=": "config"} {
-		i := slices.IndexFunc(ic.Args, func(a string) bool { return strings.HasPrefix(a, flag) })
-		if i < 0 || mounts[vol] == "" || hostPaths[vol] == "" || !strings.HasPrefix(ic.Args[i][len(flag):], mounts[vol]) {
-			t.Errorf("%s does not point into the %s hostPath mount (%v, %v)", flag, vol, mounts, hostPaths)
-		}
-	}
-	if ds.Spec.Selector == nil || ds.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != ds.Spec.Template.Labels["app.kubernetes.io/name"] {
-		t.Error("selector does not match the template's labels")
-	}
-}
-
-func TestExampleInstallObjects(t *testing.T) {
-	sa, ok := decodeObjects(t, filepath.Join("..", "examples", "install", "serviceaccount.yaml"))[0].(*corev1.ServiceAccount)
-	if !ok || sa.Namespace != "kube-system" || sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
-		t.Errorf("service account %+v", sa)
-	}
-	rbac := decodeObjects(t, filepath.Join("..", "examples", "install", "service-account-rbac.yaml"))
-	if len(rbac) != 2 {
-		t.Fatalf("%d RBAC objects", len(rbac))
-	}
-	role, ok1 := rbac[0].(*rbacv1.ClusterRole)
-	binding, ok2 := rbac[1].(*rbacv1.ClusterRoleBinding)
-	if !ok1 || !ok2 {
-		t.Fatalf("RBAC objects %T %T", rbac[0], rbac[1])
-	}
-	r := role.Rules[0]
-	if !slices.Equal(r.Resources, []string{provider.ServiceAccountAudience}) || !slices.Equal(r.Verbs, []string{"request-serviceaccounts-token-audience"}) {
-		t.Errorf("rule %+v", r)
-	}
-	if binding.RoleRef.Name != role.Name || binding.Subjects[0].Name != "system:nodes" {
-		t.Errorf("binding %+v", binding)
-	}
-}
-
-func TestExampleKustomization(t *testing.T) {
-	dir := filepath.Join("..", "examples", "install")
-	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k kustomize.Kustomization
-	if err := yaml.UnmarshalStrict(b, &k); err != nil {
-		t.Fatal(err)
-	}
-	if k.Kind != kustomize.KustomizationKind || k.APIVersion != kustomize.KustomizationVersion {
-		t.Errorf("kind %q apiVersion %q", k.Kind, k.APIVersion)
-	}
-	for _, r := range k.Resources {
-		if _, err := os.Stat(filepath.Join(dir, r)); err != nil {
-			t.Errorf("resource %s: %v", r, err)
-		}
-	}
-	if !slices.Contains(k.Resources, "daemonset.yaml") {
-		t.Error("the DaemonSet is not a resource")
-	}
-	ds := decodeObjects(t, filepath.Join(dir, "daemonset.yaml"))[0].(*appsv1.DaemonSet)
-	for _, im := range k.Images {
-		if im.Name != strings.Split(ds.Spec.Template.Spec.InitContainers[0].Image, ":")[0] {
-			t.Errorf("images entry %q does not name the installer image", im.Name)
-		}
 	}
 }
 
