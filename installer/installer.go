@@ -80,6 +80,12 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if o.Executable == "" {
 		return Result{}, errorf("no executable to install")
 	}
+	if err := absolute("--bin-dir", o.BinDir); err != nil {
+		return Result{}, err
+	}
+	if err := absolute("--config", o.ConfigPath); err != nil {
+		return Result{}, err
+	}
 	res := Result{BinaryPath: filepath.Join(o.BinDir, o.Provider.Name), ConfigPath: o.ConfigPath}
 	content, err := Config(o.Provider)
 	if err != nil {
@@ -118,6 +124,16 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Config, err = WriteFile(o.ConfigPath, content, 0o644, o.Force)
 	return res, err
+}
+
+// absolute refuses a relative path: the kubelet, the config and the
+// credential helper link name files by absolute path, and a relative one
+// would be resolved against another directory than this process's.
+func absolute(flag, path string) error {
+	if !filepath.IsAbs(path) {
+		return errorf("%s %s is a relative path: give an absolute path (the kubelet and the credential helper link resolve it from another directory)", flag, path)
+	}
+	return nil
 }
 
 // checkDir requires dir to be an existing directory.
@@ -192,10 +208,15 @@ func probeWritable(dir string) error {
 	return os.Remove(f.Name())
 }
 
+// geteuid is os.Geteuid; tests pretend to be root.
+var geteuid = os.Geteuid
+
 func writeError(dir string, err error) error {
 	switch {
 	case errors.Is(err, syscall.EROFS):
 		return errorf("cannot write to %s: read-only file system: mount it read-write (hostPath without readOnly) or choose a writable directory", dir)
+	case errors.Is(err, fs.ErrPermission) && geteuid() == 0:
+		return errorf("cannot write to %s: permission denied although running as root: the directory's owner or mode denies it and this process lacks CAP_DAC_OVERRIDE, or SELinux/AppArmor or an immutable attribute (chattr +i) denies it: check 'ls -ld %s' and the container's capabilities", dir, dir)
 	case errors.Is(err, fs.ErrPermission):
 		return errorf("cannot write to %s: permission denied: run the installer as root (the DaemonSet does) or choose a directory you can write", dir)
 	case errors.Is(err, syscall.ENOSPC):

@@ -25,7 +25,7 @@ func cmdInstall(e env, args []string) int {
 	fs.AddFlagSet(plugin)
 	binDir := fs.String("bin-dir", "", "directory to install the binary into: the kubelet's --image-credential-provider-bin-dir (must exist)")
 	cfgPath := fs.String("config", "", "CredentialProviderConfig file to write: the kubelet's --image-credential-provider-config (its directory must exist)")
-	force := fs.Bool("force", false, "replace a config not written by install, or a symbolic link in place of the binary or the config")
+	force := fs.Bool("force", false, "replace a config not written by install, a symbolic link in place of the binary or the config, or a regular file in place of the credential helper link")
 	saTokens := fs.Bool("service-account-tokens", false, "service-account mode: the kubelet passes the pod's service-account token (audience iam) and the trusted-profile annotations (kubelet 1.34+)")
 	helperDir := fs.String("credential-helper", "", "also place the docker-credential-icr link in this directory (on the PATH of docker, nerdctl, podman, crane, …)")
 	helperTarget := fs.String("credential-helper-target", "", "the path the link points at, when the installer sees the bin dir under another path than the host does (default: the installed binary's path)")
@@ -62,6 +62,23 @@ Flags:
 	if *saTokens {
 		p.TokenAttributes = installer.ServiceAccountTokenAttributes()
 	}
+	// The link's target is the installed binary unless given; checked
+	// before anything changes.
+	helperLinkTarget := *helperTarget
+	if helperLinkTarget == "" && *binDir != "" {
+		helperLinkTarget = filepath.Join(*binDir, installer.DefaultName)
+	}
+	if *helperDir != "" {
+		if *helperTarget != "" && !filepath.IsAbs(*helperTarget) {
+			return fail(e, fmt.Errorf("--credential-helper-target %s is a relative path: give the binary's absolute path as the host sees it", *helperTarget))
+		}
+		// A relative default comes from a relative --bin-dir: Install refuses it.
+		if filepath.IsAbs(helperLinkTarget) {
+			if err := credhelper.CheckLink(helperLinkTarget, *helperDir, *force); err != nil {
+				return fail(e, err)
+			}
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fail(e, fmt.Errorf("cannot find this executable to install it: %v", err))
@@ -82,14 +99,10 @@ Flags:
 	}
 	fmt.Fprintf(e.stdout, "binary %s: %s\nconfig %s: %s\n", res.BinaryPath, res.Binary, res.ConfigPath, res.Config)
 	if *helperDir != "" {
-		target := *helperTarget
-		if target == "" {
-			target = res.BinaryPath
-		}
-		if err := credhelper.InstallLink(target, *helperDir); err != nil {
+		if err := credhelper.InstallLink(helperLinkTarget, *helperDir, *force); err != nil {
 			return fail(e, err)
 		}
-		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), target)
+		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), helperLinkTarget)
 	}
 	return 0
 }
