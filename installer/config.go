@@ -60,6 +60,9 @@ func ServiceAccountTokenAttributes() *kubeletv1.ServiceAccountTokenAttributes {
 type Provider struct {
 	Name        string   // the binary's file name in the bin dir; "": DefaultName
 	MatchImages []string // empty: DefaultMatchImages()
+	// Args are the plugin's command-line arguments: its logging flags
+	// (--v, --vmodule, --logging-format), which are not settings.
+	Args []string
 	// Env are the plugin's settings as ICR_* variables; never a secret (an
 	// API key is referenced by file, ICR_API_KEY_FILE).
 	Env                  []kubeletv1.ExecEnvVar
@@ -100,6 +103,7 @@ func Config(p Provider) ([]byte, error) {
 			APIVersion:           ProviderAPIVersion,
 			MatchImages:          p.MatchImages,
 			DefaultCacheDuration: &metav1.Duration{Duration: p.DefaultCacheDuration},
+			Args:                 p.Args,
 			Env:                  p.Env,
 			TokenAttributes:      p.TokenAttributes,
 		}},

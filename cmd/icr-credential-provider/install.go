@@ -55,7 +55,7 @@ Flags:
 	if err != nil {
 		return fail(e, err)
 	}
-	p := installer.Provider{Env: envVars}
+	p := installer.Provider{Env: envVars, Args: loggingArgs(fs)}
 	if len(extra) > 0 {
 		p.MatchImages = append(installer.DefaultMatchImages(), extra...)
 	}
@@ -105,4 +105,16 @@ Flags:
 		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), helperLinkTarget)
 	}
 	return 0
+}
+
+// loggingArgs are the logging flags given to install (or their ICR_*
+// variables), as the plugin's args: the plugin then logs as asked.
+func loggingArgs(fs *pflag.FlagSet) []string {
+	var args []string
+	for _, n := range []string{"v", "vmodule", "logging-format"} {
+		if f := fs.Lookup(n); f != nil && f.Changed && f.Value.String() != "" {
+			args = append(args, "--"+n+"="+f.Value.String())
+		}
+	}
+	return args
 }

@@ -193,3 +193,50 @@ func TestInstallOperatorMistakes(t *testing.T) {
 		}
 	})
 }
+
+// The logging flags given to install reach the plugin through the config's
+// args, from flags or ICR_* variables, and the plugin accepts them.
+func TestInstallLoggingFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantArgs []string
+	}{
+		{name: "none", wantArgs: nil},
+		{name: "flags", args: []string{"--v=4", "--logging-format", "json"}, wantArgs: []string{"--v=4", "--logging-format=json"}},
+		{name: "environment", env: []string{"ICR_V=2", "ICR_LOGGING_FORMAT=json"}, wantArgs: []string{"--v=2", "--logging-format=json"}},
+		{name: "vmodule", args: []string{"--vmodule=provider=5"}, wantArgs: []string{"--vmodule=provider=5"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newInstallDirs(t)
+			r := runPlugin(t, invocation{Process: true, Args: d.args(tc.args...), Env: tc.env})
+			if r.Code != 0 {
+				t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+			}
+			cfg, err := installer.DecodeConfig(mustReadFile(t, d.cfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.Providers[0].Args
+			if strings.Join(got, " ") != strings.Join(tc.wantArgs, " ") {
+				t.Fatalf("args %q, want %q", got, tc.wantArgs)
+			}
+			// The plugin runs with them as the kubelet would.
+			pr := runPlugin(t, invocation{Process: true, Args: got, Stdin: requestJSON("v1", "example.com/app")})
+			if pr.Code != 0 {
+				t.Fatalf("the plugin refuses args %q: %s", got, pr.Stderr)
+			}
+		})
+	}
+}
+
+func mustReadFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
