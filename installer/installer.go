@@ -68,23 +68,11 @@ func errorf(format string, a ...any) error { return &Error{msg: fmt.Sprintf(form
 // temporary file is left, and each file is untouched or fully replaced.
 func Install(ctx context.Context, o Options) (Result, error) {
 	o.Provider.Name = cmp.Or(o.Provider.Name, DefaultName)
-	if err := validName(o.Provider.Name); err != nil {
+	if err := CheckPaths(o.BinDir, o.ConfigPath, o.Provider.Name); err != nil {
 		return Result{}, err
-	}
-	if o.BinDir == "" {
-		return Result{}, errorf("--bin-dir is required: give the kubelet's --image-credential-provider-bin-dir")
-	}
-	if o.ConfigPath == "" {
-		return Result{}, errorf("--config is required: give the kubelet's --image-credential-provider-config file")
 	}
 	if o.Executable == "" {
 		return Result{}, errorf("no executable to install")
-	}
-	if err := absolute("--bin-dir", o.BinDir); err != nil {
-		return Result{}, err
-	}
-	if err := absolute("--config", o.ConfigPath); err != nil {
-		return Result{}, err
 	}
 	res := Result{BinaryPath: filepath.Join(o.BinDir, o.Provider.Name), ConfigPath: o.ConfigPath}
 	content, err := Config(o.Provider)
@@ -124,6 +112,24 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Config, err = WriteFile(o.ConfigPath, content, 0o644, o.Force)
 	return res, err
+}
+
+// CheckPaths checks --bin-dir, --config and the binary's name (""
+// is DefaultName) as given, before anything is read or written.
+func CheckPaths(binDir, configPath, name string) error {
+	if err := validName(cmp.Or(name, DefaultName)); err != nil {
+		return err
+	}
+	if binDir == "" {
+		return errorf("--bin-dir is required: give the kubelet's --image-credential-provider-bin-dir")
+	}
+	if configPath == "" {
+		return errorf("--config is required: give the kubelet's --image-credential-provider-config file")
+	}
+	if err := absolute("--bin-dir", binDir); err != nil {
+		return err
+	}
+	return absolute("--config", configPath)
 }
 
 // absolute refuses a relative path: the kubelet, the config and the
