@@ -101,8 +101,11 @@ type WiringResult struct {
 	Notes     []string
 }
 
-// Removed is the Action of a file taken away.
-const Removed Action = "removed"
+// Actions of uninstall.
+const (
+	Removed  Action = "removed"
+	Restored Action = "restored" // back to its content before install
+)
 
 // layoutPlan is what a layout wants: one host file's content, and what
 // stands in the way.
@@ -263,19 +266,15 @@ func (p *Plan) prepare() error {
 	if len(p.changes) == 0 {
 		return nil
 	}
-	dirs := []string{}
+	dirs := []string{p.w.Host.Path(path.Dir(StatePath))}
 	for _, c := range p.changes {
-		d := filepath.Dir(c.local)
-		if _, err := os.Stat(d); err != nil {
-			d = filepath.Dir(d) // created by Apply; its parent must be writable
+		dirs = append(dirs, filepath.Dir(c.local))
+	}
+	for _, d := range dirs {
+		// A directory Apply creates: its parent must be writable.
+		for _, err := os.Stat(d); err != nil && d != p.w.Host.Root; _, err = os.Stat(d) {
+			d = filepath.Dir(d)
 		}
-		dirs = append(dirs, d)
-	}
-	stateDir := p.w.Host.Path(path.Dir(StatePath))
-	if _, err := os.Stat(stateDir); err != nil {
-		stateDir = filepath.Dir(stateDir)
-	}
-	for _, d := range append(dirs, stateDir) {
 		if err := probeWritable(d); err != nil {
 			return err
 		}
@@ -307,7 +306,7 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 	// then has no healthy state to go back to.
 	healthyBefore := p.w.Health.Wait(ctx)
 	if healthyBefore != nil && !p.uninstall {
-		return res, errorf("the kubelet is not healthy before any change (%v): the wiring restarts only a healthy kubelet; fix it first (journalctl -u %s), nothing was changed", healthyBefore, p.Unit)
+		return res, p.unhealthy(healthyBefore)
 	}
 	var created []string
 	if len(p.changes) > 0 {
@@ -354,12 +353,31 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 		switch {
 		case c.after == nil:
 			a = Removed
+		case p.uninstall:
+			a = Restored
 		case c.before == nil:
 			a = Created
 		}
 		res.Files = append(res.Files, FileResult{c.Path, a})
 	}
 	return res, p.finish()
+}
+
+// CheckHealthy returns Apply's error for a kubelet that is not healthy
+// before anything changes, so that an installer can check it before it
+// writes its own files. Nothing to do, nothing to check.
+func (p *Plan) CheckHealthy(ctx context.Context) error {
+	if !p.Changed() || p.uninstall {
+		return nil
+	}
+	if err := p.w.Health.Wait(ctx); err != nil {
+		return p.unhealthy(err)
+	}
+	return nil
+}
+
+func (p *Plan) unhealthy(err error) error {
+	return errorf("the kubelet is not healthy before any change (%v): the wiring restarts only a healthy kubelet; fix it first (journalctl -u %s), nothing was changed", err, p.Unit)
 }
 
 func rolledBack(err error, again string, uninstall bool) string {
