@@ -221,7 +221,7 @@ func PlanInstall(w Wiring) (*Plan, error) {
 	return p, p.prepare()
 }
 
-// more is ", and N more" for a list longer than one.
+// more is " (and N more)" for a list longer than one.
 func more(list []string) string {
 	if len(list) > 1 {
 		return fmt.Sprintf(" (and %d more)", len(list)-1)

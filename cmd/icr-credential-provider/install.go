@@ -254,13 +254,13 @@ node's distribution expects kubelet flags, and restarts the kubelet only if
 that changed something: kubeadm, in KUBELET_EXTRA_ARGS of /etc/default/kubelet
 or /etc/sysconfig/kubelet; k3s and RKE2, in
 /etc/rancher/{k3s,rke2}/config.yaml.d/90-icr-credential-provider.yaml. The
-previous content of the host file is kept in %[3]s (under
---host-root) for uninstall. A kubelet that is not healthy within
---kubelet-timeout after the restart gets its previous wiring back and is
-restarted again. Kubelet flags already set elsewhere to other paths are
-reported and overridden only with --force. From a pod: hostPID, hostNetwork,
-the host's / mounted at --host-root, privileged (nsenter into the host's
-init).
+previous content of the host file is kept for uninstall in
+%[3]s (under --host-root).
+A kubelet that is not healthy within --kubelet-timeout after the restart
+gets its previous wiring back and is restarted again. Kubelet flags already
+set elsewhere to other paths are reported and overridden only with --force.
+From a pod: hostPID, hostNetwork, the host's / mounted at --host-root,
+privileged (nsenter into the host's init).
 
 --print-machineconfig prints an OpenShift MachineConfig for oc apply
 instead: on OpenShift the Machine Config Operator owns the kubelet's unit.

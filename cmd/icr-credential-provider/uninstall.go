@@ -115,11 +115,12 @@ const uninstallUsage = `Usage:
       [--host-root DIR] [--force]
 
 Removes exactly what install wrote, in this order:
-  1. the kubelet wiring recorded in %[3]s (under --host-root): every host
-     file back to its bytes before install (or removed, if install created
-     it); the kubelet restarted if that changed anything, then checked
-     healthy (if it was healthy before and is not after, the wiring is put
-     back and the kubelet restarted again);
+  1. the kubelet wiring recorded in %[3]s
+     (under --host-root): every host file back to its bytes before install
+     (or removed, if install created it);
+     the kubelet restarted if that changed anything, then checked healthy
+     (if it was healthy before and is not after, the wiring is put back and
+     the kubelet restarted again);
   2. the docker-credential-icr link in --credential-helper, if it points at
      the installed binary;
   3. FILE, if its first line is the installer's, and the API key file it
