@@ -13,9 +13,12 @@ import (
 // creating dir (0755) if missing. binPath is the target verbatim, and need
 // not exist here (an installer in a container links for the host). A link
 // already pointing at binPath is left alone and another link of that name is
-// replaced; a regular file of that name (someone's copy of a helper) is
-// replaced only with force; a directory or another file type is an error.
-func InstallLink(binPath, dir string, force bool) error {
+// replaced; a regular file of that name (someone's copy of a helper) is an
+// error, as are a directory and another file type.
+func InstallLink(binPath, dir string) error { return PlaceLink(binPath, dir, false) }
+
+// PlaceLink is InstallLink that, with force, also replaces a regular file.
+func PlaceLink(binPath, dir string, force bool) error {
 	if done, err := checkLink(binPath, dir, force); done || err != nil {
 		return err
 	}
@@ -33,7 +36,7 @@ func InstallLink(binPath, dir string, force bool) error {
 	return nil
 }
 
-// CheckLink returns the error InstallLink would return before changing
+// CheckLink returns the error PlaceLink would return before changing
 // anything, so that an installer can check it first.
 func CheckLink(binPath, dir string, force bool) error {
 	_, err := checkLink(binPath, dir, force)

@@ -21,29 +21,29 @@ func TestInstallLink(t *testing.T) {
 			t.Errorf("%d entries in %s, want only the link (no temporary left behind)", len(entries), dir)
 		}
 	}
-	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir, false); err != nil {
+	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir); err != nil {
 		t.Fatal(err)
 	}
 	check("/usr/local/bin/icr-credential-provider")
-	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir, false); err != nil {
+	if err := PlaceLink("/usr/local/bin/icr-credential-provider", dir, false); err != nil {
 		t.Fatal(err)
 	}
 	check("/usr/local/bin/icr-credential-provider")
 	// Replaces another link.
-	if err := InstallLink("/opt/icr/icr-credential-provider", dir, false); err != nil {
+	if err := PlaceLink("/opt/icr/icr-credential-provider", dir, false); err != nil {
 		t.Fatal(err)
 	}
 	check("/opt/icr/icr-credential-provider")
 
 	os.Remove(link)
 	os.Mkdir(link, 0o755)
-	if err := InstallLink("/x", dir, true); err == nil || !strings.Contains(err.Error(), "is a directory") {
+	if err := PlaceLink("/x", dir, true); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Errorf("over a directory: %v", err)
 	}
-	if err := InstallLink("", dir, false); err == nil {
+	if err := PlaceLink("", dir, false); err == nil {
 		t.Error("empty binary path accepted")
 	}
-	if err := InstallLink("/x", "", false); err == nil {
+	if err := InstallLink("/x", ""); err == nil {
 		t.Error("empty directory accepted")
 	}
 }
@@ -54,14 +54,14 @@ func TestInstallLinkRegularFileNeedsForce(t *testing.T) {
 	dir := t.TempDir()
 	link := filepath.Join(dir, LinkName)
 	os.WriteFile(link, []byte("someone's helper"), 0o755)
-	err := InstallLink("/opt/icr/icr-credential-provider", dir, false)
+	err := InstallLink("/opt/icr/icr-credential-provider", dir)
 	if err == nil || !strings.Contains(err.Error(), "regular file") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("err = %v", err)
 	}
 	if b, _ := os.ReadFile(link); string(b) != "someone's helper" {
 		t.Fatal("the regular file was replaced without force")
 	}
-	if err := InstallLink("/opt/icr/icr-credential-provider", dir, true); err != nil {
+	if err := PlaceLink("/opt/icr/icr-credential-provider", dir, true); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.Readlink(link); got != "/opt/icr/icr-credential-provider" {

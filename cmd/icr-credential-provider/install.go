@@ -185,7 +185,7 @@ func cmdInstall(e env, args []string) int {
 		fmt.Fprintf(e.stdout, "API key file %s: %s\n", host.Path(keyHost), a)
 	}
 	if *helperDir != "" {
-		if err := credhelper.InstallLink(helperLinkTarget, *helperDir, *force); err != nil {
+		if err := credhelper.PlaceLink(helperLinkTarget, *helperDir, *force); err != nil {
 			return fail(e, err)
 		}
 		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), helperLinkTarget)
