@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -75,5 +76,42 @@ func TestHealthWait(t *testing.T) {
 	srv.Close()
 	if err := h.Wait(context.Background()); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("closed: %v", err)
+	}
+}
+
+// The fallback for an image without nsenter: the host's, run chrooted into
+// the host root with the same arguments.
+func TestSystemctlChrootIntoHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	root, src := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module fake\ngo 1.26\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(`package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	_, err := os.Stat("/usr/bin/nsenter") // true inside the chroot only
+	fmt.Println("chrooted:", err == nil, os.Args[1:])
+	os.Exit(3)
+}
+`), 0o644)
+	build := exec.Command("go", "build", "-o", filepath.Join(root, "usr/bin/nsenter"), ".")
+	build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("building a static stand-in: %v\n%s", err, out)
+	}
+	s := Systemctl{Command: DefaultSystemctl, Root: root}
+	err := s.Restart(context.Background(), "kubelet.service")
+	if err != nil && strings.Contains(err.Error(), "operation not permitted") {
+		t.Skip(err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "chrooted: true [--target 1 --mount --uts --ipc --net --pid -- systemctl restart kubelet.service]") {
+		t.Fatalf("err = %v", err)
 	}
 }
