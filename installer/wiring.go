@@ -322,14 +322,22 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 	if len(p.changes) == 0 {
 		what = "a restart left pending by an interrupted run"
 	}
+	// A failed restart command may have restarted the unit all the same
+	// (systemctl fails when a notify unit does not come up): it is handled
+	// as an unhealthy kubelet.
+	var cause string
+	hint := fmt.Sprintf("see 'journalctl -u %s' for why", p.Unit)
 	if err := p.w.Systemd.Restart(ctx, p.Unit); err != nil {
-		rerr := p.rollback(created)
-		return res, errorf("restarting %s: %v; %s: check --systemctl (the default needs hostPID and nsenter)", p.Unit, err, rolledBack(rerr, "", p.uninstall))
+		cause = fmt.Sprintf("restarting %s failed (%v)", p.Unit, err)
+		hint = fmt.Sprintf("check --systemctl (the default needs hostPID and nsenter) and 'journalctl -u %s'", p.Unit)
+	} else if err := p.w.Health.Wait(ctx); err != nil {
+		cause = fmt.Sprintf("the kubelet was %v after %s restarted", err, p.Unit)
 	}
-	if err := p.w.Health.Wait(ctx); err != nil && healthyBefore != nil {
+	if cause != "" && healthyBefore != nil {
 		_ = p.finish()
-		return res, errorf("the kubelet was not healthy before uninstall (%v) and is %v after %s restarted (%s); the flags stay removed: see 'journalctl -u %s'", healthyBefore, err, p.Unit, what, p.Unit)
-	} else if err != nil {
+		return res, errorf("the kubelet was not healthy before uninstall (%v), and %s (%s); the flags stay removed: see 'journalctl -u %s'", healthyBefore, cause, what, p.Unit)
+	}
+	if cause != "" {
 		rerr := p.rollback(created)
 		again := ""
 		if rerr == nil {
@@ -345,7 +353,7 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 		if p.uninstall {
 			cmd = "uninstall"
 		}
-		return res, errorf("the kubelet was %v after %s restarted (%s); %s: see 'journalctl -u %s' for why, then run %s again", err, p.Unit, what, rolledBack(rerr, again, p.uninstall), p.Unit, cmd)
+		return res, errorf("%s (%s); %s: %s, then run %s again", cause, what, rolledBack(rerr, again, p.uninstall), hint, cmd)
 	}
 	res.Restarted = true
 	for _, c := range p.changes {

@@ -152,6 +152,7 @@ type fakeSystemd struct {
 	mu        sync.Mutex
 	restarts  []string
 	err       error
+	errOnce   bool // err only for the first restart
 	onRestart func()
 }
 
@@ -159,7 +160,11 @@ func (s *fakeSystemd) Restart(_ context.Context, unit string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
-		return s.err
+		err := s.err
+		if s.errOnce {
+			s.err = nil
+		}
+		return err
 	}
 	s.restarts = append(s.restarts, unit)
 	if s.onRestart != nil {
@@ -458,15 +463,24 @@ func TestWiringKubeletUnhealthyBefore(t *testing.T) {
 	h.assertSnapshot(before)
 }
 
+// A restart command that fails: the files go back, and the unit is
+// restarted again in case the failed command restarted it all the same.
 func TestWiringRestartFails(t *testing.T) {
-	h := setupLayout(t, 3)
-	before := h.snapshot()
-	sd := &fakeSystemd{err: errors.New("exit status 1: Failed to connect to bus")}
-	_, err := install(t, h.wiring(LayoutAuto, sd, newFakeKubelet(t, always(true))))
-	if err == nil || !strings.Contains(err.Error(), "restarting k3s-agent.service") || !strings.Contains(err.Error(), "Failed to connect to bus") || !strings.Contains(err.Error(), "rolled back") {
-		t.Fatalf("err = %v", err)
+	for _, once := range []bool{false, true} {
+		h := setupLayout(t, 3)
+		before := h.snapshot()
+		sd := &fakeSystemd{err: errors.New("exit status 1: Job for k3s-agent.service failed"), errOnce: once}
+		_, err := install(t, h.wiring(LayoutAuto, sd, newFakeKubelet(t, always(true))))
+		want := "but restarting k3s-agent.service again failed"
+		if once {
+			want = "the wiring was rolled back and k3s-agent.service restarted, healthy again"
+		}
+		if err == nil || !strings.Contains(err.Error(), "restarting k3s-agent.service failed (exit status 1: Job for k3s-agent.service failed)") ||
+			!strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "check --systemctl") {
+			t.Fatalf("err = %v", err)
+		}
+		h.assertSnapshot(before)
 	}
-	h.assertSnapshot(before)
 }
 
 // A run interrupted between its write and the restart restarts next time.
