@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -141,52 +139,5 @@ func TestRunVersionAndUsage(t *testing.T) {
 		if err := h.Run(context.Background(), a, nil, &out); !errors.As(err, &ue) {
 			t.Errorf("action %q: %v, want a usage error", a, err)
 		}
-	}
-}
-
-func TestInstallLink(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "bin")
-	link := filepath.Join(dir, LinkName)
-	check := func(want string) {
-		t.Helper()
-		got, err := os.Readlink(link)
-		if err != nil || got != want {
-			t.Fatalf("link -> %q (%v), want %q", got, err, want)
-		}
-		entries, _ := os.ReadDir(dir)
-		if len(entries) != 1 {
-			t.Errorf("%d entries in %s, want only the link (no temporary left behind)", len(entries), dir)
-		}
-	}
-	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir); err != nil {
-		t.Fatal(err)
-	}
-	check("/usr/local/bin/icr-credential-provider")
-	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir); err != nil {
-		t.Fatal(err)
-	}
-	check("/usr/local/bin/icr-credential-provider")
-	// Replaces another link and a regular file.
-	if err := InstallLink("/opt/icr/icr-credential-provider", dir); err != nil {
-		t.Fatal(err)
-	}
-	check("/opt/icr/icr-credential-provider")
-	os.Remove(link)
-	os.WriteFile(link, []byte("old copy"), 0o755)
-	if err := InstallLink("icr-credential-provider", dir); err != nil {
-		t.Fatal(err)
-	}
-	check("icr-credential-provider")
-
-	os.Remove(link)
-	os.Mkdir(link, 0o755)
-	if err := InstallLink("/x", dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
-		t.Errorf("over a directory: %v", err)
-	}
-	if err := InstallLink("", dir); err == nil {
-		t.Error("empty binary path accepted")
-	}
-	if err := InstallLink("/x", ""); err == nil {
-		t.Error("empty directory accepted")
 	}
 }

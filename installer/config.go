@@ -60,11 +60,38 @@ func ServiceAccountTokenAttributes() *kubeletv1.ServiceAccountTokenAttributes {
 type Provider struct {
 	Name        string   // the binary's file name in the bin dir; "": DefaultName
 	MatchImages []string // empty: DefaultMatchImages()
+	// Args are the plugin's command-line arguments: its logging flags
+	// (--v, --vmodule, --logging-format), which are not settings.
+	Args []string
 	// Env are the plugin's settings as ICR_* variables; never a secret (an
 	// API key is referenced by file, ICR_API_KEY_FILE).
 	Env                  []kubeletv1.ExecEnvVar
 	TokenAttributes      *kubeletv1.ServiceAccountTokenAttributes // non-nil: service-account mode
 	DefaultCacheDuration time.Duration                            // 0: DefaultCacheDuration
+	// APIKeyFileWritten is the key file install wrote (--api-key-from), as
+	// the host sees it: named in a comment so that uninstall removes it.
+	APIKeyFileWritten string
+}
+
+// apiKeyComment starts the config's comment naming the key file install
+// wrote.
+const apiKeyComment = "# API key file written by install (uninstall removes it): "
+
+// APIKeyFileWritten returns the key file a config written by install says
+// it wrote, "" if none.
+func APIKeyFileWritten(content []byte) string {
+	if !WrittenByInstaller(content) {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(content), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		if p, ok := strings.CutPrefix(line, apiKeyComment); ok {
+			return strings.TrimSpace(p)
+		}
+	}
+	return ""
 }
 
 // secretEnv are variables that would put a secret into a world-readable
@@ -100,6 +127,7 @@ func Config(p Provider) ([]byte, error) {
 			APIVersion:           ProviderAPIVersion,
 			MatchImages:          p.MatchImages,
 			DefaultCacheDuration: &metav1.Duration{Duration: p.DefaultCacheDuration},
+			Args:                 p.Args,
 			Env:                  p.Env,
 			TokenAttributes:      p.TokenAttributes,
 		}},
@@ -108,7 +136,14 @@ func Config(p Provider) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendering the kubelet config: %v", err)
 	}
-	out := append([]byte(header), y...)
+	out := []byte(header)
+	if p.APIKeyFileWritten != "" {
+		if strings.ContainsAny(p.APIKeyFileWritten, "\n\r") {
+			return nil, fmt.Errorf("API key file %q has a line break", p.APIKeyFileWritten)
+		}
+		out = append(out, apiKeyComment+p.APIKeyFileWritten+"\n"...)
+	}
+	out = append(out, y...)
 	if _, err := DecodeConfig(out); err != nil {
 		return nil, fmt.Errorf("the rendered kubelet config does not decode: %v", err)
 	}

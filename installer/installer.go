@@ -68,14 +68,8 @@ func errorf(format string, a ...any) error { return &Error{msg: fmt.Sprintf(form
 // temporary file is left, and each file is untouched or fully replaced.
 func Install(ctx context.Context, o Options) (Result, error) {
 	o.Provider.Name = cmp.Or(o.Provider.Name, DefaultName)
-	if err := validName(o.Provider.Name); err != nil {
+	if err := CheckPaths(o.BinDir, o.ConfigPath, o.Provider.Name); err != nil {
 		return Result{}, err
-	}
-	if o.BinDir == "" {
-		return Result{}, errorf("--bin-dir is required: give the kubelet's --image-credential-provider-bin-dir")
-	}
-	if o.ConfigPath == "" {
-		return Result{}, errorf("--config is required: give the kubelet's --image-credential-provider-config file")
 	}
 	if o.Executable == "" {
 		return Result{}, errorf("no executable to install")
@@ -118,6 +112,34 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Config, err = WriteFile(o.ConfigPath, content, 0o644, o.Force)
 	return res, err
+}
+
+// CheckPaths checks --bin-dir, --config and the binary's name (""
+// is DefaultName) as given, before anything is read or written.
+func CheckPaths(binDir, configPath, name string) error {
+	if err := validName(cmp.Or(name, DefaultName)); err != nil {
+		return err
+	}
+	if binDir == "" {
+		return errorf("--bin-dir is required: give the kubelet's --image-credential-provider-bin-dir")
+	}
+	if configPath == "" {
+		return errorf("--config is required: give the kubelet's --image-credential-provider-config file")
+	}
+	if err := absolute("--bin-dir", binDir); err != nil {
+		return err
+	}
+	return absolute("--config", configPath)
+}
+
+// absolute refuses a relative path: the kubelet, the config and the
+// credential helper link name files by absolute path, and a relative one
+// would be resolved against another directory than this process's.
+func absolute(flag, path string) error {
+	if !filepath.IsAbs(path) {
+		return errorf("%s %s is a relative path: give an absolute path (the kubelet and the credential helper link resolve it from another directory)", flag, path)
+	}
+	return nil
 }
 
 // checkDir requires dir to be an existing directory.
@@ -192,10 +214,15 @@ func probeWritable(dir string) error {
 	return os.Remove(f.Name())
 }
 
+// geteuid is os.Geteuid; tests pretend to be root.
+var geteuid = os.Geteuid
+
 func writeError(dir string, err error) error {
 	switch {
 	case errors.Is(err, syscall.EROFS):
 		return errorf("cannot write to %s: read-only file system: mount it read-write (hostPath without readOnly) or choose a writable directory", dir)
+	case errors.Is(err, fs.ErrPermission) && geteuid() == 0:
+		return errorf("cannot write to %s: permission denied although running as root: the directory's owner or mode denies it and this process lacks CAP_DAC_OVERRIDE, or SELinux/AppArmor or an immutable attribute (chattr +i) denies it: check 'ls -ld %s' and the container's capabilities", dir, dir)
 	case errors.Is(err, fs.ErrPermission):
 		return errorf("cannot write to %s: permission denied: run the installer as root (the DaemonSet does) or choose a directory you can write", dir)
 	case errors.Is(err, syscall.ENOSPC):

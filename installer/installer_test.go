@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -501,5 +503,43 @@ func TestSettingsFromEnvironment(t *testing.T) {
 	}
 	if len(env) != 1 || env[0].Name != "ICR_PROFILE_NAME" || env[0].Value != "node-pull" {
 		t.Fatalf("env %+v", env)
+	}
+}
+
+func TestRelativePathsRefused(t *testing.T) {
+	for _, tc := range []struct{ name, bin, cfg, want string }{
+		{"bin dir", "bin", "/etc/icr/config.yaml", "--bin-dir bin is a relative path"},
+		{"config", "/opt/bin", "etc/config.yaml", "--config etc/config.yaml is a relative path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			o := f.opts()
+			o.BinDir, o.ConfigPath = tc.bin, tc.cfg
+			_, err := Install(context.Background(), o)
+			var ie *Error
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "absolute") {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
+
+// Root is not told to run as root: it is told what can deny root.
+func TestWriteErrorAsRoot(t *testing.T) {
+	denied := &fs.PathError{Op: "open", Path: "/opt/bin/x", Err: syscall.EACCES}
+	old := geteuid
+	t.Cleanup(func() { geteuid = old })
+
+	geteuid = func() int { return 0 }
+	msg := writeError("/opt/bin", denied).Error()
+	if strings.Contains(msg, "run the installer as root") || !strings.Contains(msg, "although running as root") || !strings.Contains(msg, "CAP_DAC_OVERRIDE") {
+		t.Errorf("as root: %s", msg)
+	}
+	geteuid = func() int { return 1000 }
+	if msg := writeError("/opt/bin", denied).Error(); !strings.Contains(msg, "run the installer as root") {
+		t.Errorf("as a user: %s", msg)
+	}
+	if msg := writeError("/opt/bin", &fs.PathError{Err: syscall.EROFS}).Error(); !strings.Contains(msg, "read-only file system") {
+		t.Errorf("EROFS: %s", msg)
 	}
 }

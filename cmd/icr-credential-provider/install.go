@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/version"
@@ -13,62 +16,155 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
 )
 
+// hostFlags are the flags install and uninstall share to reach the host
+// and its kubelet.
+type hostFlags struct {
+	root, systemctl, healthz string
+	timeout                  time.Duration
+}
+
+func (h *hostFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&h.root, "host-root", "/", "where the host's / is mounted (a hostPath volume of path /): --bin-dir, --config and --credential-helper are given under it, the kubelet is told the paths as the host sees them")
+	fs.StringVar(&h.systemctl, "systemctl", "", "command that runs the host's systemctl, split at blanks (default: "+fmt.Sprint(installer.DefaultSystemctl)+", which needs hostPID; an nsenter missing from the image is taken from --host-root)")
+	fs.StringVar(&h.healthz, "kubelet-healthz", installer.DefaultHealthzURL, "the kubelet's health endpoint, checked before and after a restart (needs hostNetwork)")
+	fs.DurationVar(&h.timeout, "kubelet-timeout", installer.DefaultKubeletTimeout, "how long the kubelet may take to become healthy after a restart before the wiring is rolled back")
+}
+
+// wiring returns the Wiring of these flags.
+func (h *hostFlags) wiring(host installer.Host, layout installer.Layout, force bool) (installer.Wiring, error) {
+	sd, err := installer.NewSystemctl(h.systemctl, host.Root)
+	if err != nil {
+		return installer.Wiring{}, err
+	}
+	return installer.Wiring{Host: host, Layout: layout, Force: force, Systemd: sd,
+		Health: installer.Health{URL: h.healthz, Timeout: h.timeout}}, nil
+}
+
 // cmdInstall puts this executable and a kubelet CredentialProviderConfig on
-// the node: `install --bin-dir DIR --config FILE [plugin flags] [--force]`.
-// The plugin flags (and their ICR_* variables) given here become the
-// config's env entries.
+// the node, optionally an API key file and the kubelet's flags. The plugin
+// flags (and their ICR_* variables) given here become the config's env
+// entries, the logging flags its args.
 func cmdInstall(e env, args []string) int {
 	var cfg config.Config
+	var hf hostFlags
 	fs, format := newFlagSet("install", e)
 	plugin := pflag.NewFlagSet("plugin", pflag.ContinueOnError)
 	cfg.AddFlags(plugin)
 	fs.AddFlagSet(plugin)
 	binDir := fs.String("bin-dir", "", "directory to install the binary into: the kubelet's --image-credential-provider-bin-dir (must exist)")
 	cfgPath := fs.String("config", "", "CredentialProviderConfig file to write: the kubelet's --image-credential-provider-config (its directory must exist)")
-	force := fs.Bool("force", false, "replace a config not written by install, or a symbolic link in place of the binary or the config")
+	force := fs.Bool("force", false, "replace a config not written by install, a symbolic link in place of the binary or the config, or a regular file in place of the credential helper link; override kubelet flags set elsewhere to other paths")
 	saTokens := fs.Bool("service-account-tokens", false, "service-account mode: the kubelet passes the pod's service-account token (audience iam) and the trusted-profile annotations (kubelet 1.34+)")
 	helperDir := fs.String("credential-helper", "", "also place the docker-credential-icr link in this directory (on the PATH of docker, nerdctl, podman, crane, …)")
-	helperTarget := fs.String("credential-helper-target", "", "the path the link points at, when the installer sees the bin dir under another path than the host does (default: the installed binary's path)")
+	helperTarget := fs.String("credential-helper-target", "", "the path the link points at (default: the installed binary's path as the host sees it)")
+	apiKeyFrom := fs.String("api-key-from", "", "file holding an IAM API key to put on the node, e.g. a mounted Secret's key; the config then references the copy (ICR_API_KEY_FILE), never the key")
+	apiKeyTo := fs.String("api-key-to", "", "where --api-key-from's key goes, as the host sees it, mode 0600 (default: apikey beside --config)")
+	layoutFlag := fs.String("configure-kubelet", "none", "add the kubelet's --image-credential-provider-config and -bin-dir flags the way the node's distribution expects, and restart the kubelet: auto, kubeadm, k3s, rke2 or none")
+	hf.add(fs)
+	printMC := fs.Bool("print-machineconfig", false, "print an OpenShift MachineConfig that adds the kubelet flags, and change nothing")
+	mcPool := fs.String("machineconfig-pool", "worker", "the MachineConfigPool (role) the printed MachineConfig is for")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
 		return fail(e, err)
 	}
 	if *help {
-		fmt.Fprintf(e.stdout, `Usage:
-  %s install --bin-dir DIR --config FILE [plugin flags] [--force]
-
-Copies this executable to DIR/%s and writes FILE, a kubelet
-CredentialProviderConfig whose env entries carry the plugin flags given here
-(or their ICR_* variables). Files are replaced atomically and only when their
-content changes; the new binary is run ('version --short') before it is moved
-into place. A FILE not written by install is replaced only with --force.
-
-Flags:
-%s`, name, installer.DefaultName, fs.FlagUsages())
+		fmt.Fprintf(e.stdout, installUsage, name, installer.DefaultName, installer.StatePath, fs.FlagUsages())
 		return 0
 	}
 	if err := setupLogging(e, *format); err != nil {
 		return fail(e, err)
+	}
+	layout, err := installer.ParseLayout(*layoutFlag)
+	if err != nil {
+		return fail(e, err)
+	}
+	if err := installer.CheckPaths(*binDir, *cfgPath, ""); err != nil {
+		return fail(e, err)
+	}
+	host, err := installer.NewHost(hf.root)
+	if err != nil {
+		return fail(e, err)
+	}
+	hostBinDir, err := host.HostPath("--bin-dir", *binDir)
+	if err != nil {
+		return fail(e, err)
+	}
+	hostCfg, err := host.HostPath("--config", *cfgPath)
+	if err != nil {
+		return fail(e, err)
+	}
+	if *printMC {
+		return printMachineConfig(e, *mcPool, hostCfg, hostBinDir)
+	}
+
+	var key, keyHost string
+	if *apiKeyFrom != "" {
+		if plugin.Changed("api-key-file") {
+			return fail(e, fmt.Errorf("--api-key-from and --api-key-file are both given: --api-key-from writes the key file and points the config at it; give one"))
+		}
+		keyHost = *apiKeyTo
+		if keyHost == "" {
+			keyHost = path.Join(path.Dir(hostCfg), "apikey")
+		}
+		if !path.IsAbs(keyHost) {
+			return fail(e, fmt.Errorf("--api-key-to %s is a relative path: give the key file's absolute path as the host sees it", keyHost))
+		}
+		if key, err = installer.CheckAPIKey(*apiKeyFrom, host.Path(keyHost)); err != nil {
+			return fail(e, err)
+		}
+		if err := plugin.Set("api-key-file", keyHost); err != nil {
+			return fail(e, err)
+		}
 	}
 
 	envVars, extra, err := installer.Settings(plugin, &cfg)
 	if err != nil {
 		return fail(e, err)
 	}
-	p := installer.Provider{Env: envVars}
+	p := installer.Provider{Env: envVars, Args: loggingArgs(fs), APIKeyFileWritten: keyHost}
 	if len(extra) > 0 {
 		p.MatchImages = append(installer.DefaultMatchImages(), extra...)
 	}
 	if *saTokens {
 		p.TokenAttributes = installer.ServiceAccountTokenAttributes()
 	}
+
+	// Checked before anything changes: the link, and the kubelet wiring.
+	helperLinkTarget := *helperTarget
+	if helperLinkTarget == "" {
+		helperLinkTarget = path.Join(hostBinDir, installer.DefaultName)
+	}
+	if *helperDir != "" {
+		if !filepath.IsAbs(helperLinkTarget) {
+			return fail(e, fmt.Errorf("--credential-helper-target %s is a relative path: give the binary's absolute path as the host sees it", helperLinkTarget))
+		}
+		if err := credhelper.CheckLink(helperLinkTarget, *helperDir, *force); err != nil {
+			return fail(e, err)
+		}
+	}
+	var plan *installer.Plan
+	if layout != installer.LayoutNone {
+		w, err := hf.wiring(host, layout, *force)
+		if err != nil {
+			return fail(e, err)
+		}
+		w.Config, w.BinDir = hostCfg, hostBinDir
+		if plan, err = installer.PlanInstall(w); err != nil {
+			return fail(e, err)
+		}
+	}
+
 	exe, err := os.Executable()
 	if err != nil {
 		return fail(e, fmt.Errorf("cannot find this executable to install it: %v", err))
 	}
-
 	ctx, cancel := commandContext(0)
 	defer cancel()
+	if plan != nil {
+		if err := plan.CheckHealthy(ctx); err != nil {
+			return fail(e, err)
+		}
+	}
 	res, err := installer.Install(ctx, installer.Options{
 		Executable: exe,
 		BinDir:     *binDir,
@@ -81,15 +177,104 @@ Flags:
 		return fail(e, err)
 	}
 	fmt.Fprintf(e.stdout, "binary %s: %s\nconfig %s: %s\n", res.BinaryPath, res.Binary, res.ConfigPath, res.Config)
-	if *helperDir != "" {
-		target := *helperTarget
-		if target == "" {
-			target = res.BinaryPath
-		}
-		if err := credhelper.InstallLink(target, *helperDir); err != nil {
+	if key != "" {
+		a, err := installer.WriteAPIKey(key, host.Path(keyHost))
+		if err != nil {
 			return fail(e, err)
 		}
-		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), target)
+		fmt.Fprintf(e.stdout, "API key file %s: %s\n", host.Path(keyHost), a)
 	}
+	if *helperDir != "" {
+		if err := credhelper.PlaceLink(helperLinkTarget, *helperDir, *force); err != nil {
+			return fail(e, err)
+		}
+		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), helperLinkTarget)
+	}
+	if plan != nil {
+		wr, err := plan.Apply(ctx)
+		if err != nil {
+			return fail(e, err)
+		}
+		printWiring(e.stdout, wr)
+	}
+	return 0
+}
+
+// printWiring reports what the kubelet wiring did.
+func printWiring(w io.Writer, r installer.WiringResult) {
+	if r.Layout == "" {
+		return
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "kubelet wiring (%s): note: %s\n", r.Layout, n)
+	}
+	for _, f := range r.Files {
+		fmt.Fprintf(w, "kubelet wiring (%s): %s: %s\n", r.Layout, f.Path, f.Action)
+	}
+	switch {
+	case r.Restarted:
+		fmt.Fprintf(w, "kubelet wiring (%s): %s restarted, healthy\n", r.Layout, r.Unit)
+	case len(r.Files) == 0:
+		fmt.Fprintf(w, "kubelet wiring (%s): unchanged\n", r.Layout)
+	}
+}
+
+// loggingArgs are the logging flags given to install (or their ICR_*
+// variables), as the plugin's args: the plugin then logs as asked.
+func loggingArgs(fs *pflag.FlagSet) []string {
+	var args []string
+	for _, n := range []string{"v", "vmodule", "logging-format"} {
+		if f := fs.Lookup(n); f != nil && f.Changed && f.Value.String() != "" {
+			args = append(args, "--"+n+"="+f.Value.String())
+		}
+	}
+	return args
+}
+
+const installUsage = `Usage:
+  %[1]s install --bin-dir DIR --config FILE [plugin flags] [--force]
+      [--api-key-from FILE [--api-key-to PATH]] [--credential-helper DIR]
+      [--configure-kubelet auto|kubeadm|k3s|rke2|none] [--host-root DIR]
+  %[1]s install --print-machineconfig [--machineconfig-pool POOL] --bin-dir DIR --config FILE [--host-root DIR]
+
+Copies this executable to DIR/%[2]s and writes FILE, a kubelet
+CredentialProviderConfig whose env entries carry the plugin flags given here
+(or their ICR_* variables) and whose args carry -v, --vmodule and
+--logging-format. Files are replaced atomically and only when their content
+changes; the new binary is run ('version --short') before it is moved into
+place. A FILE not written by install is replaced only with --force.
+
+--api-key-from FILE copies the API key in FILE (a mounted Secret's key) to a
+root-only file on the node and points the config at it (ICR_API_KEY_FILE);
+the key itself is never written anywhere else.
+
+--configure-kubelet adds --image-credential-provider-config=FILE and
+--image-credential-provider-bin-dir=DIR (as the host sees them) where the
+node's distribution expects kubelet flags, and restarts the kubelet only if
+that changed something: kubeadm, in KUBELET_EXTRA_ARGS of /etc/default/kubelet
+or /etc/sysconfig/kubelet; k3s and RKE2, in
+/etc/rancher/{k3s,rke2}/config.yaml.d/90-icr-credential-provider.yaml. The
+previous content of the host file is kept for uninstall in
+%[3]s (under --host-root).
+A kubelet that is not healthy within --kubelet-timeout after the restart
+gets its previous wiring back and is restarted again. Kubelet flags already
+set elsewhere to other paths are reported and overridden only with --force.
+From a pod: hostPID, hostNetwork, the host's / mounted at --host-root,
+privileged (nsenter into the host's init).
+
+--print-machineconfig prints an OpenShift MachineConfig for oc apply
+instead: on OpenShift the Machine Config Operator owns the kubelet's unit.
+
+Flags:
+%[4]s`
+
+// printMachineConfig prints the OpenShift MachineConfig that wires the
+// kubelet of pool; it changes nothing.
+func printMachineConfig(e env, pool, config, binDir string) int {
+	mc, err := installer.MachineConfig(pool, config, binDir)
+	if err != nil {
+		return fail(e, err)
+	}
+	_, _ = e.stdout.Write(mc)
 	return 0
 }

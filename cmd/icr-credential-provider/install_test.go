@@ -152,3 +152,91 @@ func TestInstallCredentialHelperLink(t *testing.T) {
 		t.Errorf("link -> %q", target)
 	}
 }
+
+// Problems a new operator ran into: each once reported success.
+func TestInstallOperatorMistakes(t *testing.T) {
+	t.Run("relative bin dir", func(t *testing.T) {
+		d := newInstallDirs(t)
+		helperDir := t.TempDir()
+		r := runPlugin(t, invocation{Process: true, Args: []string{"install", "--bin-dir", "bin", "--config", d.cfg, "--credential-helper", helperDir}})
+		assertFailure(t, r, "--bin-dir bin is a relative path")
+		if _, err := os.Lstat(filepath.Join(helperDir, "docker-credential-icr")); err == nil {
+			t.Error("a link was made although the bin dir is relative")
+		}
+	})
+	t.Run("relative config", func(t *testing.T) {
+		d := newInstallDirs(t)
+		r := runPlugin(t, invocation{Process: true, Args: []string{"install", "--bin-dir", d.bin, "--config", "config.yaml"}})
+		assertFailure(t, r, "--config config.yaml is a relative path")
+	})
+	t.Run("relative link target", func(t *testing.T) {
+		d := newInstallDirs(t)
+		r := runPlugin(t, invocation{Process: true, Args: d.args("--credential-helper", t.TempDir(), "--credential-helper-target", "bin/icr-credential-provider")})
+		assertFailure(t, r, "--credential-helper-target bin/icr-credential-provider is a relative path")
+	})
+	t.Run("regular file in place of the link", func(t *testing.T) {
+		d := newInstallDirs(t)
+		helperDir := t.TempDir()
+		link := filepath.Join(helperDir, "docker-credential-icr")
+		os.WriteFile(link, []byte("#!/bin/sh\necho someone else's helper\n"), 0o755)
+		r := runPlugin(t, invocation{Process: true, Args: d.args("--credential-helper", helperDir)})
+		assertFailure(t, r, "is a regular file", "--force")
+		if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() {
+			t.Fatal("the regular file was replaced without --force")
+		}
+		r = runPlugin(t, invocation{Process: true, Args: d.args("--credential-helper", helperDir, "--force")})
+		if r.Code != 0 {
+			t.Fatalf("with --force: %s", r.Stderr)
+		}
+		if target, _ := os.Readlink(link); target != filepath.Join(d.bin, "icr-credential-provider") {
+			t.Errorf("link -> %q", target)
+		}
+	})
+}
+
+// The logging flags given to install reach the plugin through the config's
+// args, from flags or ICR_* variables, and the plugin accepts them.
+func TestInstallLoggingFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantArgs []string
+	}{
+		{name: "none", wantArgs: nil},
+		{name: "flags", args: []string{"--v=4", "--logging-format", "json"}, wantArgs: []string{"--v=4", "--logging-format=json"}},
+		{name: "environment", env: []string{"ICR_V=2", "ICR_LOGGING_FORMAT=json"}, wantArgs: []string{"--v=2", "--logging-format=json"}},
+		{name: "vmodule", args: []string{"--vmodule=provider=5"}, wantArgs: []string{"--vmodule=provider=5"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newInstallDirs(t)
+			r := runPlugin(t, invocation{Process: true, Args: d.args(tc.args...), Env: tc.env})
+			if r.Code != 0 {
+				t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+			}
+			cfg, err := installer.DecodeConfig(mustReadFile(t, d.cfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.Providers[0].Args
+			if strings.Join(got, " ") != strings.Join(tc.wantArgs, " ") {
+				t.Fatalf("args %q, want %q", got, tc.wantArgs)
+			}
+			// The plugin runs with them as the kubelet would.
+			pr := runPlugin(t, invocation{Process: true, Args: got, Stdin: requestJSON("v1", "example.com/app")})
+			if pr.Code != 0 {
+				t.Fatalf("the plugin refuses args %q: %s", got, pr.Stderr)
+			}
+		})
+	}
+}
+
+func mustReadFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

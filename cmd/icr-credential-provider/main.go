@@ -67,12 +67,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(s
 			return cmdDoctor(e, args[1:])
 		case "install":
 			return cmdInstall(e, args[1:])
+		case "uninstall":
+			return cmdUninstall(e, args[1:])
 		case "credential-helper":
 			return cmdCredentialHelper(e, args[1:])
 		case "help":
 			return cmdHelp(e)
 		default:
-			return fail(e, fmt.Errorf("unknown command %q: use one of doctor, install, credential-helper, version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
+			return fail(e, fmt.Errorf("unknown command %q: use one of doctor, install, uninstall, credential-helper, version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
 		}
 	}
 	return cmdKubelet(e, args)
@@ -260,6 +262,9 @@ Usage:
       check configuration, identity, token, registry access, kubelet config and clock
   %[1]s install --bin-dir DIR --config FILE [flags]
       put the binary and a kubelet CredentialProviderConfig on the host
+      (and optionally an API key file and the kubelet's flags)
+  %[1]s uninstall --bin-dir DIR --config FILE [flags]
+      remove exactly what install wrote, the kubelet's flags included
   %[1]s credential-helper get|list|store|erase
       Docker credential helper (also when installed as docker-credential-icr)
   %[1]s version [--short]

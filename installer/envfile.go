@@ -1,0 +1,179 @@
+package installer
+
+import (
+	"bytes"
+	"strings"
+)
+
+// envAssign is one assignment in a systemd EnvironmentFile (the syntax of
+// systemd.exec(5), EnvironmentFile=): NAME=VALUE, the value unquoted,
+// single-quoted (verbatim) or double-quoted (backslash escapes), a
+// backslash at the end of a line continuing it.
+type envAssign struct {
+	Name, Value string
+	Export      bool // "export NAME=…"
+	// Raw value span in the file: [ValStart, ValEnd) holds the value as
+	// written, quotes included, without trailing blanks and line end.
+	ValStart, ValEnd int
+	Quote            byte // '"', '\'' or 0
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' }
+
+// parseEnvFile returns the assignments of content in order; lines that are
+// empty, comments (# or ;) or without "=" are skipped, as systemd does.
+func parseEnvFile(content []byte) []envAssign {
+	var out []envAssign
+	i, n := 0, len(content)
+	nextLine := func() {
+		for i < n && content[i] != '\n' {
+			i++
+		}
+		i++
+	}
+	for i < n {
+		for i < n && isBlank(content[i]) {
+			i++
+		}
+		if i >= n {
+			break
+		}
+		if c := content[i]; c == '\n' || c == '#' || c == ';' {
+			nextLine()
+			continue
+		}
+		a := envAssign{}
+		key := i
+		for i < n && content[i] != '=' && content[i] != '\n' && !isBlank(content[i]) {
+			i++
+		}
+		name := string(content[key:i])
+		if name == "export" && i < n && isBlank(content[i]) {
+			a.Export = true
+			for i < n && isBlank(content[i]) {
+				i++
+			}
+			key = i
+			for i < n && content[i] != '=' && content[i] != '\n' && !isBlank(content[i]) {
+				i++
+			}
+			name = string(content[key:i])
+		}
+		for i < n && isBlank(content[i]) {
+			i++
+		}
+		if i >= n || content[i] != '=' || name == "" {
+			nextLine()
+			continue
+		}
+		i++ // '='
+		for i < n && (content[i] == ' ' || content[i] == '\t') {
+			i++
+		}
+		a.Name, a.ValStart = name, i
+		var val strings.Builder
+		if i < n && (content[i] == '"' || content[i] == '\'') {
+			a.Quote = content[i]
+			i++
+			for i < n && content[i] != a.Quote {
+				if a.Quote == '"' && content[i] == '\\' && i+1 < n {
+					i++
+					if content[i] == '\n' {
+						i++
+						continue
+					}
+				}
+				val.WriteByte(content[i])
+				i++
+			}
+			if i < n {
+				i++ // closing quote
+			}
+			// Anything after the closing quote on its line is kept in the
+			// raw span, unquoted.
+			for i < n && content[i] != '\n' {
+				val.WriteByte(content[i])
+				i++
+			}
+		} else {
+			for i < n && content[i] != '\n' {
+				if content[i] == '\\' && i+1 < n {
+					i++
+					if content[i] == '\n' {
+						i++
+						continue
+					}
+				}
+				val.WriteByte(content[i])
+				i++
+			}
+		}
+		end := i
+		for end > a.ValStart && isBlank(content[end-1]) {
+			end--
+		}
+		a.ValEnd = end
+		a.Value = strings.TrimRight(val.String(), " \t\r")
+		out = append(out, a)
+		if i < n {
+			i++ // '\n'
+		}
+	}
+	return out
+}
+
+// envValue is the value of the last assignment of name, and whether there
+// is one.
+func envValue(content []byte, name string) (string, bool) {
+	var v string
+	found := false
+	for _, a := range parseEnvFile(content) {
+		if a.Name == name {
+			v, found = a.Value, true
+		}
+	}
+	return v, found
+}
+
+// appendToEnvVar returns content with words appended to the value of the
+// last assignment of name, every other byte as it was; without an
+// assignment, one is added as a last line. The words must need no quoting.
+func appendToEnvVar(content []byte, name string, words []string) ([]byte, error) {
+	add := strings.Join(words, " ")
+	var last *envAssign
+	as := parseEnvFile(content)
+	for i := range as {
+		if as[i].Name == name {
+			last = &as[i]
+		}
+	}
+	if last == nil {
+		out := bytes.Clone(content)
+		if len(out) > 0 && out[len(out)-1] != '\n' {
+			out = append(out, '\n')
+		}
+		return append(out, name+"="+add+"\n"...), nil
+	}
+	if last.Export {
+		return nil, errorf("%s is assigned with 'export', which this installer does not edit: add the flags to it by hand", name)
+	}
+	raw := content[last.ValStart:last.ValEnd]
+	at := last.ValEnd
+	switch {
+	case last.Quote != 0:
+		closing := bytes.LastIndexByte(raw, last.Quote)
+		if closing <= 0 || closing != len(raw)-1 {
+			return nil, errorf("%s has text after its closing quote, which this installer does not edit: add the flags to it by hand", name)
+		}
+		at = last.ValStart + closing
+	case bytes.HasSuffix(raw, []byte{'\\'}):
+		return nil, errorf("%s ends with a backslash, which this installer does not edit: add the flags to it by hand", name)
+	}
+	if strings.TrimSpace(last.Value) != "" {
+		add = " " + add
+	}
+	out := make([]byte, 0, len(content)+len(add))
+	out = append(out, content[:at]...)
+	out = append(out, add...)
+	return append(out, content[at:]...), nil
+}

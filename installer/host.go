@@ -1,0 +1,180 @@
+package installer
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+)
+
+// Host is the node's root file system as this process sees it: "/" when
+// the installer runs on the node, the mount point of a hostPath volume of
+// "/" when it runs in a pod. Paths in kubelet flags and unit files are the
+// host's; Path turns them into paths this process can open.
+type Host struct{ Root string }
+
+// NewHost returns the Host at root ("" is "/"), which must be an absolute
+// directory.
+func NewHost(root string) (Host, error) {
+	root = filepath.Clean(cmp.Or(root, "/"))
+	if !filepath.IsAbs(root) {
+		return Host{}, errorf("--host-root %s is a relative path: give the absolute path where the host's / is mounted", root)
+	}
+	return Host{Root: root}, nil
+}
+
+// Path is the host's path p as this process sees it.
+func (h Host) Path(p string) string { return filepath.Join(h.Root, p) }
+
+// HostPath is the host's view of local, a path this process sees under
+// Root; what the kubelet is told.
+func (h Host) HostPath(flag, local string) (string, error) {
+	rel, err := filepath.Rel(h.Root, filepath.Clean(local))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", errorf("%s %s is not under --host-root %s: give it as a path under the host root, e.g. %s", flag, local, h.Root, h.Path(local))
+	}
+	return filepath.Join("/", rel), nil
+}
+
+// Check requires Root to look like a host's root file system: an etc
+// directory and a systemd unit directory. A wrong mount would otherwise
+// have the installer write files no host ever reads.
+func (h Host) Check() error {
+	fi, err := os.Stat(h.Path("/etc"))
+	if err != nil || !fi.IsDir() {
+		return errorf("--host-root %s is not a host's root file system (no etc/): mount the host's / there (a hostPath volume of path /) or give the right --host-root", h.Root)
+	}
+	for _, d := range unitDirs {
+		if fi, err := h.stat(d); err == nil && fi.IsDir() {
+			return nil
+		}
+	}
+	return errorf("--host-root %s has no systemd unit directory (looked in %s): the kubelet wiring needs a systemd host; mount the host's / there or give the right --host-root", h.Root, strings.Join(unitDirs, ", "))
+}
+
+// maxLinks bounds the symbolic links followed while resolving one path.
+const maxLinks = 40
+
+// resolve returns the local path of the host's path p with every symbolic
+// link followed as the host would: an absolute target starts again at Root,
+// and ".." never leaves Root.
+func (h Host) resolve(p string) (string, error) {
+	links := 0
+	done := "/" // resolved so far, a host path without links
+	rest := strings.Split(strings.Trim(filepath.Clean("/"+p), "/"), "/")
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			done = filepath.Dir(done)
+			continue
+		}
+		next := filepath.Join(done, c)
+		fi, err := os.Lstat(h.Path(next))
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			// A missing component ends the links to follow; the caller sees
+			// the error when it opens the result.
+			done = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return "", fmt.Errorf("%s: too many levels of symbolic links", p)
+		}
+		target, err := os.Readlink(h.Path(next))
+		if err != nil {
+			return "", err
+		}
+		if filepath.IsAbs(target) {
+			done = "/"
+		}
+		rest = append(strings.Split(strings.Trim(target, "/"), "/"), rest...)
+	}
+	return h.Path(done), nil
+}
+
+// stat is os.Stat of the host's path p, links followed within Root.
+func (h Host) stat(p string) (fs.FileInfo, error) {
+	local, err := h.resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(local)
+}
+
+// exists reports whether the host's path p exists (links followed).
+func (h Host) exists(p string) bool {
+	_, err := h.stat(p)
+	return err == nil
+}
+
+// maxHostFile bounds a unit, environment or configuration file read from
+// the host.
+const maxHostFile = 1 << 20
+
+// read returns the content of the host's regular file p (links followed),
+// or nil and fs.ErrNotExist.
+func (h Host) read(p string) ([]byte, error) {
+	local, err := h.resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(local)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	if fi.Size() > maxHostFile {
+		return nil, fmt.Errorf("%s is larger than %d KiB", p, maxHostFile>>10)
+	}
+	return os.ReadFile(local)
+}
+
+// readDir lists the host's directory p (links followed); a missing
+// directory is empty.
+func (h Host) readDir(p string) []fs.DirEntry {
+	local, err := h.resolve(p)
+	if err != nil {
+		return nil
+	}
+	ents, _ := os.ReadDir(local)
+	return ents
+}
+
+// hostFileError names a host file that cannot be read.
+func hostFileError(p string, err error) error {
+	return errorf("cannot read %s: %v: check the file (and that --host-root is the host's /)", p, config.Bare(err))
+}
+
+// writablePath is the local path at which to write the host's file p: its
+// directory's links followed within Root, as the host would; p itself must
+// be a regular file or missing, never a link (a write through it would land
+// where the link points, which the host may read as something else).
+func (h Host) writablePath(p string) (string, error) {
+	dir := filepath.Dir(p)
+	local, err := h.resolve(dir)
+	if err != nil {
+		return "", errorf("%s: %v", dir, err)
+	}
+	target := filepath.Join(local, filepath.Base(p))
+	fi, err := os.Lstat(target)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return "", errorf("%s: %v", p, config.Bare(err))
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "", errorf("%s on the host is a symbolic link: the installer does not write through links into host configuration; make it a regular file, or wire the kubelet by hand", p)
+	case !fi.Mode().IsRegular():
+		return "", errorf("%s on the host is not a regular file (%v): remove it or wire the kubelet by hand", p, fi.Mode().Type())
+	}
+	return target, nil
+}

@@ -1,0 +1,98 @@
+package installer
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// KubensWrapper is the script OpenShift's kubelet.service starts the
+// kubelet through (ExecStart=/usr/local/bin/kubenswrapper /usr/bin/kubelet
+// …), written by the Machine Config Operator's 01-<pool>-kubelet
+// MachineConfig.
+const KubensWrapper = "/usr/local/bin/kubenswrapper"
+
+// poolName is a MachineConfigPool name (a DNS label).
+var poolName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$`)
+
+// kubensWrapperScript is OpenShift's kubenswrapper with the kubelet flags
+// added when it starts the kubelet.
+func kubensWrapperScript(config, binDir string) string {
+	return `#!/bin/sh
+# Written by icr-credential-provider install --print-machineconfig: OpenShift's
+# kubenswrapper, which kubelet.service starts the kubelet through, with the
+# kubelet's image credential provider flags added.
+case "$1" in
+*/kubelet) set -- "$@" --` + FlagConfig + `=` + config + ` --` + FlagBinDir + `=` + binDir + ` ;;
+esac
+if [ -x /usr/bin/kubensenter ]; then
+  exec /usr/bin/kubensenter "$@"
+else
+  exec "$@"
+fi
+`
+}
+
+// MachineConfig renders an OpenShift MachineConfig for pool that adds
+// --image-credential-provider-config=config and -bin-dir=binDir (as the
+// host sees them) to the kubelet's command line.
+//
+// OpenShift's kubelet.service has no variable for extra flags (its
+// ExecStart expands only ${…} variables, each as exactly one word), and a
+// drop-in that replaces ExecStart would freeze the command line of one
+// OpenShift release across upgrades. So the MachineConfig replaces the
+// small wrapper the unit starts the kubelet through with one that does
+// the same and appends the two flags; the Machine Config Operator merges
+// it over its own (a later name wins) and takes it away again when the
+// MachineConfig is deleted. The binary and the config are not in it: the
+// DaemonSet installs them.
+func MachineConfig(pool, config, binDir string) ([]byte, error) {
+	if !poolName.MatchString(pool) {
+		return nil, errorf("--machineconfig-pool %q is not a pool name (a DNS label such as worker or master)", pool)
+	}
+	for _, f := range []struct{ flag, value string }{{"--config", config}, {"--bin-dir", binDir}} {
+		if err := kubeletFlagPath(f.flag, f.value); err != nil {
+			return nil, err
+		}
+	}
+	script := kubensWrapperScript(config, binDir)
+	mc := map[string]any{
+		"apiVersion": "machineconfiguration.openshift.io/v1",
+		"kind":       "MachineConfig",
+		"metadata": map[string]any{
+			"name":   "99-" + pool + "-icr-credential-provider",
+			"labels": map[string]string{"machineconfiguration.openshift.io/role": pool},
+		},
+		"spec": map[string]any{
+			"config": map[string]any{
+				"ignition": map[string]string{"version": "3.2.0"},
+				"storage": map[string]any{
+					"files": []any{map[string]any{
+						"path":      KubensWrapper,
+						"mode":      0o755,
+						"overwrite": true,
+						"contents":  map[string]string{"source": "data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(script))},
+					}},
+				},
+			},
+		},
+	}
+	y, err := yaml.Marshal(mc)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by icr-credential-provider install --print-machineconfig: adds\n")
+	fmt.Fprintf(&b, "#   --%s=%s\n#   --%s=%s\n", FlagConfig, config, FlagBinDir, binDir)
+	fmt.Fprintf(&b, "# to the kubelet of MachineConfigPool %q by replacing %s\n", pool, KubensWrapper)
+	b.WriteString("# (the wrapper kubelet.service starts the kubelet through) with this script:\n#\n")
+	for line := range strings.SplitSeq(strings.TrimSuffix(script, "\n"), "\n") {
+		b.WriteString(strings.TrimRight("#   "+line, " ") + "\n")
+	}
+	b.WriteString("#\n# The nodes of the pool drain and reboot one by one. Undo: oc delete machineconfig " + "99-" + pool + "-icr-credential-provider\n")
+	b.Write(y)
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,250 @@
+package installer
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// rancherDropin is the file the wiring adds to k3s's or RKE2's
+// config.yaml.d: after the operator's usual 00-89 files, before 99.
+const rancherDropin = "90-icr-credential-provider.yaml"
+
+// rancherUnits are the units that run k3s's and RKE2's kubelet, server
+// first.
+var rancherUnits = map[Layout][]string{
+	LayoutK3s:  {"k3s.service", "k3s-agent.service"},
+	LayoutRKE2: {"rke2-server.service", "rke2-agent.service"},
+}
+
+// rancherDefaults are the credential provider paths k3s and RKE2 pass to
+// the kubelet when no option sets them and both exist.
+var rancherDefaults = map[string]string{
+	FlagBinDir: "/var/lib/rancher/credentialprovider/bin",
+	FlagConfig: "/var/lib/rancher/credentialprovider/config.yaml",
+}
+
+func rancherDir(l Layout) string { return "/etc/rancher/" + string(l) }
+
+// rancherUnit returns the unit of l present on h (of two, the enabled
+// one), "" if none.
+func rancherUnit(h Host, l Layout) (string, error) {
+	var present, enabled []string
+	for _, u := range rancherUnits[l] {
+		for _, d := range unitDirs {
+			if h.exists(path.Join(d, u)) {
+				present = append(present, u)
+				break
+			}
+		}
+	}
+	if len(present) < 2 {
+		return strings.Join(present, ""), nil
+	}
+	for _, u := range present {
+		for _, e := range h.readDir("/etc/systemd/system") {
+			if strings.HasSuffix(e.Name(), ".wants") && h.exists("/etc/systemd/system/"+e.Name()+"/"+u) {
+				enabled = append(enabled, u)
+				break
+			}
+		}
+	}
+	if len(enabled) == 1 {
+		return enabled[0], nil
+	}
+	which := "neither is"
+	if len(enabled) > 1 {
+		which = "both are"
+	}
+	return "", errorf("both %s are installed and %s enabled: disable the one this node does not run ('systemctl disable'), then run install again", strings.Join(present, " and "), which)
+}
+
+func rancherFound(h Host, l Layout) bool {
+	u, err := rancherUnit(h, l)
+	return h.exists(rancherDir(l)) && (u != "" || err != nil)
+}
+
+// rancherFile is one of k3s's or RKE2's configuration files, decoded.
+type rancherFile struct {
+	path string
+	keys map[string]any
+}
+
+// rancherFiles reads config.yaml and config.yaml.d/*.yaml|*.yml in k3s's
+// order, without the wiring's own drop-in.
+func rancherFiles(h Host, l Layout) ([]rancherFile, error) {
+	base := rancherDir(l) + "/config.yaml"
+	paths := []string{base}
+	var names []string
+	for _, e := range h.readDir(base + ".d") {
+		n := strings.ToLower(e.Name())
+		if !e.IsDir() && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) && e.Name() != rancherDropin {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		paths = append(paths, base+".d/"+n)
+	}
+	var out []rancherFile
+	for _, p := range paths {
+		b, err := h.read(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, hostFileError(p, err)
+		}
+		var keys map[string]any
+		if err := yaml.Unmarshal(b, &keys); err != nil {
+			return nil, errorf("%s does not parse as YAML (%v): %s would not start either; fix it first", p, err, l)
+		}
+		out = append(out, rancherFile{path: p, keys: keys})
+	}
+	return out, nil
+}
+
+// rancherSetting is a value and the file that set it.
+type rancherSetting struct{ value, file string }
+
+// rancherMerge applies k3s's rules to files in order: a later file's key
+// replaces an earlier one's, "key+" appends to a list. It returns the
+// options' effective values and the effective kubelet-arg entries.
+func rancherMerge(files []rancherFile) (options map[string]rancherSetting, kubeletArgs []rancherSetting) {
+	options = map[string]rancherSetting{}
+	for _, f := range files {
+		for k, v := range f.keys {
+			name, appendTo := strings.CutSuffix(k, "+")
+			switch name {
+			case FlagConfig, FlagBinDir:
+				options[name] = rancherSetting{fmt.Sprint(v), f.path}
+			case "kubelet-arg":
+				var entries []rancherSetting
+				switch v := v.(type) {
+				case []any:
+					for _, e := range v {
+						entries = append(entries, rancherSetting{fmt.Sprint(e), f.path})
+					}
+				default:
+					entries = append(entries, rancherSetting{fmt.Sprint(v), f.path})
+				}
+				if !appendTo {
+					kubeletArgs = nil
+				}
+				kubeletArgs = append(kubeletArgs, entries...)
+			}
+		}
+	}
+	return options, kubeletArgs
+}
+
+// planRancher sets k3s's (RKE2's) own options image-credential-provider-
+// bin-dir and -config in a config.yaml.d drop-in. The options, not
+// kubelet-arg: k3s passes them to the kubelet itself, and a kubelet-arg key
+// in a drop-in would replace the operator's kubelet-arg list (only
+// "kubelet-arg+" appends).
+func planRancher(w Wiring, l Layout, st *wiringState) (layoutPlan, error) {
+	lp := layoutPlan{mode: 0o644, path: rancherDir(l) + "/config.yaml.d/" + rancherDropin, mkdir: rancherDir(l) + "/config.yaml.d"}
+	if !w.Host.exists(rancherDir(l)) {
+		return lp, errorf("%s does not exist: this node does not run %s; give the --configure-kubelet of its layout", rancherDir(l), l)
+	}
+	unit, err := rancherUnit(w.Host, l)
+	if err != nil {
+		return lp, err
+	}
+	if unit == "" {
+		return lp, errorf("no %s unit in %s: this node does not run %s from systemd; wire it by hand", strings.Join(rancherUnits[l], " or "), strings.Join(unitDirs, ", "), l)
+	}
+	lp.unit = unit
+	files, err := rancherFiles(w.Host, l)
+	if err != nil {
+		return lp, err
+	}
+	flags := []string{FlagBinDir, FlagConfig}
+	var buf strings.Builder
+	buf.WriteString(Marker + "; changes here are lost at the next install.\n")
+	fmt.Fprintf(&buf, "# The kubelet's image credential provider, as %s options; 'icr-credential-provider uninstall' removes this file.\n", l)
+	for _, f := range flags {
+		fmt.Fprintf(&buf, "%s: %s\n", f, w.want(f))
+	}
+	content := []byte(buf.String())
+	lp.after = func([]byte) ([]byte, error) { return content, nil }
+
+	// Ours, inserted where k3s reads it.
+	var ours map[string]any
+	_ = yaml.Unmarshal(content, &ours)
+	withOurs := slices.Clone(files)
+	at := len(withOurs)
+	for i, f := range withOurs {
+		if path.Base(f.path) > rancherDropin && path.Dir(f.path) == path.Dir(lp.path) {
+			at = i
+			break
+		}
+	}
+	withOurs = slices.Insert(withOurs, at, rancherFile{path: lp.path, keys: ours})
+
+	options, kargs := rancherMerge(files)
+	for _, a := range kargs {
+		for _, f := range flags {
+			if v, ok := strings.CutPrefix(strings.TrimLeft(a.value, "-"), f+"="); ok && v != w.want(f) {
+				lp.overrides = append(lp.overrides, fmt.Sprintf("%s sets kubelet-arg %s=%s, which wins over %s's own option", a.file, f, v, l))
+			}
+		}
+	}
+	for i, f := range withOurs {
+		for _, flag := range flags {
+			v, ok := f.keys[flag]
+			if !ok {
+				v, ok = f.keys[flag+"+"]
+			}
+			if !ok || i == at || fmt.Sprint(v) == w.want(flag) {
+				continue
+			}
+			msg := fmt.Sprintf("%s sets %s: %v", f.path, flag, v)
+			if i > at {
+				lp.overrides = append(lp.overrides, msg+" after "+lp.path)
+			} else {
+				lp.conflicts = append(lp.conflicts, msg)
+			}
+		}
+	}
+	if _, set := options[FlagConfig]; !set {
+		if _, set := options[FlagBinDir]; !set && w.Host.exists(rancherDefaults[FlagBinDir]) && w.Host.exists(rancherDefaults[FlagConfig]) && rancherDefaults[FlagConfig] != w.Config {
+			lp.conflicts = append(lp.conflicts, fmt.Sprintf("%s passes its default %s to the kubelet (a provider is configured there)", l, rancherDefaults[FlagConfig]))
+		}
+	}
+	for _, argv := range procArgs(w.procDir(), string(l)) {
+		for _, f := range flags {
+			vs := flagValues(argv[1:], f)
+			for _, ka := range flagValues(argv[1:], "kubelet-arg") {
+				if v, ok := strings.CutPrefix(strings.TrimLeft(ka, "-"), f+"="); ok {
+					vs = append(vs, v)
+				}
+			}
+			for _, v := range vs {
+				if !w.ours(st, f, v) {
+					lp.overrides = append(lp.overrides, fmt.Sprintf("the running %s has %s=%s on its command line (its unit's ExecStart), which wins over its configuration files", l, f, v))
+				}
+			}
+		}
+	}
+	lp.conflicts = append(lp.conflicts, w.runningKubelet(st)...)
+
+	// Wired: the files as they are, ours included, already give the flags.
+	cur, err := w.Host.read(lp.path)
+	current := files
+	if err == nil {
+		var keys map[string]any
+		if yaml.Unmarshal(cur, &keys) == nil {
+			current = slices.Insert(slices.Clone(files), at, rancherFile{path: lp.path, keys: keys})
+		}
+	}
+	effective, _ := rancherMerge(current)
+	lp.wired = len(lp.overrides) == 0 && effective[FlagConfig].value == w.Config && effective[FlagBinDir].value == w.BinDir
+	return lp, nil
+}
