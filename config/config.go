@@ -104,7 +104,9 @@ func EnvName(flagName string) string {
 func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		// --help is a request, not a setting: ICR_HELP in the kubelet's
+		// environment must not turn every answer into a help text.
+		if f.Changed || f.Name == "help" {
 			return
 		}
 		v, ok := lookup(EnvName(f.Name))

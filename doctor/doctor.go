@@ -297,7 +297,15 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if !rep.OK {
 		verdict = "image pulls from ICR will fail: see FAIL above"
 	}
-	fmt.Fprintf(&b, "\n%d ok, %d warnings, %d failed, %d skipped: %s\n", n[StatusOK], n[StatusWarn], n[StatusFail], n[StatusSkip], verdict)
+	fmt.Fprintf(&b, "\n%d ok, %s, %d failed, %d skipped: %s\n", n[StatusOK], plural(n[StatusWarn], "warning"), n[StatusFail], n[StatusSkip], verdict)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// plural is "1 warning", "2 warnings".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

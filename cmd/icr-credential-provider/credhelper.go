@@ -116,5 +116,5 @@ The token cache defaults to %s as root, else $XDG_RUNTIME_DIR/icr-credential-pro
 else icr-credential-provider under the user's cache directory.
 
 Flags:
-%s`, name, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions, credhelper.NotFoundMessage, config.DefaultCacheDir, fs.FlagUsages())
+%s`, name, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions, credhelper.NotFoundMessage, config.DefaultCacheDir, config.FlagUsages(fs))
 }

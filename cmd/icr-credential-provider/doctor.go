@@ -61,7 +61,7 @@ Run it as root with the settings the kubelet config's env: passes to the plugin.
 See docs/troubleshooting.md.
 
 Flags:
-%s`, name, name, fs.FlagUsages())
+%s`, name, name, config.FlagUsages(fs))
 		return 0
 	}
 	if *output != "text" && *output != "json" {

@@ -68,7 +68,7 @@ func cmdInstall(e env, args []string) int {
 		return fail(e, err)
 	}
 	if *help {
-		fmt.Fprintf(e.stdout, installUsage, name, installer.DefaultName, installer.StatePath, fs.FlagUsages())
+		fmt.Fprintf(e.stdout, installUsage, name, installer.DefaultName, installer.StatePath, config.FlagUsages(fs))
 		return 0
 	}
 	if err := setupLogging(e, *format); err != nil {

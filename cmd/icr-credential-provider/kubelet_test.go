@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/icr-credential-provider/icr-credential-provider/iam/iamtest"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
 )
@@ -268,4 +270,43 @@ func waitForPipeRead(t *testing.T, pid int) {
 		}
 	}
 	t.Fatal("the process never waited on stdin")
+}
+
+// TestTerminalHint: run by hand without a pipe, kubelet mode says what it
+// waits for instead of waiting silently; ICR_HELP is no request for help.
+func TestTerminalHint(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	if !isTerminal(pts) || isTerminal(strings.NewReader("")) {
+		t.Fatal("isTerminal is wrong")
+	}
+	// End of input on the terminal (Ctrl-D), so that the run ends.
+	if _, err := ptmx.Write([]byte{4}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"--cache-dir", "none"}, pts, &out, &errb, func(k string) (string, bool) {
+		if k == "ICR_HELP" {
+			return "1", true
+		}
+		return "", false
+	})
+	if code == 0 || out.Len() != 0 || !strings.Contains(errb.String(), "reading a CredentialProviderRequest from stdin") || !strings.Contains(errb.String(), "no request on stdin") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 	"k8s.io/component-base/logs/klogflags"
 	"k8s.io/component-base/version"
 	"k8s.io/klog/v2"
@@ -175,6 +176,11 @@ func cmdKubelet(e env, args []string) int {
 		usage(e, fs)
 		return 0
 	}
+	if isTerminal(e.stdin) {
+		// By hand, without a pipe: say what is awaited rather than wait
+		// silently. (The kubelet's stdin is always a pipe.)
+		fmt.Fprintf(e.stderr, "%s: reading a CredentialProviderRequest from stdin (the kubelet sends one); by hand, pipe one such as examples/requests/v1.json, or see '%s --help'\n", name, name)
+	}
 	// Log lines are held until the outcome is known: a failure must be one
 	// line on stderr (the kubelet logs all of it), so warnings are shown on
 	// success, and on failure only with -v.
@@ -207,6 +213,16 @@ func cmdKubelet(e env, args []string) int {
 		return fail(e, err)
 	}
 	return 0
+}
+
+// isTerminal reports whether r is a terminal.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // heldLog keeps log output until release; safe for concurrent use.
@@ -274,5 +290,5 @@ Every flag also reads ICR_<FLAG NAME IN UPPER SNAKE CASE> (e.g. --iam-url: ICR_I
 an explicit flag wins. An API key is also read from IBMCLOUD_API_KEY.
 
 Flags:
-%[2]s`, name, fs.FlagUsages())
+%[2]s`, name, config.FlagUsages(fs))
 }

@@ -6,6 +6,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
 )
 
@@ -27,7 +28,7 @@ func cmdUninstall(e env, args []string) int {
 		return fail(e, err)
 	}
 	if *help {
-		fmt.Fprintf(e.stdout, uninstallUsage, name, installer.DefaultName, installer.StatePath, fs.FlagUsages())
+		fmt.Fprintf(e.stdout, uninstallUsage, name, installer.DefaultName, installer.StatePath, config.FlagUsages(fs))
 		return 0
 	}
 	if err := setupLogging(e, *format); err != nil {
