@@ -181,3 +181,85 @@ func TestInstallServiceAccountMode(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallConfigureKubelet: the hands-off overlay wires the kubelet from
+// the init container alone (privileged there, with the host's / and its
+// PID and network namespaces), one node at a time; the agent keeps the
+// base's least privilege.
+func TestInstallConfigureKubelet(t *testing.T) {
+	objs := build(t, "configure-kubelet")
+	ds := find[*appsv1.DaemonSet](objs)[0]
+	spec := ds.Spec.Template.Spec
+	if ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("maxUnavailable %v, want 1", ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable)
+	}
+	if !spec.HostPID || !spec.HostNetwork {
+		t.Errorf("hostPID %v hostNetwork %v", spec.HostPID, spec.HostNetwork)
+	}
+	ic := spec.InitContainers[0]
+	for _, want := range []string{"--configure-kubelet=auto", "--host-root=/host", "--bin-dir=/host/opt/icr-credential-provider/bin", "--config=/host/etc/kubernetes/icr-credential-provider/config.yaml"} {
+		if !slices.Contains(ic.Args, want) {
+			t.Errorf("install args %v lack %s", ic.Args, want)
+		}
+	}
+	if ic.SecurityContext.Privileged == nil || !*ic.SecurityContext.Privileged {
+		t.Error("the installer cannot reach the host's systemd")
+	}
+	agent := spec.Containers[0].SecurityContext
+	if agent.Privileged != nil && *agent.Privileged || agent.Capabilities == nil || len(agent.Capabilities.Add) > 0 {
+		t.Errorf("the agent gained privileges: %+v", agent)
+	}
+	var hostRoot bool
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil && v.HostPath.Path == "/" {
+			hostRoot = true
+		}
+	}
+	if !hostRoot || !slices.ContainsFunc(ic.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "host-root" && m.MountPath == "/host" }) {
+		t.Error("the host's / is not mounted at /host")
+	}
+}
+
+// TestInstallAPIKey: the key comes from a Secret mounted in the installer
+// only, never as an environment variable or in an argument.
+func TestInstallAPIKey(t *testing.T) {
+	ds := find[*appsv1.DaemonSet](build(t, "api-key"))[0]
+	spec := ds.Spec.Template.Spec
+	ic := spec.InitContainers[0]
+	if !slices.Contains(ic.Args, "--api-key-from=/secret/apikey") || !slices.Contains(ic.Args, "--host-root=/host") {
+		t.Errorf("install args %v", ic.Args)
+	}
+	for _, c := range append(spec.InitContainers, spec.Containers...) {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				t.Errorf("%s: the key as an environment variable", c.Name)
+			}
+		}
+		if c.Name != "install" && slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "apikey" }) {
+			t.Errorf("%s mounts the API key Secret", c.Name)
+		}
+	}
+}
+
+// TestUninstall: the uninstaller undoes the wiring and the files on every
+// node, one node at a time.
+func TestUninstall(t *testing.T) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join("..", "examples", "uninstall"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := res.AsYaml()
+	obj, _, err := strictDecoder.Decode(y, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := obj.(*appsv1.DaemonSet)
+	ic := ds.Spec.Template.Spec.InitContainers[0]
+	if ic.Args[0] != "uninstall" || !slices.Contains(ic.Args, "--host-root=/host") || ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("uninstall args %v, strategy %+v", ic.Args, ds.Spec.UpdateStrategy)
+	}
+	if c := ds.Spec.Template.Spec.Containers[0]; !slices.Contains(c.Command, "--idle") {
+		t.Errorf("the placeholder container does not idle: %v", c.Command)
+	}
+}

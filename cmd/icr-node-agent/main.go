@@ -52,8 +52,15 @@ func run(args []string, stderr io.Writer, lookup func(string) (string, bool)) in
 	probeRegistry := fs.String("probe-registry", "", "a registry host whose token exchange the health checks include (e.g. us.icr.io)")
 	probeImage := fs.String("probe-image", "", "an image whose manifest the health checks fetch (e.g. us.icr.io/ns/probe:1)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for running outside the cluster; default: in-cluster")
+	idle := fs.Bool("idle", false, "do nothing until stopped: a placeholder container (the image has no pause binary)")
 	if err := fs.Parse(args); err != nil {
 		return fail(stderr, err)
+	}
+	if *idle {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		<-ctx.Done()
+		return 0
 	}
 	if err := config.ApplyEnv(fs, lookup); err != nil {
 		return fail(stderr, err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -176,5 +177,37 @@ func TestRunAndSIGTERM(t *testing.T) {
 	}
 	if n := strings.Count(stderr.String(), "No Kubernetes API client"); n != 1 {
 		t.Errorf("the missing API server is said %d times, want once:\n%s", n, stderr.String())
+	}
+}
+
+// TestIdle: the uninstall DaemonSet's placeholder container does nothing,
+// says nothing and returns 0 on SIGTERM. In process: the test catches
+// SIGTERM too, so one sent before run listens is not fatal, and it sends
+// until run returns.
+func TestIdle(t *testing.T) {
+	caught := make(chan os.Signal, 64)
+	signal.Notify(caught, syscall.SIGTERM)
+	defer signal.Stop(caught)
+	var out bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"--idle"}, &out, func(string) (string, bool) { return "", false }) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for sent := 0; ; {
+		select {
+		case code := <-done:
+			if sent == 0 {
+				t.Fatal("returned before it was stopped")
+			}
+			if code != 0 || out.Len() > 0 {
+				t.Fatalf("exit %d, output %q", code, out.String())
+			}
+			return
+		case <-tick.C:
+			if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
 	}
 }
