@@ -150,17 +150,17 @@ func Config(p Provider) ([]byte, error) {
 	return out, nil
 }
 
-// DecodeConfig decodes a CredentialProviderConfig strictly (unknown and
-// duplicate fields are errors), as the kubelet does, and checks its kind.
+// DecodeConfig decodes a CredentialProviderConfig as the kubelet does
+// (decodeAnyVersion) and requires the version install writes.
 func DecodeConfig(data []byte) (*kubeletv1.CredentialProviderConfig, error) {
-	var cfg kubeletv1.CredentialProviderConfig
-	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+	v, cfg, err := decodeAnyVersion(data)
+	if err != nil {
 		return nil, err
 	}
-	if cfg.Kind != "CredentialProviderConfig" || cfg.APIVersion != kubeletv1.SchemeGroupVersion.String() {
-		return nil, fmt.Errorf("kind %q apiVersion %q, want CredentialProviderConfig %s", cfg.Kind, cfg.APIVersion, kubeletv1.SchemeGroupVersion)
+	if v != kubeletv1.SchemeGroupVersion.String() {
+		return nil, fmt.Errorf("apiVersion %q, want %s", v, kubeletv1.SchemeGroupVersion)
 	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // WrittenByInstaller reports whether a config file's content carries the
