@@ -1,7 +1,6 @@
 package doctor
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -98,40 +97,23 @@ func kubeletFlags(procDir, hostRoot string) map[string]string {
 	return flags
 }
 
-// kubeletArgs looks for a running kubelet's flags in procDir/*/cmdline.
+// kubeletArgs are the first running kubelet's flags in procDir/*/cmdline.
 func kubeletArgs(procDir string) map[string]string {
-	if procDir == "-" {
+	running := installer.ProcArgs(procDir, "kubelet")
+	if len(running) == 0 {
 		return nil
 	}
-	ents, err := os.ReadDir(procDir)
-	if err != nil {
-		return nil
+	argv, flags := running[0], map[string]string{}
+	for i := 1; i < len(argv); i++ {
+		a := strings.TrimLeft(argv[i], "-")
+		if k, v, ok := strings.Cut(a, "="); ok {
+			flags[k] = v
+		} else if i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
+			flags[a] = argv[i+1]
+			i++
+		}
 	}
-	for _, e := range ents {
-		if strings.Trim(e.Name(), "0123456789") != "" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(procDir, e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
-		if filepath.Base(argv[0]) != "kubelet" {
-			continue
-		}
-		flags := map[string]string{}
-		for i := 1; i < len(argv); i++ {
-			a := strings.TrimLeft(argv[i], "-")
-			if k, v, ok := strings.Cut(a, "="); ok {
-				flags[k] = v
-			} else if i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
-				flags[a] = argv[i+1]
-				i++
-			}
-		}
-		return flags
-	}
-	return nil
+	return flags
 }
 
 // checkKubelet checks the kubelet's CredentialProviderConfig and bin dir.

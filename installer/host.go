@@ -28,6 +28,24 @@ func NewHost(root string) (Host, error) {
 	return Host{Root: root}, nil
 }
 
+// Paths checks --bin-dir and --config (CheckPaths) and returns the Host
+// at root with both as the host sees them: what the kubelet is told.
+func Paths(root, binDir, configPath string) (h Host, hostBinDir, hostConfig string, err error) {
+	if err = CheckPaths(binDir, configPath, ""); err != nil {
+		return Host{}, "", "", err
+	}
+	if h, err = NewHost(root); err != nil {
+		return Host{}, "", "", err
+	}
+	if hostBinDir, err = h.HostPath("--bin-dir", binDir); err != nil {
+		return Host{}, "", "", err
+	}
+	if hostConfig, err = h.HostPath("--config", configPath); err != nil {
+		return Host{}, "", "", err
+	}
+	return h, hostBinDir, hostConfig, nil
+}
+
 // Path is the host's path p as this process sees it.
 func (h Host) Path(p string) string { return filepath.Join(h.Root, p) }
 

@@ -218,7 +218,7 @@ func planRancher(w Wiring, l Layout, st *wiringState) (layoutPlan, error) {
 			lp.conflicts = append(lp.conflicts, fmt.Sprintf("%s passes its default %s to the kubelet (a provider is configured there)", l, rancherDefaults[FlagConfig]))
 		}
 	}
-	for _, argv := range procArgs(w.procDir(), string(l)) {
+	for _, argv := range ProcArgs(w.procDir(), string(l)) {
 		for _, f := range flags {
 			vs := flagValues(argv[1:], f)
 			for _, ka := range flagValues(argv[1:], "kubelet-arg") {

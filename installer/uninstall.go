@@ -180,7 +180,7 @@ func (r *Removal) Apply() ([]FileResult, error) {
 // kubelet from starting again.
 func StillWired(w Wiring, config string) []string {
 	var out []string
-	for _, argv := range procArgs(w.procDir(), "kubelet") {
+	for _, argv := range ProcArgs(w.procDir(), "kubelet") {
 		if slices.Contains(flagValues(argv[1:], FlagConfig), config) {
 			out = append(out, fmt.Sprintf("the running kubelet has --%s=%s", FlagConfig, config))
 		}

@@ -573,9 +573,9 @@ func kubensWrapped(h Host) bool {
 	return err == nil && bytes.Contains(b, []byte("kubenswrapper"))
 }
 
-// procArgs are the command lines of the host's processes whose executable
-// is one of names.
-func procArgs(dir string, names ...string) [][]string {
+// ProcArgs are the command lines of the processes under dir (a proc file
+// system; "-" for none) whose executable is one of names.
+func ProcArgs(dir string, names ...string) [][]string {
 	if dir == "-" {
 		return nil
 	}
@@ -652,7 +652,7 @@ func (w Wiring) ours(st *wiringState, flag, v string) bool {
 // runningKubelet reports a running kubelet's flags set to other paths.
 func (w Wiring) runningKubelet(st *wiringState) []string {
 	var out []string
-	for _, argv := range procArgs(w.procDir(), "kubelet") {
+	for _, argv := range ProcArgs(w.procDir(), "kubelet") {
 		for _, f := range []string{FlagConfig, FlagBinDir} {
 			for _, v := range flagValues(argv[1:], f) {
 				if !w.ours(st, f, v) {

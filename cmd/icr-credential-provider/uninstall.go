@@ -34,18 +34,7 @@ func cmdUninstall(e env, args []string) int {
 	if err := setupLogging(e, *format); err != nil {
 		return fail(e, err)
 	}
-	if err := installer.CheckPaths(*binDir, *cfgPath, ""); err != nil {
-		return fail(e, err)
-	}
-	host, err := installer.NewHost(hf.root)
-	if err != nil {
-		return fail(e, err)
-	}
-	hostBinDir, err := host.HostPath("--bin-dir", *binDir)
-	if err != nil {
-		return fail(e, err)
-	}
-	hostCfg, err := host.HostPath("--config", *cfgPath)
+	host, hostBinDir, hostCfg, err := installer.Paths(hf.root, *binDir, *cfgPath)
 	if err != nil {
 		return fail(e, err)
 	}

@@ -857,14 +857,7 @@ func (x *exchange) requestSecret() string {
 func (x *exchange) echo(mode string) {
 	sec := x.requestSecret()
 	raw := func(head string) {
-		hj, ok := x.w.(http.Hijacker)
-		if !ok {
-			panic(http.ErrAbortHandler)
-		}
-		conn, bw, err := hj.Hijack()
-		if err != nil {
-			panic(http.ErrAbortHandler)
-		}
+		conn, bw := x.hijack()
 		defer conn.Close()
 		bw.WriteString(head)
 		_ = bw.Flush()
@@ -896,16 +889,22 @@ func (x *exchange) echo(mode string) {
 	x.nativeError(http.StatusBadRequest, code, msg)
 }
 
-// reset closes the connection with an RST and no answer.
-func (x *exchange) reset() {
+// hijack takes the connection over, for answers net/http would not send.
+func (x *exchange) hijack() (net.Conn, *bufio.ReadWriter) {
 	hj, ok := x.w.(http.Hijacker)
 	if !ok {
 		panic(http.ErrAbortHandler)
 	}
-	conn, _, err := hj.Hijack()
+	conn, bw, err := hj.Hijack()
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
+	return conn, bw
+}
+
+// reset closes the connection with an RST and no answer.
+func (x *exchange) reset() {
+	conn, _ := x.hijack()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
@@ -916,14 +915,7 @@ func (x *exchange) reset() {
 // then closes the connection.
 func (x *exchange) truncated() {
 	body := []byte(`{"access_token":"eyJraWQiOiJpYW10ZXN0IiwiYWxnIjoiSFMyNTYifQ.eyJpYW1faWQiOiJpYW0tU2VydmljZUlkIn0.c2ln","refresh_token":"not_supported","token_type":"Bearer","expires_in":3600,"expiration":` + fmt.Sprint(x.s.Now().Add(time.Hour).Unix()) + `}`)
-	hj, ok := x.w.(http.Hijacker)
-	if !ok {
-		panic(http.ErrAbortHandler)
-	}
-	conn, bw, err := hj.Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
+	conn, bw := x.hijack()
 	defer conn.Close()
 	fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n\r\n", len(body)+256, x.s.Now().UTC().Format(http.TimeFormat))
 	bw.Write(body[:len(body)/2])
