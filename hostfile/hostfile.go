@@ -1,0 +1,195 @@
+// Package hostfile is the one rule for files on the node that commands
+// running as root act on (install, uninstall, doctor, the agent): who may
+// change a path, and reading a file without blocking on a FIFO, following a
+// terminal or reading without end. Stdlib only.
+//
+// A path is trusted when it and every directory on the way to it, through
+// symbolic links too, are owned by root (or by this process's user, so
+// that the tools also run unprivileged) and not writable by group or
+// others, except a directory with the sticky bit (/tmp), where others may
+// add entries but not replace ours. Anything else can be swapped by another
+// local user between a check and a use.
+package hostfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// maxLinks bounds the symbolic links followed, as the kernel's ELOOP does.
+const maxLinks = 40
+
+// UntrustedError says which path another user can change, and why. Fix
+// never changes the owner or mode of a path that is a symbolic link or is
+// not owned by root: run as printed it cannot be turned against the node.
+type UntrustedError struct {
+	Path   string
+	Reason string // e.g. "it is owned by uid 1000"
+	Fix    string
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("%s can be changed by another user: %s", e.Path, e.Reason)
+}
+
+// Untrusted checks one file or directory (its Lstat) for CheckPath's rule:
+// nil, or an *UntrustedError.
+func Untrusted(path string, fi fs.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return &UntrustedError{Path: path, Reason: "its owner is unknown", Fix: "give a path on a local file system"}
+	}
+	mode := fi.Mode()
+	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return &UntrustedError{Path: path, Reason: fmt.Sprintf("it is owned by uid %d, not root", st.Uid),
+			Fix: fmt.Sprintf("move it out of the way (mv -T %s %s.untrusted) and run the command again, or give a path that only root can change", path, path)}
+	}
+	if mode&fs.ModeSymlink != 0 {
+		return nil // its target is checked; a link's own mode means nothing
+	}
+	if mode.Perm()&0o022 != 0 && (!mode.IsDir() || mode&fs.ModeSticky == 0) {
+		what := "group or others"
+		if mode.Perm()&0o002 == 0 {
+			what = "its group"
+		}
+		return &UntrustedError{Path: path, Reason: fmt.Sprintf("it is writable by %s (mode %04o)", what, uint32(mode.Perm())|stickyBits(mode)),
+			Fix: "chmod go-w " + path}
+	}
+	return nil
+}
+
+func stickyBits(m fs.FileMode) uint32 {
+	if m&fs.ModeSticky != 0 {
+		return 0o1000
+	}
+	return 0
+}
+
+// CheckPath checks path (absolute), every directory above it, and through
+// symbolic links what they point to, stopping silently at the first
+// component that does not exist (what install will create). It returns an
+// *UntrustedError for the first one another user can change, or the error
+// that kept it from looking.
+func CheckPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("%s is a relative path", path)
+	}
+	links := 0
+	cur := "/"
+	fi, err := os.Lstat(cur)
+	if err != nil {
+		return err
+	}
+	if err := Untrusted(cur, fi); err != nil {
+		return err
+	}
+	rest := strings.Split(path, "/")
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur has no symbolic links in it
+			continue
+		}
+		next := filepath.Join(cur, name)
+		fi, err := os.Lstat(next)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := Untrusted(next, fi); err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return fmt.Errorf("%s: more than %d symbolic links", path, maxLinks)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return err
+		}
+		if filepath.IsAbs(target) {
+			cur = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return nil
+}
+
+// ErrNotRegular and ErrTooLarge are Read's refusals, wrapped with the path.
+var (
+	ErrNotRegular = errors.New("not a regular file")
+	ErrTooLarge   = errors.New("larger than expected")
+)
+
+// Read reads the regular file path, at most max bytes: a FIFO, device or
+// directory is refused without blocking (ErrNotRegular), a longer file too
+// (ErrTooLarge). A failed open is the *fs.PathError of os.OpenFile.
+func Read(path string, max int64) ([]byte, fs.FileInfo, error) {
+	// O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fi, fmt.Errorf("%s is %w (%s)", path, ErrNotRegular, kind(fi.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fi, err
+	}
+	if int64(len(data)) > max {
+		return nil, fi, fmt.Errorf("%s is %w: over %d bytes", path, ErrTooLarge, max)
+	}
+	return data, fi, nil
+}
+
+// ReadTrusted is Read of a path CheckPath accepts, whose opened file is
+// itself trusted: for files root acts on because another program's
+// settings named them (the kubelet's flags).
+func ReadTrusted(path string, max int64) ([]byte, error) {
+	if err := CheckPath(path); err != nil {
+		return nil, err
+	}
+	data, fi, err := Read(path, max)
+	if err != nil {
+		return nil, err
+	}
+	if err := Untrusted(path, fi); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
+}
