@@ -14,10 +14,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -89,9 +91,54 @@ func (s *Set) Redact(text string) string {
 }
 
 // Line is the one step every error text and persisted record goes through:
-// secrets removed, white space folded to single spaces (Fold), then Cut.
+// secrets removed, white space folded to single spaces (Fold), control
+// characters escaped (Printable), then Cut.
 func (s *Set) Line(text string, max int) string {
-	return Cut(Fold(s.Redact(text)), max)
+	return Cut(Printable(Fold(s.Redact(text))), max)
+}
+
+// Printable escapes what a terminal would act on instead of showing:
+// control characters (C0, DEL, C1), the bidirectional and invisible
+// formatting characters that can make a line read otherwise than it is,
+// and bytes that are not UTF-8; each as a Go escape (\x1b, \u202e). Text
+// from outside (a server's message, a path, a file's value) goes through
+// it before it reaches a terminal.
+func Printable(text string) string {
+	clean := true
+	for _, r := range text {
+		if !printable(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return text
+	}
+	var b strings.Builder
+	for i := 0; i < len(text); {
+		r, size := utf8.DecodeRuneInString(text[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, text[i])
+		case !printable(r) && r < utf8.RuneSelf:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !printable(r) && r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case !printable(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
+		default:
+			b.WriteString(text[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// printable: not a control character (tab included), a format character
+// (Cf: bidi overrides, zero-width joiners), a line or paragraph separator,
+// nor the replacement of a bad byte.
+func printable(r rune) bool {
+	return r != utf8.RuneError && !unicode.IsControl(r) && !unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // Fold puts text on one line: every run of white space becomes one space.

@@ -73,3 +73,25 @@ func TestFingerprint(t *testing.T) {
 		t.Errorf("Fingerprint = %q", f)
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, ünïcode and 日本":             "plain text, ünïcode and 日本",
+		"\x1b[32m[ ok ]\x1b[0m":                  `\x1b[32m[ ok ]\x1b[0m`,
+		"bell\a del\x7f nul\x00 tab\t cr\r lf\n": `bell\x07 del\x7f nul\x00 tab\x09 cr\x0d lf\x0a`,
+		"c1 \u009b31m":                           `c1 \u009b31m`,
+		"bidi \u202eko ]\u202c":                  `bidi \u202eko ]\u202c`,
+		"zero\u200bwidth, line\u2028sep":         `zero\u200bwidth, line\u2028sep`,
+		"bad \xff\xfe byte":                      `bad \xff\xfe byte`,
+		"replacement \ufffd":                     `replacement \ufffd`,
+		"tag \U000e0041":                         `tag \U000e0041`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var s Set
+	if got := s.Line("a\x1b]0;title\x07 b\n\x1b[2Jc", 0); got != `a\x1b]0;title\x07 b \x1b[2Jc` {
+		t.Errorf("Line = %q", got)
+	}
+}
