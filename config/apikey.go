@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"strings"
-	"syscall"
 
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
@@ -26,37 +25,24 @@ const createKeyHint = "'ibmcloud iam service-api-key-create NAME SERVICE_ID --fi
 // or world-readable file gives a warning. Errors are *Error, naming the file
 // and the fix, never the key. The key joins the process's secret set.
 func LoadAPIKeyFile(path string) (key string, warnings []string, err error) {
-	// O_NONBLOCK: opening a FIFO for reading would wait for a writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
-	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return "", nil, &Error{Cause: "API key file " + path + " does not exist",
-				Fix: "create it with the key (" + fmt.Sprintf(createKeyHint, path) + ") or unset --api-key-file/ICR_API_KEY_FILE"}
-		case errors.Is(err, fs.ErrPermission):
-			return "", nil, &Error{Cause: "API key file " + path + " is not readable by this user",
-				Fix: "make it readable by the kubelet's user (root), mode 0600"}
-		}
-		return "", nil, &Error{Cause: fmt.Sprintf("cannot open API key file %s: %v", path, Bare(err)), Fix: "check --api-key-file"}
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", nil, &Error{Cause: fmt.Sprintf("cannot stat API key file %s: %v", path, Bare(err)), Fix: "check --api-key-file"}
-	}
-	if !st.Mode().IsRegular() {
-		return "", nil, &Error{Cause: fmt.Sprintf("API key file %s is not a regular file (%s)", path, st.Mode().Type()),
+	data, fi, err := hostfile.Read(path, maxKeyFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", nil, &Error{Cause: "API key file " + path + " does not exist",
+			Fix: "create it with the key (" + fmt.Sprintf(createKeyHint, path) + ") or unset --api-key-file/ICR_API_KEY_FILE"}
+	case errors.Is(err, fs.ErrPermission):
+		return "", nil, &Error{Cause: "API key file " + path + " is not readable by this user",
+			Fix: "make it readable by the kubelet's user (root), mode 0600"}
+	case errors.Is(err, hostfile.ErrNotRegular):
+		return "", nil, &Error{Cause: fmt.Sprintf("API key file %s is not a regular file (%s)", path, fi.Mode().Type()),
 			Fix: "point --api-key-file at the file that holds the key"}
-	}
-	if st.Mode().Perm()&0o044 != 0 {
-		warnings = append(warnings, fmt.Sprintf("API key file %s is readable by other users (mode %04o): run 'chmod 600 %s'", path, st.Mode().Perm(), path))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
+	case errors.Is(err, hostfile.ErrTooLarge):
+		return "", nil, &Error{Cause: fmt.Sprintf("API key file %s is larger than %d KiB, which no API key is", path, maxKeyFile>>10), Fix: "check --api-key-file"}
+	case err != nil:
 		return "", nil, &Error{Cause: fmt.Sprintf("cannot read API key file %s: %v", path, Bare(err)), Fix: "check --api-key-file"}
 	}
-	if len(data) > maxKeyFile {
-		return "", nil, &Error{Cause: fmt.Sprintf("API key file %s is larger than %d KiB, which no API key is", path, maxKeyFile>>10), Fix: "check --api-key-file"}
+	if fi.Mode().Perm()&0o044 != 0 {
+		warnings = append(warnings, fmt.Sprintf("API key file %s is readable by other users (mode %04o): %s", path, fi.Mode().Perm(), hostfile.ModeFix(path, 0o600)))
 	}
 	key, problem := parseAPIKey(data)
 	if problem != "" {

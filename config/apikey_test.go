@@ -38,7 +38,7 @@ func TestLoadAPIKeyFile(t *testing.T) {
 		name:        "group-readable: accepted with a warning",
 		setup:       file(key, 0o640),
 		wantKey:     key,
-		wantWarning: "chmod 600",
+		wantWarning: "chmod 0600",
 	}, {
 		name:    "JSON from 'ibmcloud iam service-api-key-create --file'",
 		setup:   file(`{"name":"icr","description":"pulls","createdAt":"2031-05-06T07:08+0000","apikey":"`+key+`"}`, 0o600),

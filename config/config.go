@@ -189,11 +189,16 @@ func (c *Config) Validate() error {
 	default:
 		return &Error{Cause: fmt.Sprintf("--token-source %q is not one of auto, vpc-metadata, api-key", c.TokenSource), Fix: "choose one of them"}
 	}
-	for _, p := range []struct{ flag, value string }{{"--api-key-file", c.APIKeyFile}, {"--cache-dir", c.DiskCacheDir()}} {
-		if v := strings.TrimSpace(p.value); v != "" && !filepath.IsAbs(v) {
-			return &Error{Cause: fmt.Sprintf("%s %q is a relative path", p.flag, p.value),
-				Fix: "give an absolute path: the kubelet runs the plugin from a working directory of its own"}
-		}
+	if v := strings.TrimSpace(c.APIKeyFile); v != "" && !filepath.IsAbs(v) {
+		// Often the key itself, typed where its file belongs: never shown,
+		// and redacted wherever else it might appear.
+		secret.Add(v)
+		return &Error{Cause: "the value of --api-key-file (ICR_API_KEY_FILE) is not a path to a file: it does not start with /",
+			Fix: "give the absolute path of a root-only file that holds the key; the key itself goes in that file, never in a flag or the kubelet config"}
+	}
+	if v := strings.TrimSpace(c.DiskCacheDir()); v != "" && !filepath.IsAbs(v) {
+		return &Error{Cause: fmt.Sprintf("--cache-dir %q is a relative path", c.DiskCacheDir()),
+			Fix: "give an absolute path: the kubelet runs the plugin from a working directory of its own"}
 	}
 	_, err := c.Hosts()
 	return err

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 func parse(t *testing.T, args []string, env map[string]string) (*Config, error) {
@@ -98,7 +99,7 @@ func TestNodeSelection(t *testing.T) {
 		{name: "profile with api key", cfg: Config{APIKeyFile: keyFile, ProfileID: "p"}, wantErr: "an API key is in use", wantFix: "--token-source vpc-metadata"},
 		{name: "two profiles", cfg: Config{ProfileID: "a", ProfileCRN: "b"}, wantErr: "more than one", wantFix: "exactly one"},
 		{name: "unknown source", cfg: Config{TokenSource: "magic"}, wantErr: "not one of"},
-		{name: "world-readable key warns", cfg: Config{APIKeyFile: loose}, wantKind: SourceAPIKey, warn: "chmod 600"},
+		{name: "world-readable key warns", cfg: Config{APIKeyFile: loose}, wantKind: SourceAPIKey, warn: "chmod 0600"},
 		{name: "bad iam url", cfg: Config{IAMURL: "ICR_EMULATOR_URL=http://127.0.0.1:1"}, wantErr: "--iam-url"},
 		{name: "bad metadata url", cfg: Config{MetadataURL: "169.254.169.254"}, wantErr: "--metadata-url"},
 		{name: "metadata url with query", cfg: Config{MetadataURL: "http://127.0.0.1:1/?version=1"}, wantErr: "--metadata-url"},
@@ -113,7 +114,7 @@ func TestNodeSelection(t *testing.T) {
 		{name: "plain http to the metadata service", cfg: Config{MetadataURL: "http://169.254.169.254"}, wantKind: SourceVPCMetadata},
 		{name: "unknown metadata version", cfg: Config{MetadataVersion: "2024-01-01"}, wantErr: "--metadata-version", wantFix: "2025-08-26"},
 		{name: "known metadata version", cfg: Config{MetadataVersion: "2025-08-26"}, wantKind: SourceVPCMetadata},
-		{name: "relative key file", cfg: Config{APIKeyFile: "key"}, wantErr: "relative", wantFix: "absolute"},
+		{name: "relative key file", cfg: Config{APIKeyFile: "key"}, wantErr: "is not a path to a file", wantFix: "absolute path"},
 		{name: "relative cache dir", cfg: Config{CacheDir: "cache"}, wantErr: "relative", wantFix: "absolute"},
 		{name: "cache dir none", cfg: Config{CacheDir: "none"}, wantKind: SourceVPCMetadata},
 		{name: "bad registry", cfg: Config{Registries: []string{"https://r.example"}}, wantErr: "--registries", wantFix: "exact hosts"},
@@ -149,5 +150,22 @@ func TestNodeSelection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKeyWhereItsFileBelongs: an API key typed as --api-key-file is never
+// repeated, and is redacted from whatever else prints it.
+func TestKeyWhereItsFileBelongs(t *testing.T) {
+	const key = "Zx9-Qw_8Ty7Ui6Op5As4Df3Gh2Jk1Lz0Xc9Vb8Nm7Qe"
+	err := (&Config{APIKeyFile: key}).Validate()
+	if err == nil || strings.Contains(err.Error(), key[:8]) {
+		t.Fatalf("err %v", err)
+	}
+	var ce *Error
+	if !errors.As(err, &ce) || strings.Contains(ce.Fix, key[:8]) {
+		t.Fatalf("err %#v", err)
+	}
+	if got := secret.Redact("ICR_API_KEY_FILE=" + key); strings.Contains(got, key[:8]) {
+		t.Errorf("not redacted: %s", got)
 	}
 }

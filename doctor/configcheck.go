@@ -11,6 +11,7 @@ import (
 
 	"github.com/icr-credential-provider/icr-credential-provider/cache"
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
@@ -66,12 +67,12 @@ func (r *run) checkAPIKey() {
 		Summary: fmt.Sprintf("API key file %s holds a key (fingerprint %s), mode %s", path, fp, d["mode"])}
 	if len(warns) > 0 {
 		chk.Status = StatusWarn
-		chk.Summary, chk.Fix = "API key file "+path+" (fingerprint "+fp+") is readable by other users (mode "+d["mode"]+")", "run 'chmod 600 "+path+"'"
+		chk.Summary, chk.Fix = "API key file "+path+" (fingerprint "+fp+") is readable by other users (mode "+d["mode"]+")", hostfile.ModeFix(path, 0o600)
 	}
 	if uid, ok := d["owner_uid"]; ok && uid != "0" && chk.Status == StatusOK {
 		chk.Status = StatusWarn
 		chk.Summary += ", owned by uid " + uid
-		chk.Fix = "the kubelet runs the plugin as root; make the file owned by root: 'chown root:root " + path + "'"
+		chk.Fix = "the kubelet runs the plugin as root, and the file's owner chooses its identity: " + hostfile.ModeFix(path, 0o600)
 	}
 	r.add(chk)
 }
@@ -183,7 +184,7 @@ func (r *run) checkCacheDir() {
 	case errors.Is(err, cache.ErrUnsafeDir):
 		r.add(Check{ID: CheckCacheDir, Status: StatusWarn, Details: d,
 			Summary: "the plugin will not use token cache dir " + dir + ": " + err.Error() + asWho,
-			Fix:     "tokens are then not shared between invocations (more IAM calls); remove it or run 'chown root:root " + dir + " && chmod 0700 " + dir + "'"})
+			Fix:     "tokens are then not shared between invocations (more IAM calls): " + hostfile.ModeFix(dir, 0o700)})
 	default:
 		r.add(Check{ID: CheckCacheDir, Status: StatusWarn, Details: d,
 			Summary: "token cache dir " + dir + " is not usable: " + err.Error() + asWho,

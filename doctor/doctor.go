@@ -233,10 +233,15 @@ func Run(ctx context.Context, env Env) *Report {
 	rep := &Report{Schema: Schema, OK: true, Checks: r.checks}
 	for i := range rep.Checks {
 		c := &rep.Checks[i]
+		c.Target = r.scrub(c.Target)
 		c.Summary = r.scrub(c.Summary)
 		c.Fix = r.scrub(c.Fix)
-		for k, v := range c.Details {
-			c.Details[k] = r.scrub(v)
+		if c.Details != nil {
+			scrubbed := make(map[string]string, len(c.Details))
+			for k, v := range c.Details {
+				scrubbed[r.scrub(k)] = r.scrub(v)
+			}
+			c.Details = scrubbed
 		}
 		if c.Status == StatusFail {
 			rep.OK = false
@@ -278,7 +283,9 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 }
 
 // WriteText writes the report for a terminal: one line per check, a "fix:"
-// line under each warning or failure, and a tally.
+// line under each warning or failure, and a tally. Run has scrubbed every
+// field (secret.Line): text from outside (paths, server messages, file
+// values) arrives escaped, unable to move the cursor or fake a line.
 func (rep *Report) WriteText(w io.Writer) error {
 	label := map[Status]string{StatusOK: " ok ", StatusWarn: "WARN", StatusFail: "FAIL", StatusSkip: "skip"}
 	var b strings.Builder

@@ -152,7 +152,7 @@ func TestDiagnoses(t *testing.T) {
 			e.Config.ProfileID = ""
 			e.Config.APIKeyFile = f.keyFile(t, iamtest.DefaultAPIKey)
 			os.Chmod(e.Config.APIKeyFile, 0o644)
-		}, id: CheckAPIKey, status: StatusWarn, phrases: []string{"readable by other users", "chmod 600"}, okReport: true},
+		}, id: CheckAPIKey, status: StatusWarn, phrases: []string{"readable by other users", "chmod 0600"}, okReport: true},
 		{name: "IAM 5xx", opts: []iamtest.Option{iamtest.WithFault(iamtest.EndpointIAMToken, iamtest.Fault{Kind: iamtest.FaultStatus, Status: 500})},
 			setup: func(t *testing.T, f *fixture, e *Env) {
 				e.Config.ProfileID = ""

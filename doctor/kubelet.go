@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
@@ -61,20 +63,50 @@ func splitHost(hostport string) ([]string, string) {
 	return strings.Split(host, "."), port
 }
 
-// kubeletFlags are the kubelet's credential provider flags: from a running
-// kubelet's command line (procDir/*/cmdline), else from the kubelet-arg
-// entries of k3s's or RKE2's config (hostRoot/etc/rancher/{k3s,rke2}/
-// config.yaml and config.yaml.d/*.yaml, in the order they apply).
-func kubeletFlags(procDir, hostRoot string) map[string]string {
-	if f := kubeletArgs(procDir); f != nil {
-		return f
+// kubeletSeen is what doctor learned of the node's kubelet: its flags,
+// or why it did not pick one.
+type kubeletSeen struct {
+	flags   map[string]string
+	origin  string   // where the flags came from
+	problem string   // several kubelets run as root: none is picked
+	ignored []string // processes named kubelet that are not trusted
+}
+
+// findKubelet finds the kubelet's flags: from the command line of the one
+// trusted process named kubelet (hostfile.Processes: root, from a root-only
+// executable; a user's "kubelet" is ignored and said to be), else from the
+// kubelet-arg entries of k3s's or RKE2's config (hostRoot/etc/rancher/
+// {k3s,rke2}/config.yaml and config.yaml.d/*.yaml, in the order they
+// apply), read only if root can trust them.
+func findKubelet(procDir, hostRoot string) kubeletSeen {
+	var seen kubeletSeen
+	var trusted []hostfile.Process
+	for _, p := range hostfile.Processes(procDir, "kubelet") {
+		if p.Untrusted != "" {
+			seen.ignored = append(seen.ignored, fmt.Sprintf("PID %d (%s)", p.PID, p.Untrusted))
+			continue
+		}
+		trusted = append(trusted, p)
+	}
+	switch len(trusted) {
+	case 0:
+	case 1:
+		seen.flags, seen.origin = parseKubeletArgs(trusted[0].Argv[1:]), fmt.Sprintf("the running kubelet (PID %d)", trusted[0].PID)
+		return seen
+	default:
+		var pids []string
+		for _, p := range trusted {
+			pids = append(pids, strconv.Itoa(p.PID))
+		}
+		seen.problem = fmt.Sprintf("%d processes named kubelet run as root (PIDs %s): doctor does not guess which one pulls images", len(trusted), strings.Join(pids, ", "))
+		return seen
 	}
 	flags := map[string]string{}
 	for _, dist := range []string{"k3s", "rke2"} {
 		dir := filepath.Join(hostRoot, "etc/rancher", dist)
 		files, _ := filepath.Glob(filepath.Join(dir, "config.yaml.d", "*.yaml"))
 		for _, f := range append([]string{filepath.Join(dir, "config.yaml")}, files...) {
-			b, err := os.ReadFile(f)
+			b, err := hostfile.ReadTrusted(f, installer.MaxConfigFile)
 			if err != nil {
 				continue
 			}
@@ -89,27 +121,24 @@ func kubeletFlags(procDir, hostRoot string) map[string]string {
 					flags[k] = v
 				}
 			}
+			seen.origin = dist + "'s kubelet-arg"
 		}
 	}
-	if len(flags) == 0 {
-		return nil
+	if len(flags) > 0 {
+		seen.flags = flags
 	}
-	return flags
+	return seen
 }
 
-// kubeletArgs are the first running kubelet's flags in procDir/*/cmdline.
-func kubeletArgs(procDir string) map[string]string {
-	running := installer.ProcArgs(procDir, "kubelet")
-	if len(running) == 0 {
-		return nil
-	}
-	argv, flags := running[0], map[string]string{}
-	for i := 1; i < len(argv); i++ {
-		a := strings.TrimLeft(argv[i], "-")
+// parseKubeletArgs maps a kubelet command line's flags to their values.
+func parseKubeletArgs(args []string) map[string]string {
+	flags := map[string]string{}
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
 		if k, v, ok := strings.Cut(a, "="); ok {
 			flags[k] = v
-		} else if i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
-			flags[a] = argv[i+1]
+		} else if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			flags[a] = args[i+1]
 			i++
 		}
 	}
@@ -118,19 +147,37 @@ func kubeletArgs(procDir string) map[string]string {
 
 // checkKubelet checks the kubelet's CredentialProviderConfig and bin dir.
 func (r *run) checkKubelet() {
+	seen := findKubelet(r.env.ProcDir, r.env.HostRoot)
+	// Processes named kubelet that doctor did not trust are said, whatever
+	// the config check finds.
+	withIgnored := func(c Check) Check {
+		if len(seen.ignored) > 0 && c.ID == CheckKubeletConfig {
+			if c.Details == nil {
+				c.Details = map[string]string{}
+			}
+			c.Details["ignored"] = strings.Join(seen.ignored, "; ")
+			c.Summary += fmt.Sprintf("; ignored %d process(es) named kubelet not running as root from a root-only executable: %s", len(seen.ignored), strings.Join(limit(seen.ignored, 3), "; "))
+		}
+		return c
+	}
 	// stop adds c, which ends the chain, and skips the checks after it.
 	stop := func(c Check) {
-		r.add(c)
+		r.add(withIgnored(c))
 		for _, id := range []string{CheckKubeletProvider, CheckMatchImages, CheckBinary, CheckTokenAttributes} {
 			if id != c.ID {
 				r.add(skipped(id, "", c.ID))
 			}
 		}
 	}
-	kargs := kubeletFlags(r.env.ProcDir, r.env.HostRoot)
+	kargs := seen.flags
 	path, origin := r.env.KubeletConfig, "--kubelet-config"
+	if path == "" && seen.problem != "" {
+		stop(Check{ID: CheckKubeletConfig, Status: StatusWarn, Summary: seen.problem,
+			Fix: "pass --kubelet-config and --bin-dir with the values of the kubelet's --image-credential-provider-config and --image-credential-provider-bin-dir"})
+		return
+	}
 	if path == "" && kargs["image-credential-provider-config"] != "" {
-		path, origin = kargs["image-credential-provider-config"], "the kubelet's --image-credential-provider-config"
+		path, origin = kargs["image-credential-provider-config"], seen.origin+"'s --image-credential-provider-config"
 	}
 	if path == "" {
 		for _, p := range r.env.KubeletConfigPaths {
@@ -147,18 +194,36 @@ func (r *run) checkKubelet() {
 		return
 	}
 	kc, err := installer.ReadKubeletConfig(path)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+	var untrusted *hostfile.UntrustedError
+	var decode *installer.DecodeError
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission):
 		fix := "pass --kubelet-config with the file the kubelet's --image-credential-provider-config names"
 		if errors.Is(err, fs.ErrPermission) {
 			fix = "run doctor as root to read it"
 		}
 		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + config.Bare(err).Error(), Fix: fix})
 		return
-	}
-	if err != nil {
-		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "kubelet config " + path + " does not decode strictly: " + secret.Line(err.Error(), 300),
-			Fix:     "the kubelet refuses to start with it: fix the YAML (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/",
-			Details: map[string]string{"path": path}})
+	case errors.As(err, &untrusted):
+		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
+			Summary: "kubelet config " + path + " is not read: " + untrusted.Error() + ", and the kubelet runs what it names as root",
+			Fix:     untrusted.Fix})
+		return
+	case errors.Is(err, hostfile.ErrNotRegular) || errors.Is(err, hostfile.ErrTooLarge):
+		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
+			Summary: "kubelet config " + path + " (" + origin + ") is not read: " + err.Error(),
+			Fix:     "pass --kubelet-config with the kubelet's CredentialProviderConfig file"})
+		return
+	case errors.As(err, &decode):
+		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
+			Summary: "kubelet config " + path + " (" + origin + ") does not decode strictly: " + decode.Error(),
+			Fix:     "the kubelet refuses to start with it: fix it (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/kubelet"})
+		return
+	default:
+		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
+			Summary: "kubelet config " + path + " (" + origin + ") is not usable: " + secret.Line(err.Error(), 300),
+			Fix:     "pass --kubelet-config with the kubelet's CredentialProviderConfig file"})
 		return
 	}
 	apiVersion := strings.Join(slices.Compact(slices.Clone(kc.APIVersions)), ", ")
@@ -172,7 +237,7 @@ func (r *run) checkKubelet() {
 		cfgCheck.Status = StatusWarn
 		cfgCheck.Fix = "switch to apiVersion kubelet.config.k8s.io/v1 (GA since Kubernetes 1.26); " + old[0] + " is deprecated"
 	}
-	r.add(cfgCheck)
+	r.add(withIgnored(cfgCheck))
 	var providers []providerEntry
 	for _, cp := range kc.Providers {
 		e := providerEntry{CredentialProvider: cp, Env: map[string]string{}}
@@ -198,7 +263,7 @@ func (r *run) checkKubelet() {
 	}
 	r.checkProviderEntry(p)
 	r.checkMatchImages(p)
-	r.checkBinary(p, kargs)
+	r.checkBinary(p, seen)
 	r.checkTokenAttributes(p)
 }
 
@@ -215,10 +280,7 @@ func (r *run) checkProviderEntry(p *providerEntry) {
 		d["defaultCacheDuration"] = p.DefaultCacheDuration.Duration.String()
 	}
 	for k, v := range p.Env {
-		if strings.Contains(strings.ToUpper(k), "KEY") && !strings.HasSuffix(strings.ToUpper(k), "_FILE") {
-			v = "(set)" // never print what could be a key
-		}
-		d["env."+k] = v
+		d["env."+k] = envShown(k, v)
 	}
 	fail := func(sum, fix string) {
 		r.add(Check{ID: CheckKubeletProvider, Status: StatusFail, Summary: sum, Fix: fix, Details: d})
@@ -253,6 +315,29 @@ func (r *run) checkProviderEntry(p *providerEntry) {
 		sum += ", env " + strings.Join(slices.Sorted(maps.Keys(p.Env)), ",") + " (run doctor with the same settings)"
 	}
 	r.add(Check{ID: CheckKubeletProvider, Status: StatusOK, Details: d, Summary: sum})
+}
+
+// envShown is what doctor shows of an environment variable from the
+// kubelet config: "(set)" for what may be a credential (a name with KEY,
+// TOKEN, SECRET, PASSWORD or CREDENTIAL, or a *_FILE that is not an
+// absolute path, i.e. a key typed where its file belongs), a URL without its
+// password (proxies), else the value.
+func envShown(name, value string) string {
+	upper := strings.ToUpper(name)
+	file := strings.HasSuffix(upper, "_FILE")
+	for _, w := range []string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"} {
+		if strings.Contains(upper, w) && (!file || !filepath.IsAbs(value)) {
+			return "(set)"
+		}
+	}
+	if u, err := url.Parse(value); err == nil && u.User != nil {
+		u.User = nil // a user name alone may be a token
+		return u.String() + " (user info not shown)"
+	}
+	if strings.Contains(value, "@") {
+		return "(set: has user info)" // a URL without a scheme, with a password perhaps
+	}
+	return value
 }
 
 // suggestedPatterns cover every default host (see the README).
@@ -330,12 +415,13 @@ func limit(s []string, n int) []string {
 	return append(append([]string(nil), s[:n]...), fmt.Sprintf("and %d more", len(s)-n))
 }
 
-// checkBinary checks that the kubelet can execute the plugin: the file
-// named like the provider entry in the bin dir.
-func (r *run) checkBinary(p *providerEntry, kargs map[string]string) {
+// checkBinary checks that the kubelet can execute the plugin, the file
+// named like the provider entry in the bin dir, and that no one but root
+// can change it or its directories (the kubelet runs it as root).
+func (r *run) checkBinary(p *providerEntry, seen kubeletSeen) {
 	dir, origin := r.env.BinDir, "--bin-dir"
-	if dir == "" && kargs["image-credential-provider-bin-dir"] != "" {
-		dir, origin = kargs["image-credential-provider-bin-dir"], "the running kubelet's --image-credential-provider-bin-dir"
+	if dir == "" && seen.flags["image-credential-provider-bin-dir"] != "" {
+		dir, origin = seen.flags["image-credential-provider-bin-dir"], seen.origin+"'s --image-credential-provider-bin-dir"
 	}
 	dirs := []string{dir}
 	if dir == "" {
@@ -348,15 +434,25 @@ func (r *run) checkBinary(p *providerEntry, kargs map[string]string) {
 			continue
 		}
 		det := map[string]string{"path": bin, "mode": fmt.Sprintf("%04o", fi.Mode().Perm()), "origin": origin}
-		switch {
+		var untrusted *hostfile.UntrustedError
+		switch err := hostfile.CheckPath(bin); {
+		case errors.As(err, &untrusted):
+			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det,
+				Summary: untrusted.Error() + ": whoever can change it runs code as root when the kubelet pulls",
+				Fix:     untrusted.Fix + "; then reinstall the plugin (icr-credential-provider install)"})
+		case err != nil:
+			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: "cannot check who can change " + bin + ": " + config.Bare(err).Error(),
+				Fix: "run doctor as root"})
 		case !fi.Mode().IsRegular():
 			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: bin + " is not a regular file", Fix: "install the plugin binary as " + bin})
 		case fi.Mode().Perm()&0o111 == 0:
-			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: bin + " is not executable (mode " + det["mode"] + ")", Fix: "run 'chmod 0755 " + bin + "'"})
-		case fi.Mode().Perm()&0o022 != 0:
-			r.add(Check{ID: CheckBinary, Status: StatusWarn, Details: det, Summary: bin + " is writable by group or others (mode " + det["mode"] + "): anyone who can write it runs code as the kubelet", Fix: "run 'chmod 0755 " + bin + "' and make it owned by root"})
+			target := bin
+			if resolved, err := filepath.EvalSymlinks(bin); err == nil {
+				target = resolved // CheckPath found root's all the way
+			}
+			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: bin + " is not executable (mode " + det["mode"] + ")", Fix: hostfile.ModeFix(target, 0o755)})
 		default:
-			sum := bin + " is present and executable"
+			sum := bin + " is present, executable and only root can change it"
 			if origin == "a common bin dir" {
 				sum += " (assuming the kubelet's --image-credential-provider-bin-dir is " + d + "; pass --bin-dir to check another)"
 			}

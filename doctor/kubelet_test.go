@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile/hostfiletest"
 	"github.com/icr-credential-provider/icr-credential-provider/provider"
 )
 
@@ -103,7 +104,7 @@ func TestKubeletChecks(t *testing.T) {
 		{"unsupported request version", cfg("credentialprovider.kubelet.k8s.io/v2", "10m", ""), 0o755, CheckKubeletProvider, StatusFail, "apiVersion"},
 		{"long default cache duration", cfg(v1, "2h", ""), 0o755, CheckKubeletProvider, StatusWarn, "longer than an IAM token lives"},
 		{"not executable", cfg(v1, "10m", ""), 0o644, CheckBinary, StatusFail, "chmod 0755"},
-		{"group-writable binary", cfg(v1, "10m", ""), 0o775, CheckBinary, StatusWarn, "writable by group"},
+		{"group-writable binary", cfg(v1, "10m", ""), 0o775, CheckBinary, StatusFail, "chmod go-w"},
 		{"other provider name", strings.Replace(cfg(v1, "10m", ""), "name: icr-credential-provider", "name: ecr-credential-provider", 1), 0o755, CheckKubeletProvider, StatusFail, "no provider named icr-credential-provider"},
 		{"strict decode", cfg(v1, "10m", "    matchImage: [x]\n"), 0o755, CheckKubeletConfig, StatusFail, "does not decode strictly"},
 		{"private hosts missed", strings.Replace(cfg(v1, "10m", ""), `"private.*.icr.io", "private.icr.io", `, "", 1), 0o755, CheckMatchImages, StatusWarn, "private.au.icr.io"},
@@ -122,17 +123,36 @@ func TestKubeletChecks(t *testing.T) {
 	}
 }
 
-func TestKubeletArgsFromProc(t *testing.T) {
+// TestFindKubelet: the flags of the one kubelet running as root from a
+// root-only executable; a user's "kubelet" is ignored and named; with two
+// root kubelets none is picked.
+func TestFindKubelet(t *testing.T) {
 	proc := t.TempDir()
-	os.MkdirAll(filepath.Join(proc, "42"), 0o755)
-	os.WriteFile(filepath.Join(proc, "42", "cmdline"), []byte("/usr/bin/kubelet\x00--image-credential-provider-config=/etc/k/c.yaml\x00--image-credential-provider-bin-dir\x00/opt/bin\x00"), 0o644)
-	os.MkdirAll(filepath.Join(proc, "7"), 0o755)
-	os.WriteFile(filepath.Join(proc, "7", "cmdline"), []byte("/bin/sh\x00-c\x00kubelet\x00"), 0o644)
-	got := kubeletArgs(proc)
-	if got["image-credential-provider-config"] != "/etc/k/c.yaml" || got["image-credential-provider-bin-dir"] != "/opt/bin" {
-		t.Errorf("got %v", got)
+	exe, err := hostfiletest.Executable(filepath.Join(t.TempDir(), "kubelet"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if kubeletArgs("-") != nil {
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(hostfiletest.Process(proc, 42, 0, exe, "/usr/bin/kubelet", "--image-credential-provider-config=/etc/k/c.yaml", "--image-credential-provider-bin-dir", "/opt/bin"))
+	must(hostfiletest.Process(proc, 7, 0, exe, "/bin/sh", "-c", "kubelet"))
+	must(hostfiletest.Process(proc, 3, 1000, exe, "/home/u/kubelet", "--image-credential-provider-config=/etc/shadow"))
+	got := findKubelet(proc, "/nonexistent")
+	if got.flags["image-credential-provider-config"] != "/etc/k/c.yaml" || got.flags["image-credential-provider-bin-dir"] != "/opt/bin" || got.origin != "the running kubelet (PID 42)" {
+		t.Errorf("got %+v", got)
+	}
+	if len(got.ignored) != 1 || !strings.Contains(got.ignored[0], "PID 3 (it runs as uid 1000, not root)") {
+		t.Errorf("ignored %q", got.ignored)
+	}
+	must(hostfiletest.Process(proc, 43, 0, exe, "kubelet", "--image-credential-provider-config=/elsewhere"))
+	if got := findKubelet(proc, "/nonexistent"); got.flags != nil || !strings.Contains(got.problem, "2 processes named kubelet run as root (PIDs 42, 43)") {
+		t.Errorf("two kubelets: %+v", got)
+	}
+	if got := findKubelet("-", "/nonexistent"); got.flags != nil || got.problem != "" {
 		t.Error("ProcDir - must turn the look-up off")
 	}
 }
@@ -206,7 +226,7 @@ func TestFindsTheInstall(t *testing.T) {
 		HostRoot: root, RegistryHosts: []string{},
 	})
 	c, _ := rep.Find(CheckKubeletConfig)
-	if c.Status != StatusOK || !strings.Contains(c.Summary, "50-icr.yaml") || !strings.Contains(c.Summary, "the kubelet's --image-credential-provider-config") {
+	if c.Status != StatusOK || !strings.Contains(c.Summary, "50-icr.yaml") || !strings.Contains(c.Summary, "k3s's kubelet-arg's --image-credential-provider-config") {
 		t.Errorf("kubelet.config: %s %s", c.Status, c.Summary)
 	}
 	if c, _ := rep.Find(CheckBinary); c.Status != StatusOK {

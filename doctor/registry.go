@@ -96,7 +96,14 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 	fail := func(id, summary, fix string) {
 		r.add(Check{ID: id, Target: target, Status: StatusFail, Summary: summary, Fix: fix})
 	}
-	if r.hostsErr == nil {
+	// A token goes only to a host the plugin serves (so an explicit
+	// --registries entry, never a host the image names alone), over https
+	// unless the host is this machine.
+	if r.hostsErr != nil {
+		r.add(skipped(CheckRegistryHost, target, CheckSettings))
+		return
+	}
+	{
 		hosts, _ := r.env.Config.Hosts()
 		if !hosts.Serves(host) {
 			fix := "add it with --registries " + host + " (ICR_REGISTRIES) if it is an IBM Cloud Container Registry host"

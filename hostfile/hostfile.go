@@ -12,12 +12,15 @@
 package hostfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -62,6 +65,23 @@ func Untrusted(path string, fi fs.FileInfo) error {
 			Fix: "chmod go-w " + path}
 	}
 	return nil
+}
+
+// ModeFix is the fix that gives path mode (and root as its owner), safe to
+// run as printed: a chmod only of a root-owned path that is not a
+// symbolic link; anything else is moved aside and made anew, never changed
+// through whatever it points to.
+func ModeFix(path string, mode fs.FileMode) string {
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("create %s as root with mode %04o", path, uint32(mode))
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Sprintf("replace the symbolic link %s with a file of its own, owned by root, mode %04o (a chmod would change what it points to)", path, uint32(mode))
+	case fi.Sys().(*syscall.Stat_t).Uid != 0:
+		return fmt.Sprintf("move it out of the way (mv -T %s %s.untrusted) and create it anew as root, mode %04o", path, path, uint32(mode))
+	}
+	return fmt.Sprintf("run 'chmod %04o %s'", uint32(mode), path)
 }
 
 func stickyBits(m fs.FileMode) uint32 {
@@ -192,4 +212,77 @@ func kind(m fs.FileMode) string {
 		return "a device"
 	}
 	return m.Type().String()
+}
+
+// Process is a process found in a proc file system.
+type Process struct {
+	PID  int
+	Argv []string
+	// Untrusted says why the process may be another user's, "" if it
+	// runs as root from an executable only root can change.
+	Untrusted string
+}
+
+// Processes returns the processes under procDir (a proc file system; "-"
+// for none) whose argv[0]'s base name is one of names, in PID order. A name
+// proves nothing (any user can start a "kubelet"), so each says whether it
+// is trusted: real and effective uid 0, and an executable that Untrusted
+// accepts.
+func Processes(procDir string, names ...string) []Process {
+	if procDir == "-" {
+		return nil
+	}
+	ents, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil
+	}
+	var out []Process
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		dir := filepath.Join(procDir, e.Name())
+		b, _, err := Read(filepath.Join(dir, "cmdline"), 1<<20)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+		if !slices.Contains(names, filepath.Base(argv[0])) {
+			continue
+		}
+		out = append(out, Process{PID: pid, Argv: argv, Untrusted: untrustedProcess(dir)})
+	}
+	slices.SortFunc(out, func(a, b Process) int { return a.PID - b.PID })
+	return out
+}
+
+// untrustedProcess says why the process at dir may be another user's.
+func untrustedProcess(dir string) string {
+	status, _, err := Read(filepath.Join(dir, "status"), 1<<16)
+	if err != nil {
+		return "its status cannot be read"
+	}
+	uids := ""
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			uids = v
+		}
+	}
+	f := strings.Fields(uids)
+	if len(f) < 2 {
+		return "its status has no uid"
+	}
+	if f[0] != "0" || f[1] != "0" {
+		return "it runs as uid " + f[1] + ", not root"
+	}
+	exe := filepath.Join(dir, "exe")
+	fi, err := os.Stat(exe) // follows the kernel's link to the running file
+	if err != nil {
+		return "its executable cannot be inspected"
+	}
+	if err := Untrusted(exe, fi); err != nil {
+		return "its executable can be changed by another user: " + err.(*UntrustedError).Reason
+	}
+	return ""
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile/hostfiletest"
 )
 
 // other is a uid that is neither root nor this process's user.
@@ -167,4 +169,100 @@ func TestReadTrusted(t *testing.T) {
 	}
 	_, err := ReadTrusted(p, 1<<20)
 	wantUntrusted(t, err, p, "writable by group or others", "chmod go-w")
+}
+
+// TestProcesses: a process's name proves nothing; only one running as root
+// from an executable only root can change is trusted.
+func TestProcesses(t *testing.T) {
+	proc, bin := t.TempDir(), t.TempDir()
+	kubelet, err := hostfiletest.Executable(filepath.Join(bin, "usr", "bin", "kubelet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writable, err := hostfiletest.Executable(filepath.Join(bin, "writable", "kubelet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(writable, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct {
+		pid, uid int
+		exe      string
+		argv     []string
+	}{
+		{10, 0, kubelet, []string{"/usr/bin/kubelet", "--v=2"}},
+		{9, 1000, kubelet, []string{"kubelet", "--image-credential-provider-config=/etc/shadow"}},
+		{11, 0, writable, []string{"/tmp/kubelet"}},
+		{12, 0, "", []string{"kubelet"}},
+		{13, 0, kubelet, []string{"/bin/sh", "-c", "kubelet"}},
+	} {
+		if err := hostfiletest.Process(proc, p.pid, p.uid, p.exe, p.argv...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := Processes(proc, "kubelet")
+	want := []struct {
+		pid       int
+		untrusted string
+	}{{9, "runs as uid 1000, not root"}, {10, ""}, {11, "its executable can be changed by another user: it is writable by group or others"}, {12, "its executable cannot be inspected"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i, w := range want {
+		if got[i].PID != w.pid || !strings.Contains(got[i].Untrusted, w.untrusted) || (w.untrusted == "") != (got[i].Untrusted == "") {
+			t.Errorf("process %d: %+v, want untrusted ~%q", w.pid, got[i], w.untrusted)
+		}
+	}
+	if got[1].Argv[1] != "--v=2" {
+		t.Errorf("argv %q", got[1].Argv)
+	}
+	if Processes("-", "kubelet") != nil {
+		t.Error(`"-" must turn the look-up off`)
+	}
+	// This test process itself, in the real /proc: found by its name, and
+	// trusted exactly when it runs as root.
+	self := filepath.Base(os.Args[0])
+	found := false
+	for _, p := range Processes("/proc", self) {
+		if p.PID == os.Getpid() {
+			found = true
+			if (p.Untrusted == "") != (os.Geteuid() == 0 && os.Getuid() == 0) {
+				t.Errorf("this process: %+v", p)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("this process (%s) is not found in /proc", self)
+	}
+}
+
+func TestModeFix(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink("/etc/shadow", link); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if got := ModeFix(f, 0o600); got != "run 'chmod 0600 "+f+"'" {
+			t.Errorf("root's file: %s", got)
+		}
+	}
+	if got := ModeFix(link, 0o600); strings.Contains(got, "chmod 0600 "+link) || !strings.Contains(got, "replace the symbolic link") {
+		t.Errorf("a link: %s", got)
+	}
+	if got := ModeFix(filepath.Join(dir, "missing"), 0o700); !strings.Contains(got, "create") {
+		t.Errorf("missing: %s", got)
+	}
+	needChown(t)
+	if err := os.Chown(f, other, other); err != nil {
+		t.Fatal(err)
+	}
+	if got := ModeFix(f, 0o600); strings.Contains(got, "chmod") || strings.Contains(got, "chown") || !strings.Contains(got, "mv -T "+f) {
+		t.Errorf("another user's file: %s", got)
+	}
 }

@@ -394,7 +394,7 @@ func TestConfig(t *testing.T) {
 func TestDecodeConfigIsStrict(t *testing.T) {
 	b, _ := Config(Provider{})
 	bad := bytes.Replace(b, []byte("  matchImages:"), []byte("  matchImagez: [x]\n  matchImages:"), 1)
-	if _, err := DecodeConfig(bad); err == nil || !strings.Contains(err.Error(), "matchImagez") {
+	if _, err := DecodeConfig(bad); err == nil || !strings.Contains(err.Error(), "a field the kubelet does not know") {
 		t.Errorf("unknown field accepted: %v", err)
 	}
 	dup := bytes.Replace(b, []byte("kind: CredentialProviderConfig"), []byte("kind: CredentialProviderConfig\nkind: CredentialProviderConfig"), 1)
@@ -434,7 +434,7 @@ func TestSettings(t *testing.T) {
 		{name: "key and explicit vpc: the key is ignored, as the plugin does", args: []string{"--api-key-file", "/k", "--token-source", "vpc-metadata"}, env: []string{"ICR_API_KEY_FILE=/k", "ICR_TOKEN_SOURCE=vpc-metadata"}},
 		{name: "api-key without file", args: []string{"--token-source", "api-key"}, wantErr: "no API key is configured"},
 		{name: "bad source", args: []string{"--token-source", "magic"}, wantErr: "not one of"},
-		{name: "relative key", args: []string{"--api-key-file", "apikey"}, wantErr: "relative"},
+		{name: "relative key", args: []string{"--api-key-file", "apikey"}, wantErr: "is not a path to a file"},
 		{name: "relative cache", args: []string{"--cache-dir", "cache"}, wantErr: "relative"},
 		{name: "empty is unset", args: []string{"--profile-id", "", "--iam-url", ""}},
 		{name: "cache none", args: []string{"--cache-dir", "none"}, env: []string{"ICR_CACHE_DIR=none"}},

@@ -14,11 +14,16 @@ func TestReadKubeletConfigVersions(t *testing.T) {
 	}{
 		{"v1", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  matchImages: [icr.io]\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  defaultCacheDuration: 10m\n", ""},
 		{"v1beta1", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  matchImages: [icr.io]\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  defaultCacheDuration: 10m\n", ""},
-		{"unknown field", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  matchImage: [icr.io]\n", "unknown field"},
-		{"duplicate field", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  name: b\n", "already set"},
-		{"wrong kind", "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n", "not CredentialProviderConfig"},
+		{"unknown field", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  matchImage: [icr.io]\n", "line 5: a field the kubelet does not know"},
+		{"duplicate field", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  name: b\n", "line 5: a key given twice"},
+		{"wrong kind", "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n", "its kind is not CredentialProviderConfig"},
 		{"wrong version", "apiVersion: kubelet.config.k8s.io/v2\nkind: CredentialProviderConfig\n", "not one of"},
 		{"tokenAttributes in v1alpha1", "apiVersion: kubelet.config.k8s.io/v1alpha1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  tokenAttributes: {serviceAccountTokenAudience: iam}\n", "tokenAttributes"},
+		{"bad duration", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  defaultCacheDuration: SECRETVALUE\n", "an invalid duration"},
+		{"wrong type", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: [SECRETVALUE]\n", "field providers.name has a value of type array, not string"},
+		{"not YAML", "root:SECRETVALUE:19000:0:99999:7:::\nbin:*:19000\n  x: SECRETVALUE: y\n", "it is not valid YAML"},
+		{"not JSON", `{"apiVersion": "SECRETVALUE`, "it is not valid YAML"},
+		{"unknown env key", "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: a\n  env:\n  - name: X\n    value: \"5\"\n    SECRETVALUE: 1\n", "line 8: a field the kubelet does not know"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -28,6 +33,10 @@ func TestReadKubeletConfigVersions(t *testing.T) {
 			}
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			// The file may be any root-only file: none of it is repeated.
+			if err != nil && (strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "matchImage") || strings.Contains(err.Error(), "KubeletConfiguration")) {
+				t.Fatalf("the error quotes the file: %v", err)
 			}
 		})
 	}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
 
 // Layout is how a node starts its kubelet, which decides where the kubelet
@@ -573,28 +575,14 @@ func kubensWrapped(h Host) bool {
 	return err == nil && bytes.Contains(b, []byte("kubenswrapper"))
 }
 
-// ProcArgs are the command lines of the processes under dir (a proc file
-// system; "-" for none) whose executable is one of names.
+// ProcArgs are the command lines of the trusted processes under dir
+// (hostfile.Processes) whose executable is one of names: a user's process
+// named kubelet is not the kubelet.
 func ProcArgs(dir string, names ...string) [][]string {
-	if dir == "-" {
-		return nil
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
 	var out [][]string
-	for _, e := range ents {
-		if strings.Trim(e.Name(), "0123456789") != "" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		argv := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
-		if slices.Contains(names, filepath.Base(argv[0])) {
-			out = append(out, argv)
+	for _, p := range hostfile.Processes(dir, names...) {
+		if p.Untrusted == "" {
+			out = append(out, p.Argv)
 		}
 	}
 	return out

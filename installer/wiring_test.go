@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile/hostfiletest"
 )
 
 // Paths the tests wire, as the host sees them.
@@ -648,8 +650,13 @@ func TestWiringConflicts(t *testing.T) {
 // fakeProc is a /proc with one process.
 func fakeProc(t *testing.T, argv []string) string {
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "4242"), 0o755)
-	os.WriteFile(filepath.Join(dir, "4242", "cmdline"), []byte(strings.Join(argv, "\x00")+"\x00"), 0o444)
+	exe, err := hostfiletest.Executable(filepath.Join(t.TempDir(), filepath.Base(argv[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hostfiletest.Process(dir, 4242, 0, exe, argv...); err != nil {
+		t.Fatal(err)
+	}
 	os.MkdirAll(filepath.Join(dir, "self"), 0o755)
 	return dir
 }

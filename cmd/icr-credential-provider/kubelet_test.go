@@ -219,41 +219,54 @@ func TestJSONLogLines(t *testing.T) {
 	}
 }
 
-// TestStdinTrickleAndSIGTERM: a kubelet (or anything) that never finishes
-// writing the request does not keep the plugin: SIGTERM ends the wait at
-// once, with the usual one line.
+// TestStdinTrickleAndSIGTERM: a kubelet or client (or anything) that never
+// finishes writing its input does not keep the plugin or the credential
+// helper: SIGTERM ends the wait at once, with the usual one line.
 func TestStdinTrickleAndSIGTERM(t *testing.T) {
-	cmd := exec.Command(pluginBin, "--cache-dir", "none")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stdin.Write([]byte(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1",`)); err != nil {
-		t.Fatal(err)
-	}
-	waitForPipeRead(t, cmd.Process.Pid)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		r := result{Stdout: stdout.String(), Stderr: stderr.String()}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.Code = ee.ExitCode()
-		}
-		assertFailure(t, r, "stdin did not end")
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("SIGTERM did not end the wait for stdin")
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		input string
+	}{
+		{"kubelet mode", []string{"--cache-dir", "none"}, `{"apiVersion":"credentialprovider.kubelet.k8s.io/v1",`},
+		{"credential-helper get", []string{"credential-helper", "get", "--cache-dir", "none"}, "us.icr"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(pluginBin, tt.args...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := stdin.Write([]byte(tt.input)); err != nil {
+				t.Fatal(err)
+			}
+			waitForPipeRead(t, cmd.Process.Pid)
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				r := result{Stdout: stdout.String(), Stderr: stderr.String()}
+				if ee, ok := err.(*exec.ExitError); ok {
+					r.Code = ee.ExitCode()
+				}
+				if !strings.Contains(r.Stderr, "stdin did not end before the process was told to stop") || r.Code == 0 {
+					t.Errorf("exit %d, stderr %q", r.Code, r.Stderr)
+				}
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("SIGTERM did not end the wait for stdin")
+			}
+		})
 	}
 }
 

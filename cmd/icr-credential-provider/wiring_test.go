@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile/hostfiletest"
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
 )
 
@@ -398,7 +399,13 @@ func TestUninstallKubeletStillUsesTheConfig(t *testing.T) {
 	if r := runPlugin(t, invocation{Process: true, Args: n.args("install")}); r.Code != 0 {
 		t.Fatal(r.Stderr)
 	}
-	n.write("/proc/812/cmdline", "/usr/bin/kubelet\x00--image-credential-provider-config=/etc/kubernetes/icr-credential-provider/config.yaml\x00")
+	exe, err := hostfiletest.Executable(n.path("/usr/bin/kubelet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hostfiletest.Process(n.path("/proc"), 812, 0, exe, "/usr/bin/kubelet", "--image-credential-provider-config=/etc/kubernetes/icr-credential-provider/config.yaml"); err != nil {
+		t.Fatal(err)
+	}
 	r := runPlugin(t, invocation{Process: true, Args: n.args("uninstall")})
 	assertFailure(t, r, "the running kubelet has --image-credential-provider-config=/etc/kubernetes/icr-credential-provider/config.yaml", "set by something other than 'install --configure-kubelet'")
 	if _, err := os.Stat(filepath.Join(n.bin, "icr-credential-provider")); err != nil {
