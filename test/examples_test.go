@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,7 +86,10 @@ func TestExampleKubeletConfigs(t *testing.T) {
 func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(examplesDir, "node-identity.yaml"))
 	bad := bytes.Replace(b, []byte("    matchImages:"), []byte("    matchImage: []\n    matchImages:"), 1)
-	if _, err := installer.DecodeConfig(bad); err == nil || !strings.Contains(err.Error(), "matchImage") {
+	// The error names the line, never the file's content (the decoder may
+	// be pointed at any root-only file).
+	line := bytes.Count(b[:bytes.Index(b, []byte("    matchImages:"))], []byte("\n")) + 1
+	if _, err := installer.DecodeConfig(bad); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("line %d: a field the kubelet does not know", line)) {
 		t.Errorf("kubelet config with an unknown field: %v", err)
 	}
 	var kc kubeletv1.CredentialProviderConfig

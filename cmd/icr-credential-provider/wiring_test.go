@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -18,13 +19,13 @@ import (
 // node is a fake host root with kubeadm's kubelet (Debian layout), a
 // stand-in systemctl that logs its arguments, and a stand-in kubelet
 // health endpoint that answers as the kubelet would: unhealthy whenever
-// brokenWith is in /etc/default/kubelet.
+// the text set with breakWith is in /etc/default/kubelet.
 type node struct {
 	t                 *testing.T
 	root, bin, cfgDir string
 	systemctl, log    string
 	healthz           *httptest.Server
-	brokenWith        string
+	brokenWith        atomic.Pointer[string] // read by the health endpoint's goroutines
 }
 
 const defaultKubelet = "# Options for the kubelet, kept by hand\nKUBELET_EXTRA_ARGS=--max-pods=150\n"
@@ -50,7 +51,7 @@ func newNode(t *testing.T) *node {
 	os.WriteFile(n.systemctl, []byte("#!/bin/sh\necho \"$@\" >> "+n.log+"\n"), 0o755)
 	n.healthz = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := os.ReadFile(n.path("/etc/default/kubelet"))
-		if n.brokenWith != "" && bytes.Contains(b, []byte(n.brokenWith)) {
+		if s := n.brokenWith.Load(); s != nil && bytes.Contains(b, []byte(*s)) {
 			http.Error(w, "[-]ping failed", http.StatusInternalServerError)
 			return
 		}
@@ -59,6 +60,10 @@ func newNode(t *testing.T) *node {
 	t.Cleanup(n.healthz.Close)
 	return n
 }
+
+// breakWith makes the kubelet unhealthy whenever /etc/default/kubelet
+// contains s.
+func (n *node) breakWith(s string) { n.brokenWith.Store(&s) }
 
 func (n *node) path(p string) string { return filepath.Join(n.root, p) }
 
@@ -150,7 +155,7 @@ func TestInstallWiringLifecycle(t *testing.T) {
 // was, a second restart.
 func TestInstallWiringRollback(t *testing.T) {
 	n := newNode(t)
-	n.brokenWith = "image-credential-provider"
+	n.breakWith("image-credential-provider")
 	r := runPlugin(t, invocation{Process: true, Args: n.args("install", "--configure-kubelet=kubeadm")})
 	if r.Code == 0 {
 		t.Fatal("exit 0")
@@ -194,7 +199,7 @@ func TestInstallWiringBadInput(t *testing.T) {
 			return n.args("install", "--configure-kubelet=auto")
 		}, []string{"kubeadm-flags.env sets --image-credential-provider-config=/etc/ecr.yaml", "--force"}},
 		{"kubelet never healthy", func(n *node) []string {
-			n.brokenWith = "max-pods"
+			n.breakWith("max-pods")
 			return n.args("install", "--configure-kubelet=auto")
 		}, []string{"not healthy before any change", "nothing was changed"}},
 		{"bad layout name", func(n *node) []string { return n.args("install", "--configure-kubelet=microk8s") }, []string{"not one of auto, kubeadm, k3s, rke2, none"}},
