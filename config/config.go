@@ -91,7 +91,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.APIKeyFile, "api-key-file", "", "file holding an IAM API key, absolute path (else $"+APIKeyEnv+")")
 	fs.StringVar(&c.TokenSource, "token-source", SourceAuto, "where tokens come from: auto (an API key if one is configured, else the VPC metadata service), vpc-metadata or api-key")
 	fs.StringVar(&c.CacheDir, "cache-dir", DefaultCacheDir, "directory of the on-disk token cache shared by invocations, absolute path; 'none' disables it")
-	fs.StringSliceVar(&c.Registries, "registries", nil, "extra registry hosts to serve (host or host:port, exact, comma-separated)")
+	fs.Var(&hostList{hosts: &c.Registries}, "registries", "extra registry hosts to serve (host or host:port, exact, comma-separated)")
 }
 
 // EnvName is the environment variable read for flag name.
@@ -164,6 +164,19 @@ func (c *Config) Profile() iam.Profile {
 // Validate checks every setting on its own and against the others, without
 // reading any file: what every command, and the installer, refuses.
 func (c *Config) Validate() error {
+	for _, v := range []struct {
+		flag, value string
+		hide        bool // a URL may hold user info; an API key may be typed as its file
+	}{
+		{"--iam-url", c.IAMURL, true}, {"--metadata-url", c.MetadataURL, true}, {"--metadata-version", c.MetadataVersion, false},
+		{"--profile-id", c.ProfileID, false}, {"--profile-crn", c.ProfileCRN, false}, {"--profile-name", c.ProfileName, false},
+		{"--api-key-file", c.APIKeyFile, true}, {"--token-source", c.TokenSource, false}, {"--cache-dir", c.CacheDir, false},
+		{"--registries", strings.Join(c.Registries, ","), false},
+	} {
+		if err := checkValue(v.flag, v.value, !v.hide); err != nil {
+			return err
+		}
+	}
 	if err := checkURL("--iam-url", c.IAMURL, c.AllowInsecureIAM); err != nil {
 		return err
 	}

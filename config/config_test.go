@@ -169,3 +169,55 @@ func TestKeyWhereItsFileBelongs(t *testing.T) {
 		t.Errorf("not redacted: %s", got)
 	}
 }
+
+// Every setting is one line: a line break once dropped the rest of
+// --registries silently, and a control character would reach the kubelet
+// config and the terminal as it is.
+func TestValuesAreOneLine(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		want      string
+		notShown  string // never repeated in the error
+		wantFixOf string
+	}{
+		{name: "registries flag", args: []string{"--registries", "a.example.com\nb.example.com"}, want: `--registries "a.example.com\nb.example.com" has a line break at byte 13`, wantFixOf: "comma-separated"},
+		{name: "registries env", env: map[string]string{"ICR_REGISTRIES": "a.example.com,b.example.com\r\nc.example.com"}, want: "--registries", wantFixOf: "one line"},
+		{name: "profile escape", args: []string{"--profile-id", "Profile-1\x1b[2J"}, want: `--profile-id "Profile-1\x1b[2J" has a control character`},
+		{name: "profile bidi", args: []string{"--profile-name", "abc\u202edef"}, want: "--profile-name"},
+		{name: "key file tab", args: []string{"--api-key-file", "/etc/icr/\tkey"}, want: "--api-key-file has a control character"},
+		{name: "a key typed as its file, with a line break", env: map[string]string{"ICR_API_KEY_FILE": "Zx9-Qw_8Ty7Ui6Op5As4Df3Gh2Jk1Lz0\n"}, want: "--api-key-file has a line break", notShown: "Zx9-Qw_8"},
+		{name: "cache dir", env: map[string]string{"ICR_CACHE_DIR": "/run/x\n"}, want: "--cache-dir"},
+		{name: "iam url not repeated", args: []string{"--iam-url", "https://u:pw-secret@iam.example\n"}, want: "--iam-url has a line break", notShown: "pw-secret"},
+		{name: "metadata url", args: []string{"--metadata-url", "http://169.254.169.254\x00"}, want: "--metadata-url has a control character"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parse(t, tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Validate()
+			var ce *Error
+			if !errors.As(err, &ce) || !strings.Contains(ce.Cause, tc.want) || !strings.Contains(ce.Fix, tc.wantFixOf) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if strings.ContainsFunc(err.Error(), func(r rune) bool { return r < ' ' || r == 0x7f || r == '\u202e' }) {
+				t.Errorf("raw control character in %q", err)
+			}
+			if tc.notShown != "" && strings.Contains(err.Error(), tc.notShown) {
+				t.Errorf("the value was repeated: %s", err)
+			}
+		})
+	}
+	// Commas still separate, and a flag given twice appends, as before.
+	c, _ := parse(t, []string{"--registries", "a.example.com,b.example.com:5000", "--registries", "c.example.com"}, nil)
+	if err := c.Validate(); err != nil || strings.Join(c.Registries, " ") != "a.example.com b.example.com:5000 c.example.com" {
+		t.Errorf("registries %q %v", c.Registries, err)
+	}
+	c, _ = parse(t, nil, map[string]string{"ICR_REGISTRIES": "x.example.com"})
+	if strings.Join(c.Registries, " ") != "x.example.com" {
+		t.Errorf("registries from env %q", c.Registries)
+	}
+}
