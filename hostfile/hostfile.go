@@ -1,14 +1,17 @@
 // Package hostfile is the one rule for files on the node that commands
 // running as root act on (install, uninstall, doctor, the agent): who may
 // change a path, and reading a file without blocking on a FIFO, following a
-// terminal or reading without end. Stdlib only.
+// terminal or reading without end.
 //
 // A path is trusted when it and every directory on the way to it, through
 // symbolic links too, are owned by root (or by this process's user, so
 // that the tools also run unprivileged) and not writable by group or
 // others, except a directory with the sticky bit (/tmp), where others may
 // add entries but not replace ours. Anything else can be swapped by another
-// local user between a check and a use.
+// local user between a check and a use. A Dir (OpenDir) then acts on the
+// entries of a trusted directory by name, never by path.
+//
+// Stdlib and golang.org/x/sys/unix only.
 package hostfile
 
 import (
