@@ -4,108 +4,178 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"syscall"
+
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
 
 // InstallLink places the symbolic link dir/docker-credential-icr -> binPath
-// atomically (made under a temporary name and renamed over the final one),
-// creating dir (0755) if missing. binPath is the target verbatim, and need
-// not exist here (an installer in a container links for the host). A link
-// already pointing at binPath is left alone and another link of that name is
+// atomically (made under a temporary name and renamed over the final one).
+// dir must exist, and only root (or this user) may be able to change it
+// (hostfile's rule). binPath is the target verbatim, and need not exist
+// here (an installer in a container links for the host). A link already
+// pointing at binPath is left alone and another link of that name is
 // replaced; a regular file of that name (someone's copy of a helper) is an
 // error, as are a directory and another file type.
 func InstallLink(binPath, dir string) error { return PlaceLink(binPath, dir, false) }
 
 // PlaceLink is InstallLink that, with force, also replaces a regular file.
+// force never makes it write where another user can change a file.
 func PlaceLink(binPath, dir string, force bool) error {
-	if done, err := checkLink(binPath, dir, force); done || err != nil {
+	d, done, err := checkLink(binPath, dir, force)
+	if d != nil {
+		defer d.Close()
+	}
+	if done || err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("credential helper link: create %s: %w", dir, err)
-	}
-	tmp := filepath.Join(dir, "."+LinkName+".tmp-"+rand.Text())
-	if err := os.Symlink(binPath, tmp); err != nil {
+	tmp := "." + LinkName + ".tmp-" + rand.Text()
+	if err := d.Symlink(binPath, tmp); err != nil {
 		return fmt.Errorf("credential helper link: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, LinkName)); err != nil {
-		os.Remove(tmp)
+	if err := d.Rename(tmp, LinkName); err != nil {
+		_ = d.Remove(tmp)
 		return fmt.Errorf("credential helper link: %w", err)
 	}
+	_ = d.Sync()
 	return nil
 }
 
 // CheckLink returns the error PlaceLink would return before changing
-// anything, so that an installer can check it first.
+// anything, a directory that cannot be written included, so that an
+// installer can check it first.
 func CheckLink(binPath, dir string, force bool) error {
-	_, err := checkLink(binPath, dir, force)
-	return err
+	d, done, err := checkLink(binPath, dir, force)
+	if d == nil {
+		return err
+	}
+	defer d.Close()
+	if done || err != nil {
+		return err
+	}
+	probe := "." + LinkName + ".probe-" + rand.Text()
+	if err := d.Symlink(binPath, probe); err != nil {
+		return fmt.Errorf("credential helper link: cannot write to %s: %w", dir, errors.Unwrap(err))
+	}
+	return d.Remove(probe)
 }
 
-// checkLink also reports whether the link is in place already.
-func checkLink(binPath, dir string, force bool) (done bool, err error) {
+// checkLink opens dir and reports whether the link is in place already.
+func checkLink(binPath, dir string, force bool) (d *hostfile.Dir, done bool, err error) {
 	if binPath == "" {
-		return false, errors.New("credential helper link: the binary's path is empty")
+		return nil, false, errors.New("credential helper link: the binary's path is empty")
 	}
 	if dir == "" {
-		return false, errors.New("credential helper link: the directory is empty: give the directory on the clients' PATH, e.g. /usr/local/bin")
+		return nil, false, errors.New("credential helper link: the directory is empty: give the directory on the clients' PATH, e.g. /usr/local/bin")
 	}
-	final := filepath.Join(dir, LinkName)
-	if target, err := os.Readlink(final); err == nil && target == binPath {
-		return true, nil
+	if d, err = openDir(dir); err != nil {
+		return nil, false, err
 	}
-	fi, err := os.Lstat(final)
+	final := d.Path(LinkName)
+	fi, err := d.Lstat(LinkName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return d, false, nil
+	}
 	if err != nil {
-		return false, nil
+		return d, false, fmt.Errorf("credential helper link: %w", err)
+	}
+	if err := trusted(final, fi); err != nil {
+		return d, false, err
 	}
 	switch m := fi.Mode(); {
 	case m&os.ModeSymlink != 0:
+		if target, err := d.Readlink(LinkName); err == nil && target == binPath {
+			return d, true, nil
+		}
 	case m.IsDir():
-		return false, fmt.Errorf("credential helper link: %s is a directory: remove it, or choose another directory", final)
+		return d, false, fmt.Errorf("credential helper link: %s is a directory: remove it, or choose another directory", final)
 	case m.IsRegular():
 		if !force {
-			return false, fmt.Errorf("credential helper link: %s is a regular file, not a link this installer made: remove it, or give --force to replace it", final)
+			return d, false, fmt.Errorf("credential helper link: %s is a regular file, not a link this installer made: remove it, or give --force to replace it", final)
 		}
 	default:
-		return false, fmt.Errorf("credential helper link: %s is not a regular file or link (%v): remove it, or choose another directory", final, m.Type())
+		return d, false, fmt.Errorf("credential helper link: %s is not a regular file or link (%v): remove it, or choose another directory", final, m.Type())
 	}
-	return false, nil
+	return d, false, nil
+}
+
+// openDir opens the link's directory under hostfile's rule; it is never
+// created.
+func openDir(dir string) (*hostfile.Dir, error) {
+	d, err := hostfile.OpenDir(dir)
+	var ue *hostfile.UntrustedError
+	switch {
+	case err == nil:
+		return d, nil
+	case errors.As(err, &ue):
+		return nil, untrusted(dir, ue)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("credential helper link: directory %s does not exist: create it, or give a directory on the clients' PATH that exists (install does not create it)", dir)
+	case errors.Is(err, syscall.ENOTDIR):
+		return nil, fmt.Errorf("credential helper link: %s is not a directory: give the directory on the clients' PATH", dir)
+	}
+	return nil, fmt.Errorf("credential helper link: %w", err)
+}
+
+// trusted applies hostfile's rule to the entry at path (its Lstat fi).
+func trusted(path string, fi fs.FileInfo) error {
+	var ue *hostfile.UntrustedError
+	if errors.As(hostfile.Untrusted(path, fi), &ue) {
+		return untrusted(path, ue)
+	}
+	return nil
+}
+
+func untrusted(what string, ue *hostfile.UntrustedError) error {
+	return fmt.Errorf("credential helper link: %s is not safe to write as root: %v: %s (--force does not override this)", what, ue, ue.Fix)
 }
 
 // RemoveLink removes dir/docker-credential-icr if it is a symbolic link to
-// one of targets, and reports whether it did. A missing link is not an
-// error; any other file of that name is, unless force.
+// one of targets, and reports whether it did. A missing link or directory
+// is not an error; any other file of that name is, unless force; a
+// directory another user can change always is.
 func RemoveLink(dir string, targets []string, force bool) (bool, error) {
-	final := filepath.Join(dir, LinkName)
-	fi, err := os.Lstat(final)
-	if errors.Is(err, os.ErrNotExist) {
+	d, err := hostfile.OpenDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		_, err = openDir(dir)
+		return false, err
+	}
+	defer d.Close()
+	final := d.Path(LinkName)
+	fi, err := d.Lstat(LinkName)
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("credential helper link: %w", err)
 	}
-	if err := CheckLinkOwned(final, fi, targets); err != nil && !force {
+	if err := trusted(final, fi); err != nil {
+		return false, err
+	}
+	target, _ := d.Readlink(LinkName)
+	if err := CheckLinkOwned(final, fi, target, targets); err != nil && !force {
 		return false, err
 	}
 	if fi.IsDir() {
 		return false, fmt.Errorf("credential helper link: %s is a directory: remove it by hand", final)
 	}
-	if err := os.Remove(final); err != nil {
+	if err := d.Remove(LinkName); err != nil {
 		return false, fmt.Errorf("credential helper link: %w", err)
 	}
+	_ = d.Sync()
 	return true, nil
 }
 
 // CheckLinkOwned returns an error unless path (whose Lstat is fi) is a
-// symbolic link to one of targets.
-func CheckLinkOwned(path string, fi os.FileInfo, targets []string) error {
+// symbolic link, to target, and target is one of targets.
+func CheckLinkOwned(path string, fi os.FileInfo, target string, targets []string) error {
 	if fi.Mode()&os.ModeSymlink == 0 {
 		return fmt.Errorf("credential helper link: %s is not a symbolic link, so install did not make it: remove it by hand, or give --force", path)
-	}
-	target, err := os.Readlink(path)
-	if err != nil {
-		return fmt.Errorf("credential helper link: %w", err)
 	}
 	for _, t := range targets {
 		if t != "" && target == t {

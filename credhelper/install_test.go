@@ -10,6 +10,17 @@ import (
 func TestInstallLink(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bin")
 	link := filepath.Join(dir, LinkName)
+	// A missing directory is the operator's mistake: never created.
+	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing directory: %v", err)
+	}
+	if err := CheckLink("/usr/local/bin/icr-credential-provider", dir, true); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing directory, checked: %v", err)
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		t.Fatal("the missing directory was created")
+	}
+	os.Mkdir(dir, 0o755)
 	check := func(want string) {
 		t.Helper()
 		got, err := os.Readlink(link)
@@ -107,5 +118,46 @@ func TestRemoveLink(t *testing.T) {
 				t.Error("still there")
 			}
 		})
+	}
+}
+
+// The link's directory and an existing link follow hostfile's rule:
+// nothing is written where another user can swap it, with force or not.
+func TestLinkDirMustBeTrusted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bin")
+	os.Mkdir(dir, 0o777)
+	os.Chmod(dir, 0o777)
+	for _, force := range []bool{false, true} {
+		for name, err := range map[string]error{
+			"check": CheckLink("/opt/icr/icr-credential-provider", dir, force),
+			"place": PlaceLink("/opt/icr/icr-credential-provider", dir, force),
+		} {
+			if err == nil || !strings.Contains(err.Error(), "is not safe to write as root") || !strings.Contains(err.Error(), "chmod go-w "+dir) {
+				t.Errorf("%s, force %v: %v", name, force, err)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("written to an untrusted directory: %v", entries)
+	}
+	if removed, err := RemoveLink(dir, []string{"/x"}, true); removed || err == nil {
+		t.Errorf("remove from an untrusted directory: %v %v", removed, err)
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("a link owned by another user needs root")
+	}
+	sticky := filepath.Join(t.TempDir(), "sticky")
+	os.Mkdir(sticky, 0o777)
+	os.Chmod(sticky, 0o777|os.ModeSticky)
+	link := filepath.Join(sticky, LinkName)
+	os.Symlink("/home/mallory/helper", link)
+	os.Lchown(link, 4242, 4242)
+	err := PlaceLink("/opt/icr/icr-credential-provider", sticky, true)
+	if err == nil || !strings.Contains(err.Error(), "owned by uid 4242") {
+		t.Errorf("another user's link: %v", err)
+	}
+	if target, _ := os.Readlink(link); target != "/home/mallory/helper" {
+		t.Errorf("another user's link was replaced: -> %s", target)
 	}
 }

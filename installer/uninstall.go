@@ -72,7 +72,8 @@ func PlanRemove(o RemoveOptions) (*Removal, error) {
 	if o.HelperDir != "" {
 		link := filepath.Join(o.HelperDir, credhelper.LinkName)
 		if fi, err := os.Lstat(link); err == nil {
-			if err := credhelper.CheckLinkOwned(link, fi, o.HelperTargets); err != nil && !o.Force {
+			target, _ := os.Readlink(link)
+			if err := credhelper.CheckLinkOwned(link, fi, target, o.HelperTargets); err != nil && !o.Force {
 				return nil, err
 			}
 			if fi.IsDir() {
