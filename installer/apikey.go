@@ -1,7 +1,6 @@
 package installer
 
 import (
-	"os"
 	"path/filepath"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
@@ -14,39 +13,31 @@ const APIKeyMode = 0o600
 // CheckAPIKey reads and validates the API key in src (a mounted Secret's
 // key file: a link into the Secret's ..data is followed, a FIFO or device
 // refused) with the plugin's own parser, and checks that dst can be
-// written, so that an installer fails before changing anything. The key
-// never appears in an error.
+// written (its directory exists, only root can change it, and it is
+// writable; dst is a regular file or missing), so that an installer fails
+// before changing anything. The key never appears in an error.
 func CheckAPIKey(src, dst string) (key string, err error) {
 	key, _, err = config.LoadAPIKeyFile(src)
 	if err != nil {
 		return "", errorf("--api-key-from: %v", err)
 	}
-	if err := checkDir(filepath.Dir(dst), "the directory of the API key file"); err != nil {
+	d, err := openDir(filepath.Dir(dst), "the directory of the API key file")
+	if err != nil {
 		return "", err
 	}
-	if _, err := checkTarget(dst, false); err != nil {
+	defer d.Close()
+	old, err := examine(d, filepath.Base(dst), false)
+	if err != nil {
 		return "", err
 	}
-	return key, probeWritable(filepath.Dir(dst))
+	old.close()
+	return key, probeWritable(d)
 }
 
 // WriteAPIKey writes key to dst (0600, atomically) unless dst holds it
-// already; then only the mode is fixed. The content is the bare key and a
-// newline, whatever form the Secret held it in.
+// already; then only the mode is fixed, through the open file. The
+// content is the bare key and a newline, whatever form the Secret held it
+// in.
 func WriteAPIKey(key, dst string) (Action, error) {
-	action, err := WriteFile(dst, []byte(key+"\n"), APIKeyMode, false)
-	if err != nil || action != Unchanged {
-		return action, err
-	}
-	fi, err := os.Stat(dst)
-	if err != nil {
-		return "", writeError(filepath.Dir(dst), err)
-	}
-	if fi.Mode().Perm() != APIKeyMode {
-		if err := os.Chmod(dst, APIKeyMode); err != nil {
-			return "", writeError(filepath.Dir(dst), err)
-		}
-		return Updated, nil
-	}
-	return Unchanged, nil
+	return writeFile(dst, []byte(key+"\n"), APIKeyMode, putOptions{fixMode: true})
 }

@@ -34,6 +34,11 @@ func Paths(root, binDir, configPath string) (h Host, hostBinDir, hostConfig stri
 	if err = CheckPaths(binDir, configPath, ""); err != nil {
 		return Host{}, "", "", err
 	}
+	if root != "" {
+		if err = PathArg("--host-root", root); err != nil {
+			return Host{}, "", "", err
+		}
+	}
 	if h, err = NewHost(root); err != nil {
 		return Host{}, "", "", err
 	}
@@ -193,6 +198,9 @@ func (h Host) writablePath(p string) (string, error) {
 		return "", errorf("%s on the host is a symbolic link: the installer does not write through links into host configuration; make it a regular file, or wire the kubelet by hand", p)
 	case !fi.Mode().IsRegular():
 		return "", errorf("%s on the host is not a regular file (%v): remove it or wire the kubelet by hand", p, fi.Mode().Type())
+	}
+	if err := CheckTrusted(target, "the kubelet's"); err != nil {
+		return "", err
 	}
 	return target, nil
 }

@@ -11,15 +11,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // Action is what happened to one file.
@@ -45,7 +47,8 @@ type Options struct {
 	// binary's file name.
 	Provider Provider
 	// Force replaces a config not written by the installer, and a symbolic
-	// link in place of the binary or the config (not its target).
+	// link in place of the binary or the config (not its target). It never
+	// makes the installer write where another user can change a file.
 	Force  bool
 	Verify Verifier // runs the new binary before it is moved into place; nil: VersionCheck("")
 }
@@ -63,56 +66,124 @@ func (e *Error) Error() string { return e.msg }
 
 func errorf(format string, a ...any) error { return &Error{msg: fmt.Sprintf(format, a...)} }
 
-// Install checks both targets first, then installs the binary, then the
-// config (the kubelet refuses a config naming a missing binary). On error no
-// temporary file is left, and each file is untouched or fully replaced.
+// Install checks everything first (Check), then installs the binary, then
+// the config (the kubelet refuses a config naming a missing binary). On
+// error, or when ctx is done (a signal), no temporary file is left, and
+// each file is untouched or fully replaced: Result says which.
 func Install(ctx context.Context, o Options) (Result, error) {
 	o.Provider.Name = cmp.Or(o.Provider.Name, DefaultName)
-	if err := CheckPaths(o.BinDir, o.ConfigPath, o.Provider.Name); err != nil {
-		return Result{}, err
-	}
-	if o.Executable == "" {
-		return Result{}, errorf("no executable to install")
-	}
 	res := Result{BinaryPath: filepath.Join(o.BinDir, o.Provider.Name), ConfigPath: o.ConfigPath}
-	content, err := Config(o.Provider)
+	t, err := check(o)
 	if err != nil {
 		return res, err
 	}
-
-	// Every check that can fail is made before anything changes.
-	for _, d := range [][2]string{{o.BinDir, "--bin-dir"}, {filepath.Dir(o.ConfigPath), "the directory of --config"}} {
-		if err := checkDir(d[0], d[1]); err != nil {
-			return res, err
-		}
-	}
-	if _, err := checkTarget(res.BinaryPath, o.Force); err != nil {
-		return res, err
-	}
-	existing, err := checkTarget(o.ConfigPath, o.Force)
-	if err != nil {
-		return res, err
-	}
-	if existing != nil && !bytes.Equal(existing, content) && !WrittenByInstaller(existing) && !o.Force {
-		return res, errorf("%s exists and was not written by icr-credential-provider install: merge the provider into it by hand, point --config at another file, or give --force to replace it", o.ConfigPath)
-	}
-	for _, d := range []string{o.BinDir, filepath.Dir(o.ConfigPath)} {
-		removeStale(d)
-		if err := probeWritable(d); err != nil {
-			return res, err
-		}
-	}
-
+	defer t.close()
 	verify := o.Verify
 	if verify == nil {
 		verify = VersionCheck("")
 	}
-	if res.Binary, err = InstallExecutable(ctx, o.Executable, o.BinDir, o.Provider.Name, verify, o.Force); err != nil {
+	if ctx.Err() != nil {
+		return res, interrupted(ctx)
+	}
+	if res.Binary, err = installExecutable(ctx, t.bin, o.Provider.Name, t.exe, verify, o.Force); err != nil {
 		return res, err
 	}
-	res.Config, err = WriteFile(o.ConfigPath, content, 0o644, o.Force)
+	if ctx.Err() != nil {
+		return res, interrupted(ctx)
+	}
+	res.Config, err = put(ctx, t.cfg, filepath.Base(o.ConfigPath), t.content, 0o644, putOptions{force: o.Force})
 	return res, err
 }
+
+// Check returns the error Install would return before it writes anything:
+// the paths, the directories (existing, writable, and only root can
+// change them: hostfile's rule, which --force does not override), the
+// files in the way, a config not written by install, the executable.
+func Check(o Options) error {
+	o.Provider.Name = cmp.Or(o.Provider.Name, DefaultName)
+	t, err := check(o)
+	if err == nil {
+		t.close()
+	}
+	return err
+}
+
+// checked is what Install acts on once checked: the two directories, open.
+type checked struct {
+	bin, cfg     *hostfile.Dir
+	exe, content []byte
+}
+
+func (t *checked) close() {
+	for _, d := range []*hostfile.Dir{t.bin, t.cfg} {
+		if d != nil {
+			d.Close()
+		}
+	}
+}
+
+func check(o Options) (*checked, error) {
+	if err := CheckPaths(o.BinDir, o.ConfigPath, o.Provider.Name); err != nil {
+		return nil, err
+	}
+	if o.Executable == "" {
+		return nil, errorf("no executable to install")
+	}
+	binary := filepath.Join(o.BinDir, o.Provider.Name)
+	if err := Distinct(Target{"the binary", binary}, Target{"--config", o.ConfigPath}); err != nil {
+		return nil, err
+	}
+	t := &checked{}
+	done := false
+	defer func() {
+		if !done {
+			t.close()
+		}
+	}()
+	var err error
+	if t.content, err = Config(o.Provider); err != nil {
+		return nil, err
+	}
+	if t.bin, err = openDir(o.BinDir, "--bin-dir"); err != nil {
+		return nil, err
+	}
+	if t.cfg, err = openDir(filepath.Dir(o.ConfigPath), "the directory of --config"); err != nil {
+		return nil, err
+	}
+	bin, err := examine(t.bin, o.Provider.Name, o.Force)
+	if err != nil {
+		return nil, err
+	}
+	bin.close()
+	cfg, err := examine(t.cfg, filepath.Base(o.ConfigPath), o.Force)
+	if err != nil {
+		return nil, err
+	}
+	defer cfg.close()
+	if cfg.f != nil {
+		existing, _, err := readUpTo(cfg.f, maxConfig)
+		if err != nil {
+			return nil, errorf("reading %s: %v: check its permissions", o.ConfigPath, config.Bare(err))
+		}
+		if !bytes.Equal(existing, t.content) && !WrittenByInstaller(existing) && !o.Force {
+			return nil, errorf("%s exists and was not written by icr-credential-provider install: merge the provider into it by hand, point --config at another file, or give --force to replace it", o.ConfigPath)
+		}
+	}
+	for _, d := range []*hostfile.Dir{t.bin, t.cfg} {
+		removeStale(d)
+		if err := probeWritable(d); err != nil {
+			return nil, err
+		}
+	}
+	if t.exe, err = os.ReadFile(o.Executable); err != nil {
+		return nil, errorf("reading the executable to install %s: %v", o.Executable, config.Bare(err))
+	}
+	done = true
+	return t, nil
+}
+
+// maxConfig bounds a config file read to see whether install wrote it.
+const maxConfig = 1 << 20
 
 // CheckPaths checks --bin-dir, --config and the binary's name (""
 // is DefaultName) as given, before anything is read or written.
@@ -126,235 +197,82 @@ func CheckPaths(binDir, configPath, name string) error {
 	if configPath == "" {
 		return errorf("--config is required: give the kubelet's --image-credential-provider-config file")
 	}
-	if err := absolute("--bin-dir", binDir); err != nil {
-		return err
+	for _, p := range [][2]string{{"--bin-dir", binDir}, {"--config", configPath}} {
+		if err := PathArg(p[0], p[1]); err != nil {
+			return err
+		}
 	}
-	return absolute("--config", configPath)
+	return nil
 }
 
-// absolute refuses a relative path: the kubelet, the config and the
+// PathArg checks a path given on the command line (flag names it): one
+// line of printable characters, absolute. The kubelet, the config and the
 // credential helper link name files by absolute path, and a relative one
 // would be resolved against another directory than this process's.
-func absolute(flag, path string) error {
+func PathArg(flag, path string) error {
+	if shown := secret.Printable(path); shown != path {
+		return errorf("%s %s has a control or invisible character: give the path without it", flag, strconv.Quote(path))
+	}
 	if !filepath.IsAbs(path) {
 		return errorf("%s %s is a relative path: give an absolute path (the kubelet and the credential helper link resolve it from another directory)", flag, path)
 	}
 	return nil
 }
 
-// checkDir requires dir to be an existing directory.
-func checkDir(dir, what string) error {
-	fi, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return errorf("%s %s does not exist: create it, or check the path (and the hostPath mount when running in a pod)", what, dir)
-	case err != nil:
-		return errorf("%s %s: %v", what, dir, config.Bare(err))
-	case !fi.IsDir():
-		return errorf("%s %s is not a directory: give a directory", what, dir)
-	}
-	return nil
-}
-
-// checkTarget returns the content of the regular file about to be replaced.
-// Only a regular file (or, with force, a symbolic link, not followed) may be
-// replaced.
-func checkTarget(path string, force bool) ([]byte, error) {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, errorf("%s: %v", path, config.Bare(err))
-	}
-	switch m := fi.Mode(); {
-	case m.IsRegular():
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, errorf("reading %s: %v: check its permissions", path, config.Bare(err))
-		}
-		return b, nil
-	case m&fs.ModeSymlink != 0:
-		if !force {
-			return nil, errorf("%s is a symbolic link: remove it, or give --force to replace the link itself (its target is left alone)", path)
-		}
-		return nil, nil
-	case m.IsDir():
-		return nil, errorf("%s is a directory, not a regular file: remove it or choose another path", path)
-	default:
-		return nil, errorf("%s is not a regular file (%v): remove it or choose another path", path, m.Type())
-	}
-}
-
-// tempPattern names temporary files: hidden, never mistaken for a provider,
-// and recognisable for removeStale.
-func tempPattern(name string) string { return "." + name + ".icr-install-*" }
-
-// staleAfter is the age at which a killed installer's temporary file goes.
-const staleAfter = 10 * time.Minute
-
-// removeStale removes killed installers' temporary files from dir. Best
-// effort.
-func removeStale(dir string) {
-	matches, _ := filepath.Glob(filepath.Join(dir, ".*.icr-install-*"))
-	for _, m := range matches {
-		if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleAfter {
-			_ = os.Remove(m)
-		}
-	}
-}
-
-// probeWritable creates and removes a temporary file in dir.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, tempPattern("probe"))
-	if err != nil {
-		return writeError(dir, err)
-	}
-	f.Close()
-	return os.Remove(f.Name())
-}
-
-// geteuid is os.Geteuid; tests pretend to be root.
-var geteuid = os.Geteuid
-
-func writeError(dir string, err error) error {
-	switch {
-	case errors.Is(err, syscall.EROFS):
-		return errorf("cannot write to %s: read-only file system: mount it read-write (hostPath without readOnly) or choose a writable directory", dir)
-	case errors.Is(err, fs.ErrPermission) && geteuid() == 0:
-		return errorf("cannot write to %s: permission denied although running as root: the directory's owner or mode denies it and this process lacks CAP_DAC_OVERRIDE, or SELinux/AppArmor or an immutable attribute (chattr +i) denies it: check 'ls -ld %s' and the container's capabilities", dir, dir)
-	case errors.Is(err, fs.ErrPermission):
-		return errorf("cannot write to %s: permission denied: run the installer as root (the DaemonSet does) or choose a directory you can write", dir)
-	case errors.Is(err, syscall.ENOSPC):
-		return errorf("cannot write to %s: no space left on device: free some space", dir)
-	}
-	return errorf("cannot write to %s: %v", dir, config.Bare(err))
-}
-
 // InstallExecutable installs src as dir/name, mode 0755, unless it is there
-// already (then only the mode is fixed): copied to a temporary file in dir,
-// synced, run by verify, and renamed into place.
+// already (then only the mode is fixed): copied to a new file in dir,
+// synced, run by verify through the open file, and renamed into place.
 func InstallExecutable(ctx context.Context, src, dir, name string, verify Verifier, force bool) (Action, error) {
-	dst := filepath.Join(dir, name)
 	data, err := os.ReadFile(src)
 	if err != nil {
 		return "", errorf("reading the executable to install %s: %v", src, config.Bare(err))
 	}
-	action, err := put(dst, data, 0o755, force, func(tmp string) error {
-		if verify == nil {
+	d, err := openDir(dir, "--bin-dir")
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	return installExecutable(ctx, d, name, data, verify, force)
+}
+
+func installExecutable(ctx context.Context, d *hostfile.Dir, name string, data []byte, verify Verifier, force bool) (Action, error) {
+	o := putOptions{force: force, fixMode: true}
+	if verify != nil {
+		o.verify = func(ctx context.Context, f *os.File) error {
+			err := verify(ctx, f)
+			if ctx.Err() != nil {
+				return interrupted(ctx)
+			}
+			if err != nil {
+				return errorf("the copied binary does not run from %s (%v): check that the directory is not mounted noexec and that the image matches the node's architecture", d.Path(""), err)
+			}
 			return nil
 		}
-		if err := verify(ctx, tmp); err != nil {
-			return errorf("the copied binary does not run from %s (%v): check that the directory is not mounted noexec and that the image matches the node's architecture", dir, err)
-		}
-		return nil
-	})
-	if action == Unchanged {
-		if fi, err := os.Stat(dst); err == nil && fi.Mode().Perm() != 0o755 {
-			if err := os.Chmod(dst, 0o755); err != nil {
-				return "", writeError(dir, err)
-			}
-			return Updated, nil
-		}
 	}
-	return action, err
+	return put(ctx, d, name, data, 0o755, o)
 }
 
-// WriteFile writes content to path atomically unless path already holds
-// exactly content. It does not check who wrote the file; Install does.
-func WriteFile(path string, content []byte, perm fs.FileMode, force bool) (Action, error) {
-	return put(path, content, perm, force, nil)
-}
-
-// put is WriteFile, with check run on the temporary file (see replace).
-func put(path string, data []byte, perm fs.FileMode, force bool, check func(tmp string) error) (Action, error) {
-	existing, err := checkTarget(path, force)
-	if err != nil {
-		return "", err
-	}
-	if existing != nil && bytes.Equal(existing, data) {
-		return Unchanged, nil
-	}
-	action := Created
-	if _, err := os.Lstat(path); err == nil {
-		action = Updated
-	}
-	if err := replace(path, data, perm, check); err != nil {
-		return "", err
-	}
-	return action, nil
-}
-
-// replace writes data to a temporary file next to path, syncs it, runs check
-// on it, renames it over path and syncs the directory. On any error the
-// temporary file is removed.
-func replace(path string, data []byte, perm fs.FileMode, check func(tmp string) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, tempPattern(base))
-	if err != nil {
-		return writeError(dir, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return writeError(dir, err)
-	}
-	if err = f.Chmod(perm); err != nil {
-		return writeError(dir, err)
-	}
-	if err = f.Sync(); err != nil {
-		return writeError(dir, err)
-	}
-	if err = f.Close(); err != nil {
-		return writeError(dir, err)
-	}
-	if check != nil {
-		if err = check(tmp); err != nil {
-			return err
-		}
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return writeError(dir, err)
-	}
-	syncDir(dir)
-	return nil
-}
-
-// syncDir makes a rename durable. Best effort: some file systems refuse.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}
-
-// Verifier runs a freshly copied binary and returns an error if it is not
-// usable.
-type Verifier func(ctx context.Context, path string) error
+// Verifier runs a freshly copied binary, open read-only, and returns an
+// error if it is not usable.
+type Verifier func(ctx context.Context, exe *os.File) error
 
 // verifyTimeout bounds one run of the binary under test.
 const verifyTimeout = 10 * time.Second
 
-// VersionCheck runs `<path> version --short` in an empty environment and
+// VersionCheck runs `<exe> version --short` in an empty environment and
 // requires it to succeed and print a version; if want is not empty, exactly
-// that version.
+// that version. The file run is exe itself (/proc/self/fd/3 in the child),
+// not a path another process could point elsewhere.
 func VersionCheck(want string) Verifier {
-	return func(ctx context.Context, path string) error {
+	return func(ctx context.Context, exe *os.File) error {
 		var out []byte
 		var err error
-		// A file just written can still be open in a child forked meanwhile
-		// by this process (ETXTBSY): retry briefly.
+		// The file just written may still be open for writing in a child
+		// forked meanwhile by this process, until that child execs
+		// (ETXTBSY): retry briefly.
 		for range 10 {
-			out, err = runVersion(ctx, path)
-			if err == nil || !errors.Is(err, syscall.ETXTBSY) {
+			out, err = runVersion(ctx, exe)
+			if err == nil || !errors.Is(err, syscall.ETXTBSY) || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -373,19 +291,29 @@ func VersionCheck(want string) Verifier {
 	}
 }
 
-func runVersion(ctx context.Context, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+// childExe is the path under which the child runs the file passed as its
+// first extra descriptor (3).
+const childExe = "/proc/self/fd/3"
+
+func runVersion(ctx context.Context, exe *os.File) ([]byte, error) {
+	tctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "version", "--short")
+	cmd := exec.CommandContext(tctx, childExe, "version", "--short")
+	cmd.ExtraFiles = []*os.File{exe}
 	cmd.Env = []string{}
+	// A killed binary's children must not keep the check waiting for its
+	// output.
+	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	err := cmd.Run()
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
+		return nil, context.Cause(ctx)
+	case tctx.Err() != nil:
 		return nil, fmt.Errorf("'version --short' did not finish within %v", verifyTimeout)
-	}
-	if err != nil {
+	case err != nil:
 		msg := strings.Join(strings.Fields(stderr.String()), " ")
 		msg = msg[:min(len(msg), 200)]
 		if msg != "" {

@@ -16,6 +16,7 @@ import (
 	kubeletv1 "k8s.io/kubelet/config/v1"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
 
 // fakeExe writes a shell script that acts as the plugin's `version --short`.
@@ -291,25 +292,34 @@ func TestInstallVerifyFailureLeavesOldBinary(t *testing.T) {
 
 func TestVersionCheck(t *testing.T) {
 	dir := t.TempDir()
-	exe := fakeExe(t, dir, "v2.0.0")
 	ctx := context.Background()
-	if err := VersionCheck("")(ctx, exe); err != nil {
+	check := func(want, path string) error {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return VersionCheck(want)(ctx, f)
+	}
+	exe := fakeExe(t, dir, "v2.0.0")
+	if err := check("", exe); err != nil {
 		t.Error(err)
 	}
-	if err := VersionCheck("v2.0.0")(ctx, exe); err != nil {
+	if err := check("v2.0.0", exe); err != nil {
 		t.Error(err)
 	}
-	if err := VersionCheck("v3.0.0")(ctx, exe); err == nil || !strings.Contains(err.Error(), "v3.0.0") {
+	if err := check("v3.0.0", exe); err == nil || !strings.Contains(err.Error(), "v3.0.0") {
 		t.Errorf("version mismatch: %v", err)
 	}
 	silent := filepath.Join(dir, "silent")
 	os.WriteFile(silent, []byte("#!/bin/sh\nexit 0\n"), 0o755)
-	if err := VersionCheck("")(ctx, silent); err == nil {
+	if err := check("", silent); err == nil {
 		t.Error("a binary that prints nothing passed")
 	}
 	notExe := filepath.Join(dir, "data")
 	os.WriteFile(notExe, []byte("\x00\x01\x02garbage"), 0o755)
-	if err := VersionCheck("")(ctx, notExe); err == nil {
+	if err := check("", notExe); err == nil {
 		t.Error("garbage passed")
 	}
 }
@@ -320,9 +330,6 @@ func TestUnwritableDir(t *testing.T) {
 	if os.Geteuid() == 0 {
 		// Root ignores permission bits; sysfs refuses new files even to root.
 		dir = "/sys"
-		if probeWritable(dir) == nil {
-			t.Skip("no unwritable directory available")
-		}
 	} else {
 		os.Chmod(dir, 0o555)
 		t.Cleanup(func() { os.Chmod(dir, 0o755) })
@@ -350,7 +357,12 @@ func TestRemoveStale(t *testing.T) {
 	old := time.Now().Add(-time.Hour)
 	os.Chtimes(stale, old, old)
 	os.Chtimes(other, old, old)
-	removeStale(dir)
+	d, err := hostfile.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	removeStale(d)
 	if _, err := os.Stat(stale); err == nil {
 		t.Error("stale temporary file kept")
 	}
@@ -544,4 +556,75 @@ func TestWriteErrorAsRoot(t *testing.T) {
 	if msg := writeError("/opt/bin", &fs.PathError{Err: syscall.EROFS}).Error(); !strings.Contains(msg, "read-only file system") {
 		t.Errorf("EROFS: %s", msg)
 	}
+}
+
+// writeScript writes an executable shell script readable by everyone.
+func writeScript(t *testing.T, path, script string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Uninstall removes a file only if it is still the one it checked: one
+// swapped in between (another config, another binary) stays.
+func TestUninstallRemovesOnlyWhatItChecked(t *testing.T) {
+	f := newFixture(t)
+	if _, err := Install(context.Background(), f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := PlanRemove(RemoveOptions{BinDir: f.bin, ConfigPath: f.cfg, Executable: f.src, Host: Host{Root: "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := []byte("apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders: []\n")
+	tmp := f.cfg + ".new"
+	os.WriteFile(tmp, foreign, 0o644)
+	os.Rename(tmp, f.cfg)
+	_, err = r.Apply()
+	if err == nil || !strings.Contains(err.Error(), "replaced since uninstall checked it") {
+		t.Fatalf("err = %v", err)
+	}
+	if !bytes.Equal(mustRead(t, f.cfg), foreign) {
+		t.Error("a config swapped in after the check was removed")
+	}
+	if _, err := os.Lstat(f.binPath()); err != nil {
+		t.Error("the binary was removed although uninstall stopped at the config")
+	}
+}
+
+// SIGTERM during the version check: reported as an interruption, not as
+// a binary that does not run; nothing changed, no temporary file left.
+func TestInstallInterruptedDuringVersionCheck(t *testing.T) {
+	f := newFixture(t)
+	if _, err := Install(context.Background(), f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	oldBin, oldCfg := mustRead(t, f.binPath()), mustRead(t, f.cfg)
+	slow := writeScript(t, filepath.Join(filepath.Dir(f.src), "slow"), "#!/bin/sh\nexec sleep 30\n")
+	o := f.opts()
+	o.Executable = slow
+	o.Provider.Env = nil
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(300*time.Millisecond, func() { cancel(errors.New("SIGTERM")) })
+	start := time.Now()
+	res, err := Install(ctx, o)
+	if err == nil || strings.Contains(err.Error(), "noexec") || strings.Contains(err.Error(), "does not run") ||
+		!strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "SIGTERM") {
+		t.Fatalf("err = %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("install took %v to stop", time.Since(start))
+	}
+	if res.Binary != "" || res.Config != "" {
+		t.Errorf("result %+v, want nothing done", res)
+	}
+	if !bytes.Equal(mustRead(t, f.binPath()), oldBin) || !bytes.Equal(mustRead(t, f.cfg), oldCfg) {
+		t.Error("an interrupted install changed the files")
+	}
+	assertNoTemp(t, f.bin, f.cfgDir)
 }

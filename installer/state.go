@@ -95,6 +95,10 @@ func (st *wiringState) addDir(d string) {
 // readState returns the state on h and its raw bytes (nil: none).
 func readState(h Host) (*wiringState, []byte, error) {
 	local := h.Path(StatePath)
+	// It says what uninstall writes back where, as root.
+	if err := CheckTrusted(local, "the kubelet wiring's state file"); err != nil {
+		return nil, nil, err
+	}
 	raw, err := os.ReadFile(local)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &wiringState{}, nil, nil

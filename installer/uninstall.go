@@ -15,6 +15,7 @@ import (
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/credhelper"
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
 
 // PluginPackage is the main package of the plugin's builds, as their Go
@@ -46,133 +47,202 @@ type Removal struct {
 	items []removeItem
 }
 
+// removeItem is one file to remove: the entry name of dir, as long as it
+// is still the file fi that was checked.
 type removeItem struct {
-	what, path string
-	remove     func() error
+	what, dir, name string
+	fi              fs.FileInfo
 }
 
+func (it removeItem) path() string { return filepath.Join(it.dir, it.name) }
+
 // PlanRemove finds the files to remove. A file that install did not write
-// is an error naming it, unless Force; nothing is removed then.
+// is an error naming it, unless Force; so is, always, a file or directory
+// another user can change (hostfile's rule: uninstall removes as root).
+// Nothing is removed then.
 func PlanRemove(o RemoveOptions) (*Removal, error) {
 	o.Name = cmp.Or(o.Name, DefaultName)
 	if err := CheckPaths(o.BinDir, o.ConfigPath, o.Name); err != nil {
 		return nil, err
 	}
 	r := &Removal{}
-	plainFile := func(what, p string) func() error {
-		return func() error {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return writeError(filepath.Dir(p), err)
-			}
-			syncDir(filepath.Dir(p))
-			return nil
-		}
-	}
 
 	if o.HelperDir != "" {
-		link := filepath.Join(o.HelperDir, credhelper.LinkName)
-		if fi, err := os.Lstat(link); err == nil {
-			target, _ := os.Readlink(link)
+		if err := PathArg("--credential-helper", o.HelperDir); err != nil {
+			return nil, err
+		}
+		fi, d, err := lstatIn(o.HelperDir, credhelper.LinkName, "--credential-helper")
+		if err != nil {
+			return nil, err
+		}
+		if fi != nil {
+			link := d.Path(credhelper.LinkName)
+			target, _ := d.Readlink(credhelper.LinkName)
+			d.Close()
 			if err := credhelper.CheckLinkOwned(link, fi, target, o.HelperTargets); err != nil && !o.Force {
 				return nil, err
 			}
 			if fi.IsDir() {
 				return nil, errorf("%s is a directory: remove it by hand", link)
 			}
-			r.items = append(r.items, removeItem{"credential helper", link, plainFile("credential helper", link)})
+			r.items = append(r.items, removeItem{"credential helper", o.HelperDir, credhelper.LinkName, fi})
 		}
 	}
 
-	cfg, err := ownedFile(o.ConfigPath, "config", o.Force, func(b []byte) bool { return WrittenByInstaller(b) },
-		"was not written by icr-credential-provider install (its first line is not the installer's): remove it by hand, or give --force")
+	cfg, cfgFi, err := ownedFile(o.ConfigPath, "config", o.Force, func(f *os.File) ([]byte, bool, error) {
+		b, _, err := readUpTo(f, maxConfig)
+		return b, WrittenByInstaller(b), err
+	}, "was not written by icr-credential-provider install (its first line is not the installer's): remove it by hand, or give --force")
 	if err != nil {
 		return nil, err
 	}
-	if cfg != nil {
-		r.items = append(r.items, removeItem{"config", o.ConfigPath, plainFile("config", o.ConfigPath)})
+	if cfgFi != nil {
+		r.items = append(r.items, removeItem{"config", filepath.Dir(o.ConfigPath), filepath.Base(o.ConfigPath), cfgFi})
 		if key := APIKeyFileWritten(cfg); key != "" {
 			local := o.Host.Path(key)
-			if _, err := ownedFile(local, "API key file", o.Force, func([]byte) bool { return true }, ""); err != nil {
+			_, fi, err := ownedFile(local, "API key file", o.Force, nil, "")
+			if err != nil {
 				return nil, err
 			}
-			if _, err := os.Lstat(local); err == nil {
-				r.items = append(r.items, removeItem{"API key file", local, plainFile("API key file", local)})
+			if fi != nil {
+				r.items = append(r.items, removeItem{"API key file", filepath.Dir(local), filepath.Base(local), fi})
 			}
 		}
 	}
 
 	bin := filepath.Join(o.BinDir, o.Name)
-	owned, err := ownedFile(bin, "binary", o.Force, func([]byte) bool { return ownBinary(bin, o.Executable) },
-		"is not a build of icr-credential-provider (its Go build info names another program, or none): remove it by hand, or give --force")
+	_, binFi, err := ownedFile(bin, "binary", o.Force, func(f *os.File) ([]byte, bool, error) {
+		return nil, ownBinary(f, o.Executable), nil
+	}, "is not a build of icr-credential-provider (its Go build info names another program, or none): remove it by hand, or give --force")
 	if err != nil {
 		return nil, err
 	}
-	if owned != nil {
-		r.items = append(r.items, removeItem{"binary", bin, plainFile("binary", bin)})
+	if binFi != nil {
+		r.items = append(r.items, removeItem{"binary", o.BinDir, o.Name, binFi})
 	}
 	return r, nil
 }
 
-// ownedFile returns the content of the regular file p (nil if missing)
-// when ours says it is install's, or force; a link is install's only with
-// force (install never makes one there), a directory never.
-func ownedFile(p, what string, force bool, ours func([]byte) bool, notOurs string) ([]byte, error) {
-	fi, err := os.Lstat(p)
+// lstatIn opens dir under hostfile's rule and describes its entry name,
+// which must be trusted too; nil if either is missing. The caller closes
+// the Dir when the FileInfo is not nil.
+func lstatIn(dir, name, what string) (fs.FileInfo, *hostfile.Dir, error) {
+	d, err := hostfile.OpenDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, dirError(dir, what, err)
+	}
+	fi, err := d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		d.Close()
+		return nil, nil, nil
+	}
+	if err != nil {
+		d.Close()
+		return nil, nil, errorf("%s %s: %v", what, d.Path(name), config.Bare(err))
+	}
+	var ue *hostfile.UntrustedError
+	if errors.As(hostfile.Untrusted(d.Path(name), fi), &ue) {
+		d.Close()
+		return nil, nil, untrusted(what+" "+d.Path(name), ue)
+	}
+	return fi, d, nil
+}
+
+// ownedFile describes the file p (nil if missing) when ours (nil: always)
+// says it is install's, or force, and returns what ours read of it; a link
+// is install's only with force (install never makes one there), a
+// directory never. The file is opened without following a link.
+func ownedFile(p, what string, force bool, ours func(*os.File) ([]byte, bool, error), notOurs string) ([]byte, fs.FileInfo, error) {
+	fi, d, err := lstatIn(filepath.Dir(p), filepath.Base(p), what)
+	if err != nil || fi == nil {
+		return nil, nil, err
+	}
+	defer d.Close()
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil
-	case err != nil:
-		return nil, errorf("%s %s: %v", what, p, config.Bare(err))
 	case fi.IsDir():
-		return nil, errorf("%s %s is a directory, which install never writes: remove it by hand", what, p)
+		return nil, nil, errorf("%s %s is a directory, which install never writes: remove it by hand", what, p)
 	case !fi.Mode().IsRegular():
 		if !force {
-			return nil, errorf("%s %s is not a regular file (%v), so install did not write it: remove it by hand, or give --force", what, p, fi.Mode().Type())
+			return nil, nil, errorf("%s %s is not a regular file (%v), so install did not write it: remove it by hand, or give --force", what, p, fi.Mode().Type())
 		}
-		return []byte{}, nil
+		return []byte{}, fi, nil
 	}
-	b, err := os.ReadFile(p)
+	if ours == nil {
+		return []byte{}, fi, nil
+	}
+	f, ofi, err := d.Open(filepath.Base(p))
 	if err != nil {
-		return nil, errorf("reading %s %s: %v", what, p, config.Bare(err))
+		return nil, nil, errorf("reading %s %s: %v", what, p, config.Bare(err))
 	}
-	if notOurs != "" && !ours(b) && !force {
-		return nil, errorf("%s %s %s", what, p, notOurs)
+	defer f.Close()
+	if !os.SameFile(fi, ofi) {
+		return nil, nil, errorf("%s %s was replaced while uninstall checked it: run uninstall again", what, p)
 	}
-	return cmp0(b), nil
+	b, ok, err := ours(f)
+	if err != nil {
+		return nil, nil, errorf("reading %s %s: %v", what, p, config.Bare(err))
+	}
+	if !ok && !force {
+		return nil, nil, errorf("%s %s %s", what, p, notOurs)
+	}
+	return cmp0(b), fi, nil
 }
 
-// ownBinary reports whether the file at p is a build of the plugin, or
-// has exe's content.
-func ownBinary(p, exe string) bool {
-	if info, err := buildinfo.ReadFile(p); err == nil && info.Path == PluginPackage {
+// ownBinary reports whether f is a build of the plugin, or has exe's
+// content.
+func ownBinary(f *os.File, exe string) bool {
+	if info, err := buildinfo.Read(f); err == nil && info.Path == PluginPackage {
 		return true
 	}
-	return exe != "" && sameContent(p, exe)
+	return exe != "" && sameContent(f, exe)
 }
 
-func sameContent(a, b string) bool {
-	ba, err := os.ReadFile(a)
+func sameContent(f *os.File, exe string) bool {
+	b, err := os.ReadFile(exe)
 	if err != nil {
 		return false
 	}
-	bb, err := os.ReadFile(b)
-	return err == nil && bytes.Equal(ba, bb)
+	a, more, err := readUpTo(f, len(b))
+	return err == nil && !more && bytes.Equal(a, b)
 }
 
 // Empty reports whether there is nothing to remove.
 func (r *Removal) Empty() bool { return len(r.items) == 0 }
 
 // Apply removes the files: the link, the config and its key file, then the
-// binary.
+// binary. Each is removed relative to its directory opened again under
+// hostfile's rule, and only if it is still the file checked.
 func (r *Removal) Apply() ([]FileResult, error) {
 	var out []FileResult
 	for _, it := range r.items {
-		if err := it.remove(); err != nil {
+		gone, err := it.remove()
+		if err != nil {
 			return out, err
 		}
-		out = append(out, FileResult{Path: it.what + " " + it.path, Action: Removed})
+		if gone {
+			out = append(out, FileResult{Path: it.what + " " + it.path(), Action: Removed})
+		}
 	}
 	return out, nil
+}
+
+func (it removeItem) remove() (bool, error) {
+	fi, d, err := lstatIn(it.dir, it.name, it.what)
+	if err != nil || fi == nil {
+		return false, err
+	}
+	defer d.Close()
+	if !os.SameFile(fi, it.fi) {
+		return false, errorf("%s %s was replaced since uninstall checked it: run uninstall again", it.what, it.path())
+	}
+	if err := d.Remove(it.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, writeError(it.dir, err)
+	}
+	_ = d.Sync()
+	return true, nil
 }
 
 // StillWired returns where the kubelet is still told to use config (as the

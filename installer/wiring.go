@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
@@ -261,9 +262,9 @@ func readLocal(local, hostPath string) ([]byte, fs.FileMode, error) {
 	return cmp0(b), fi.Mode().Perm(), nil
 }
 
-// prepare adds the state file to the changes and checks that every
-// directory written can be written, so that Apply fails as little as can
-// be.
+// prepare checks that every directory written can be written, so that
+// Apply fails as little as can be. (writablePath and readState have
+// checked that only root can change the files and their directories.)
 func (p *Plan) prepare() error {
 	if len(p.changes) == 0 {
 		return nil
@@ -277,11 +278,29 @@ func (p *Plan) prepare() error {
 		for _, err := os.Stat(d); err != nil && d != p.w.Host.Root; _, err = os.Stat(d) {
 			d = filepath.Dir(d)
 		}
-		if err := probeWritable(d); err != nil {
+		dir, err := openDir(d, "directory")
+		if err != nil {
+			return err
+		}
+		err = probeWritable(dir)
+		dir.Close()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Targets are the files Apply writes, as this process sees them.
+func (p *Plan) Targets() []Target {
+	if len(p.changes) == 0 {
+		return nil
+	}
+	ts := []Target{{"the kubelet wiring's state file", p.w.Host.Path(StatePath)}}
+	for _, c := range p.changes {
+		ts = append(ts, Target{"the kubelet's " + c.Path, c.local})
+	}
+	return ts
 }
 
 // Changed reports whether Apply would change a file or restart the kubelet.
@@ -307,6 +326,9 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 	// refuses it; uninstall goes on (the wiring may be why it fails), and
 	// then has no healthy state to go back to.
 	healthyBefore := p.w.Health.Wait(ctx)
+	if ctx.Err() != nil {
+		return res, interrupted(ctx) // nothing changed yet
+	}
 	if healthyBefore != nil && !p.uninstall {
 		return res, p.unhealthy(healthyBefore)
 	}
@@ -340,6 +362,13 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 		return res, errorf("the kubelet was not healthy before uninstall (%v), and %s (%s); the flags stay removed: see 'journalctl -u %s'", healthyBefore, cause, what, p.Unit)
 	}
 	if cause != "" {
+		if ctx.Err() != nil {
+			// Interrupted (a signal): the kubelet still gets its previous
+			// wiring back and a restart, within the kill's grace if it can.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), interruptedRollback)
+			defer cancel()
+		}
 		rerr := p.rollback(created)
 		again := ""
 		if rerr == nil {
@@ -381,10 +410,17 @@ func (p *Plan) CheckHealthy(ctx context.Context) error {
 		return nil
 	}
 	if err := p.w.Health.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return interrupted(ctx)
+		}
 		return p.unhealthy(err)
 	}
 	return nil
 }
+
+// interruptedRollback bounds the rollback of an interrupted restart: the
+// kubelet deletes a pod 30 s after SIGTERM by default.
+const interruptedRollback = 20 * time.Second
 
 func (p *Plan) unhealthy(err error) error {
 	return errorf("the kubelet is not healthy before any change (%v): the wiring restarts only a healthy kubelet; fix it first (journalctl -u %s), nothing was changed", err, p.Unit)
@@ -483,23 +519,17 @@ func (p *Plan) writeState(b []byte) error {
 	return putHost(local, b, 0o600)
 }
 
-// putHost writes data (nil: removes the file) atomically.
+// putHost writes data (nil: removes the file) atomically, mode (0: 0644)
+// also when the content is there already.
 func putHost(local string, data []byte, mode fs.FileMode) error {
 	if data == nil {
-		if err := os.Remove(local); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return writeError(filepath.Dir(local), err)
-		}
-		syncDir(filepath.Dir(local))
-		return nil
+		return removeFile(local)
 	}
 	if mode == 0 {
 		mode = 0o644
 	}
-	if _, err := WriteFile(local, data, mode, false); err != nil {
-		return err
-	}
-	// WriteFile leaves an unchanged file's mode alone.
-	return os.Chmod(local, mode)
+	_, err := writeFile(local, data, mode, putOptions{fixMode: true})
+	return err
 }
 
 // PlanUninstall finds what putting back the host files recorded in the

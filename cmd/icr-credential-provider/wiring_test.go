@@ -243,7 +243,7 @@ func TestInstallWiringReadOnlyHostFile(t *testing.T) {
 }
 
 // runAsNobody runs the plugin as uid 65534 on a node it can read, whose
-// install directories it can write (but not /etc/default).
+// install directories it owns and can write (but not /etc/default, root's).
 func runAsNobody(t *testing.T, n *node, args []string) result {
 	t.Helper()
 	dir := t.TempDir()
@@ -255,7 +255,7 @@ func runAsNobody(t *testing.T, n *node, args []string) result {
 	}
 	filepath.WalkDir(n.root, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() && p != n.path("/etc/default") {
-			os.Chmod(p, 0o777)
+			os.Chown(p, 65534, 65534)
 		}
 		return nil
 	})

@@ -1,0 +1,394 @@
+package installer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/config"
+	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
+)
+
+// Every file the installer writes, reads back or removes is reached
+// through a hostfile.Dir: the directory is checked for hostfile's rule
+// (nobody but root can change it) and opened once, and its entries are
+// named relative to that descriptor. A new file is created exclusively,
+// written, given its mode and owner, synced, run (the binary) through the
+// open file, then renamed into place; a file already right is checked and
+// fixed through a descriptor that did not follow a link. Nothing is looked
+// up by path between a check and a use.
+
+// openDir opens dir for the installer (what names it in messages, e.g.
+// "--bin-dir"): it must exist, be a directory, and be trusted.
+func openDir(dir, what string) (*hostfile.Dir, error) {
+	d, err := hostfile.OpenDir(dir)
+	if err != nil {
+		return nil, dirError(dir, what, err)
+	}
+	return d, nil
+}
+
+// dirError words a failed hostfile.OpenDir.
+func dirError(dir, what string, err error) error {
+	var ue *hostfile.UntrustedError
+	switch {
+	case errors.As(err, &ue):
+		return untrusted(what+" "+dir, ue)
+	case errors.Is(err, fs.ErrNotExist):
+		return errorf("%s %s does not exist: create it, or check the path (and the hostPath mount when running in a pod)", what, dir)
+	case errors.Is(err, syscall.ENOTDIR):
+		return errorf("%s %s is not a directory: give a directory", what, dir)
+	}
+	return errorf("%s %s: %v", what, dir, config.Bare(err))
+}
+
+// untrusted words hostfile's refusal: what cannot be written, why, the fix.
+func untrusted(what string, ue *hostfile.UntrustedError) error {
+	return errorf("%s is not safe to write as root: %v: %s (--force does not override this)", what, ue, ue.Fix)
+}
+
+// CheckTrusted returns hostfile.CheckPath's refusal of path (what names it)
+// in the installer's words, or nil.
+func CheckTrusted(path, what string) error {
+	err := hostfile.CheckPath(path)
+	var ue *hostfile.UntrustedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ue):
+		return untrusted(what+" "+path, ue)
+	}
+	return errorf("%s %s: %v", what, path, config.Bare(err))
+}
+
+// existing is an entry about to be replaced: absent (fi nil), a symbolic
+// link (f nil), or a regular file opened read-only (f).
+type existing struct {
+	fi fs.FileInfo
+	f  *os.File
+}
+
+func (e existing) close() {
+	if e.f != nil {
+		e.f.Close()
+	}
+}
+
+// examine checks the entry name of d before it is replaced: it must be
+// trusted, and a regular file, or missing, or (with force) a symbolic
+// link, which is replaced and never followed.
+func examine(d *hostfile.Dir, name string, force bool) (existing, error) {
+	path := d.Path(name)
+	fi, err := d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return existing{}, nil
+	}
+	if err != nil {
+		return existing{}, errorf("%s: %v", path, config.Bare(err))
+	}
+	var ue *hostfile.UntrustedError
+	if errors.As(hostfile.Untrusted(path, fi), &ue) {
+		return existing{}, untrusted(path, ue)
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+	case m&fs.ModeSymlink != 0:
+		if !force {
+			return existing{}, errorf("%s is a symbolic link: remove it, or give --force to replace the link itself (its target is left alone)", path)
+		}
+		return existing{fi: fi}, nil
+	case m.IsDir():
+		return existing{}, errorf("%s is a directory, not a regular file: remove it or choose another path", path)
+	default:
+		return existing{}, errorf("%s is not a regular file (%v): remove it or choose another path", path, m.Type())
+	}
+	f, ofi, err := d.Open(name)
+	if err != nil {
+		return existing{}, errorf("reading %s: %v: check its permissions", path, config.Bare(err))
+	}
+	if !os.SameFile(fi, ofi) || !ofi.Mode().IsRegular() {
+		f.Close()
+		return existing{}, errorf("%s was replaced while install checked it: run install again", path)
+	}
+	return existing{fi: ofi, f: f}, nil
+}
+
+// readUpTo reads at most n bytes of f from its start, and whether there is
+// more.
+func readUpTo(f *os.File, n int) ([]byte, bool, error) {
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, int64(n)+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(b) > n {
+		return b[:n], true, nil
+	}
+	return b, false, nil
+}
+
+// putOptions tune put.
+type putOptions struct {
+	force   bool // replace a symbolic link at the name
+	fixMode bool // an unchanged file is given perm
+	// verify runs the written file, open read-only, before it is moved into
+	// place.
+	verify func(ctx context.Context, f *os.File) error
+}
+
+// put makes the entry name of d hold data with perm: unchanged if it
+// does (its mode fixed if fixMode, through the open file), else replaced
+// atomically.
+func put(ctx context.Context, d *hostfile.Dir, name string, data []byte, perm fs.FileMode, o putOptions) (Action, error) {
+	old, err := examine(d, name, o.force)
+	if err != nil {
+		return "", err
+	}
+	defer old.close()
+	if old.f != nil {
+		cur, more, err := readUpTo(old.f, len(data))
+		if err != nil {
+			return "", errorf("reading %s: %v", d.Path(name), config.Bare(err))
+		}
+		if !more && bytes.Equal(cur, data) {
+			if !o.fixMode || old.fi.Mode().Perm() == perm {
+				return Unchanged, nil
+			}
+			if err := old.f.Chmod(perm); err != nil {
+				return "", writeError(d.Path(""), err)
+			}
+			return Updated, nil
+		}
+	}
+	old.close()
+	if err := replace(ctx, d, name, data, perm, o.verify); err != nil {
+		return "", err
+	}
+	if old.fi == nil {
+		return Created, nil
+	}
+	return Updated, nil
+}
+
+// replace writes data to a new temporary file in d, gives it perm and this
+// process's owner, syncs it, runs verify on it (read-only: the descriptor
+// written is closed first, or the kernel would refuse to run it), renames
+// it over name and syncs d. On any error, or when ctx is done, the
+// temporary file is removed and name is left as it was.
+func replace(ctx context.Context, d *hostfile.Dir, name string, data []byte, perm fs.FileMode, verify func(context.Context, *os.File) error) (err error) {
+	dir := d.Path("")
+	w, err := d.CreateTemp(tempPattern(name))
+	if err != nil {
+		return writeError(dir, err)
+	}
+	tmp := filepath.Base(w.Name())
+	var wrote fs.FileInfo
+	defer func() {
+		w.Close()
+		if err != nil {
+			removeIfSame(d, tmp, wrote)
+		}
+	}()
+	if wrote, err = w.Stat(); err != nil {
+		return writeError(dir, err)
+	}
+	if _, err = w.Write(data); err != nil {
+		return writeError(dir, err)
+	}
+	// The directory's group, if it is set-group-ID, is not for the binary.
+	if st, ok := wrote.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
+		if err = w.Chown(os.Geteuid(), os.Getegid()); err != nil {
+			return writeError(dir, err)
+		}
+	}
+	if err = w.Chmod(perm); err != nil {
+		return writeError(dir, err)
+	}
+	if err = w.Sync(); err != nil {
+		return writeError(dir, err)
+	}
+	if verify != nil {
+		var r *os.File
+		if r, err = reopen(w); err != nil {
+			return err
+		}
+		w.Close()
+		err = verify(ctx, r)
+		r.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return interrupted(ctx)
+	}
+	// Only root can change d (hostfile's rule); were that not so, what is
+	// renamed must still be what was written, and what is in place after.
+	if now, lerr := d.Lstat(tmp); lerr != nil || !os.SameFile(now, wrote) {
+		err = errorf("the new %s was replaced while install wrote it: something else writes %s; nothing was changed", d.Path(name), dir)
+		return err
+	}
+	if err = d.Rename(tmp, name); err != nil {
+		return writeError(dir, err)
+	}
+	if now, lerr := d.Lstat(name); lerr != nil || !os.SameFile(now, wrote) {
+		err = errorf("%s was replaced by another file right after install wrote it: something else writes %s; check what is there before the kubelet runs it", d.Path(name), dir)
+		return err
+	}
+	_ = d.Sync() // best effort: some file systems refuse
+	return nil
+}
+
+// reopen opens the file of w again, read-only, through /proc/self/fd: the
+// same file, whatever its name now refers to.
+func reopen(w *os.File) (*os.File, error) {
+	r, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(w.Fd())))
+	if err != nil {
+		return nil, errorf("cannot open the copied binary again through /proc/self/fd (%v): install needs /proc mounted", config.Bare(err))
+	}
+	if fi, err := r.Stat(); err != nil || !sameAs(fi, w) {
+		r.Close()
+		return nil, errorf("/proc/self/fd did not give the copied binary back: install needs the host's /proc semantics")
+	}
+	return r, nil
+}
+
+func sameAs(fi fs.FileInfo, f *os.File) bool {
+	other, err := f.Stat()
+	return err == nil && os.SameFile(fi, other)
+}
+
+// removeIfSame removes the entry name of d if it is still the file fi
+// (nil: unknown, removed), never what another process put there.
+func removeIfSame(d *hostfile.Dir, name string, fi fs.FileInfo) {
+	if now, err := d.Lstat(name); err == nil && (fi == nil || os.SameFile(now, fi)) {
+		_ = d.Remove(name)
+	}
+}
+
+// tempPattern names temporary files: hidden, never mistaken for a provider,
+// and recognisable for removeStale.
+func tempPattern(name string) string { return "." + name + ".icr-install-*" }
+
+// staleAfter is the age at which a killed installer's temporary file goes.
+const staleAfter = 10 * time.Minute
+
+// removeStale removes killed installers' temporary files from d. Best
+// effort.
+func removeStale(d *hostfile.Dir) {
+	names, _ := d.Names()
+	for _, n := range names {
+		if ok, _ := filepath.Match(".*.icr-install-*", n); !ok {
+			continue
+		}
+		if fi, err := d.Lstat(n); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleAfter {
+			_ = d.Remove(n)
+		}
+	}
+}
+
+// probeWritable creates and removes a temporary file in d.
+func probeWritable(d *hostfile.Dir) error {
+	f, err := d.CreateTemp(tempPattern("probe"))
+	if err != nil {
+		return writeError(d.Path(""), err)
+	}
+	f.Close()
+	return d.Remove(filepath.Base(f.Name()))
+}
+
+// WriteFile writes content to path atomically unless path already holds
+// exactly content, under hostfile's rule (see put). It does not check who
+// wrote the file; Install does.
+func WriteFile(path string, content []byte, perm fs.FileMode, force bool) (Action, error) {
+	return writeFile(path, content, perm, putOptions{force: force})
+}
+
+func writeFile(path string, content []byte, perm fs.FileMode, o putOptions) (Action, error) {
+	d, err := openDir(filepath.Dir(path), "directory")
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	return put(context.Background(), d, filepath.Base(path), content, perm, o)
+}
+
+// removeFile removes the file or link at path, if there, under hostfile's
+// rule; a missing directory holds nothing to remove.
+func removeFile(path string) error {
+	d, err := hostfile.OpenDir(filepath.Dir(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return dirError(filepath.Dir(path), "directory", err)
+	}
+	defer d.Close()
+	if err := d.Remove(filepath.Base(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return writeError(filepath.Dir(path), err)
+	}
+	_ = d.Sync()
+	return nil
+}
+
+// geteuid is os.Geteuid; tests pretend to be root.
+var geteuid = os.Geteuid
+
+func writeError(dir string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return errorf("cannot write to %s: read-only file system: mount it read-write (hostPath without readOnly) or choose a writable directory", dir)
+	case errors.Is(err, fs.ErrPermission) && geteuid() == 0:
+		return errorf("cannot write to %s: permission denied although running as root: the directory's owner or mode denies it and this process lacks CAP_DAC_OVERRIDE, or SELinux/AppArmor or an immutable attribute (chattr +i) denies it: check 'ls -ld %s' and the container's capabilities", dir, dir)
+	case errors.Is(err, fs.ErrPermission):
+		return errorf("cannot write to %s: permission denied: run the installer as root (the DaemonSet does) or choose a directory you can write", dir)
+	case errors.Is(err, syscall.ENOSPC):
+		return errorf("cannot write to %s: no space left on device: free some space", dir)
+	}
+	return errorf("cannot write to %s: %v", dir, config.Bare(err))
+}
+
+// Target is a file the installer writes: what names it in messages, and
+// its path as this process sees it.
+type Target struct{ What, Path string }
+
+// Distinct refuses two targets that are one file: the same path however
+// spelled, the same name in the same directory (reached through a link),
+// or two links to one file. Each would overwrite the other.
+func Distinct(ts ...Target) error {
+	type id struct {
+		dir  fs.FileInfo
+		name string
+		fi   fs.FileInfo
+	}
+	ids := make([]id, len(ts))
+	for i, t := range ts {
+		ids[i].name = filepath.Base(t.Path)
+		ids[i].dir, _ = os.Stat(filepath.Dir(t.Path))
+		ids[i].fi, _ = os.Lstat(t.Path)
+	}
+	for i, a := range ts {
+		for j := range i {
+			b := ts[j]
+			same := filepath.Clean(a.Path) == filepath.Clean(b.Path) ||
+				ids[i].dir != nil && ids[j].dir != nil && os.SameFile(ids[i].dir, ids[j].dir) && ids[i].name == ids[j].name ||
+				ids[i].fi != nil && ids[j].fi != nil && os.SameFile(ids[i].fi, ids[j].fi)
+			if same {
+				return errorf("%s %s and %s %s are the same file: give each its own path", b.What, b.Path, a.What, a.Path)
+			}
+		}
+	}
+	return nil
+}
+
+// interrupted is the error of a step stopped because ctx is done.
+func interrupted(ctx context.Context) error {
+	return fmt.Errorf("interrupted: %w", context.Cause(ctx))
+}
