@@ -1,19 +1,26 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 	"k8s.io/component-base/version"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/credhelper"
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // hostFlags are the flags install and uninstall share to reach the host
@@ -53,7 +60,7 @@ func cmdInstall(e env, args []string) int {
 	fs.AddFlagSet(plugin)
 	binDir := fs.String("bin-dir", "", "directory to install the binary into: the kubelet's --image-credential-provider-bin-dir (must exist)")
 	cfgPath := fs.String("config", "", "CredentialProviderConfig file to write: the kubelet's --image-credential-provider-config (its directory must exist)")
-	force := fs.Bool("force", false, "replace a config not written by install, a symbolic link in place of the binary or the config, or a regular file in place of the credential helper link; override kubelet flags set elsewhere to other paths")
+	force := fs.Bool("force", false, "replace a config not written by install, a symbolic link in place of the binary or the config, or a regular file in place of the credential helper link; override kubelet flags set elsewhere to other paths (never: write where another user can change a file)")
 	saTokens := fs.Bool("service-account-tokens", false, "service-account mode: the kubelet passes the pod's service-account token (audience iam) and the trusted-profile annotations (kubelet 1.34+)")
 	helperDir := fs.String("credential-helper", "", "also place the docker-credential-icr link in this directory (on the PATH of docker, nerdctl, podman, crane, …)")
 	helperTarget := fs.String("credential-helper-target", "", "the path the link points at (default: the installed binary's path as the host sees it)")
@@ -85,22 +92,53 @@ func cmdInstall(e env, args []string) int {
 	if *printMC {
 		return printMachineConfig(e, *mcPool, hostCfg, hostBinDir)
 	}
+	// From here on a SIGTERM or SIGINT (the DaemonSet's pod deleted) is
+	// reported with what it left, not as a failure of the step it stopped.
+	ctx, cancel := signalContext()
+	defer cancel()
+	var done []string // what changed, for an interruption's report
+	failed := func(err error) int {
+		if ctx.Err() != nil {
+			return fail(e, interruption("install", context.Cause(ctx), done, err))
+		}
+		return fail(e, err)
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(e, fmt.Errorf("cannot find this executable to install it: %v", err))
+	}
+	opts := installer.Options{
+		Executable: exe,
+		BinDir:     *binDir,
+		ConfigPath: *cfgPath,
+		Force:      *force,
+		Verify:     installer.VersionCheck(version.Get().GitVersion),
+	}
+	// Everything is checked before anything changes: the key file's place,
+	// the binary's and the config's, the link's and the kubelet wiring's,
+	// and that no two of them are one file.
+	targets := []installer.Target{{What: "the binary", Path: filepath.Join(*binDir, installer.DefaultName)}, {What: "--config", Path: *cfgPath}}
 
 	var key, keyHost string
 	if *apiKeyFrom != "" {
 		if plugin.Changed("api-key-file") {
 			return fail(e, fmt.Errorf("--api-key-from and --api-key-file are both given: --api-key-from writes the key file and points the config at it; give one"))
 		}
+		if secret.Printable(*apiKeyFrom) != *apiKeyFrom {
+			return fail(e, fmt.Errorf("--api-key-from %q has a control or invisible character: give the path without it", *apiKeyFrom))
+		}
 		keyHost = *apiKeyTo
 		if keyHost == "" {
 			keyHost = path.Join(path.Dir(hostCfg), "apikey")
 		}
-		if !path.IsAbs(keyHost) {
-			return fail(e, fmt.Errorf("--api-key-to %s is a relative path: give the key file's absolute path as the host sees it", keyHost))
-		}
-		if key, err = installer.CheckAPIKey(*apiKeyFrom, host.Path(keyHost)); err != nil {
+		if err := hostPathArg("--api-key-to", keyHost, "the key file's"); err != nil {
 			return fail(e, err)
 		}
+		if key, err = installer.CheckAPIKey(*apiKeyFrom, host.Path(keyHost)); err != nil {
+			return failed(err)
+		}
+		targets = append(targets, installer.Target{What: "the API key file", Path: host.Path(keyHost)})
 		if err := plugin.Set("api-key-file", keyHost); err != nil {
 			return fail(e, err)
 		}
@@ -117,19 +155,26 @@ func cmdInstall(e env, args []string) int {
 	if *saTokens {
 		p.TokenAttributes = installer.ServiceAccountTokenAttributes()
 	}
+	opts.Provider = p
+	if err := installer.Check(opts); err != nil {
+		return failed(err)
+	}
 
-	// Checked before anything changes: the link, and the kubelet wiring.
 	helperLinkTarget := *helperTarget
 	if helperLinkTarget == "" {
 		helperLinkTarget = path.Join(hostBinDir, installer.DefaultName)
 	}
 	if *helperDir != "" {
-		if !filepath.IsAbs(helperLinkTarget) {
-			return fail(e, fmt.Errorf("--credential-helper-target %s is a relative path: give the binary's absolute path as the host sees it", helperLinkTarget))
-		}
-		if err := credhelper.CheckLink(helperLinkTarget, *helperDir, *force); err != nil {
+		if err := installer.PathArg("--credential-helper", *helperDir); err != nil {
 			return fail(e, err)
 		}
+		if err := hostPathArg("--credential-helper-target", helperLinkTarget, "the binary's"); err != nil {
+			return fail(e, err)
+		}
+		if err := credhelper.CheckLink(helperLinkTarget, *helperDir, *force); err != nil {
+			return failed(err)
+		}
+		targets = append(targets, installer.Target{What: "the credential helper link", Path: filepath.Join(*helperDir, credhelper.LinkName)})
 	}
 	var plan *installer.Plan
 	if layout != installer.LayoutNone {
@@ -139,54 +184,119 @@ func cmdInstall(e env, args []string) int {
 		}
 		w.Config, w.BinDir = hostCfg, hostBinDir
 		if plan, err = installer.PlanInstall(w); err != nil {
-			return fail(e, err)
+			return failed(err)
+		}
+		targets = append(targets, plan.Targets()...)
+	}
+	if err := installer.Distinct(targets...); err != nil {
+		return fail(e, err)
+	}
+	if plan != nil {
+		if err := plan.CheckHealthy(ctx); err != nil {
+			return failed(err)
 		}
 	}
 
-	exe, err := os.Executable()
+	res, err := installer.Install(ctx, opts)
+	done = appendChanged(done, "binary "+res.BinaryPath, res.Binary)
+	done = appendChanged(done, "config "+res.ConfigPath, res.Config)
 	if err != nil {
-		return fail(e, fmt.Errorf("cannot find this executable to install it: %v", err))
-	}
-	ctx, cancel := commandContext(0)
-	defer cancel()
-	if plan != nil {
-		if err := plan.CheckHealthy(ctx); err != nil {
-			return fail(e, err)
-		}
-	}
-	res, err := installer.Install(ctx, installer.Options{
-		Executable: exe,
-		BinDir:     *binDir,
-		ConfigPath: *cfgPath,
-		Provider:   p,
-		Force:      *force,
-		Verify:     installer.VersionCheck(version.Get().GitVersion),
-	})
-	if err != nil {
-		return fail(e, err)
+		return failed(err)
 	}
 	fmt.Fprintf(e.stdout, "binary %s: %s\nconfig %s: %s\n", res.BinaryPath, res.Binary, res.ConfigPath, res.Config)
 	if key != "" {
+		if ctx.Err() != nil {
+			return failed(nil)
+		}
 		a, err := installer.WriteAPIKey(key, host.Path(keyHost))
 		if err != nil {
-			return fail(e, err)
+			return failed(err)
 		}
+		done = appendChanged(done, "API key file "+host.Path(keyHost), a)
 		fmt.Fprintf(e.stdout, "API key file %s: %s\n", host.Path(keyHost), a)
 	}
 	if *helperDir != "" {
-		if err := credhelper.PlaceLink(helperLinkTarget, *helperDir, *force); err != nil {
-			return fail(e, err)
+		if ctx.Err() != nil {
+			return failed(nil)
 		}
+		if err := credhelper.PlaceLink(helperLinkTarget, *helperDir, *force); err != nil {
+			return failed(err)
+		}
+		done = append(done, "credential helper link "+filepath.Join(*helperDir, credhelper.LinkName)+" placed")
 		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), helperLinkTarget)
 	}
 	if plan != nil {
+		if ctx.Err() != nil {
+			return failed(nil)
+		}
 		wr, err := plan.Apply(ctx)
 		if err != nil {
-			return fail(e, err)
+			return failed(fmt.Errorf("kubelet wiring: %w", err))
 		}
 		printWiring(e.stdout, wr)
 	}
 	return 0
+}
+
+// hostPathArg is installer.PathArg for a path as the host sees it (what
+// names the file it is).
+func hostPathArg(flag, p, what string) error {
+	if secret.Printable(p) == p && !path.IsAbs(p) {
+		return fmt.Errorf("%s %s is a relative path: give %s absolute path as the host sees it", flag, p, what)
+	}
+	return installer.PathArg(flag, p)
+}
+
+// appendChanged adds "what action" to done if a changed something.
+func appendChanged(done []string, what string, a installer.Action) []string {
+	if a == installer.Created || a == installer.Updated || a == installer.Removed {
+		return append(done, what+" "+string(a))
+	}
+	return done
+}
+
+// interruptedBy is the cause of a context cancelled by a signal.
+type interruptedBy struct{ sig os.Signal }
+
+func (i interruptedBy) Error() string {
+	if s, ok := i.sig.(syscall.Signal); ok {
+		return unix.SignalName(s)
+	}
+	return i.sig.String()
+}
+
+// Is makes it a cancellation, as signal.NotifyContext's cause is.
+func (interruptedBy) Is(target error) bool { return target == context.Canceled }
+
+// signalContext is cancelled on SIGTERM or SIGINT, with an interruptedBy
+// cause naming the signal; after cancel, signals act as by default again.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		select {
+		case s := <-ch:
+			cancel(interruptedBy{s})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel(nil) }
+}
+
+// interruption reports a command stopped by a signal (cause), truthfully:
+// what it changed (done), or nothing; and, when the step stopped says more
+// than that it was interrupted (a rollback), what it says.
+func interruption(cmd string, cause error, done []string, err error) error {
+	sig := cause.Error()
+	what := "nothing changed"
+	if len(done) > 0 {
+		what = strings.Join(done, ", ") + "; nothing else changed"
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		what += " (" + err.Error() + ")"
+	}
+	return fmt.Errorf("%s interrupted by %s: %s: run %s again", cmd, sig, what, cmd)
 }
 
 // printWiring reports what the kubelet wiring did.
@@ -232,6 +342,12 @@ CredentialProviderConfig whose env entries carry the plugin flags given here
 --logging-format. Files are replaced atomically and only when their content
 changes; the new binary is run ('version --short') before it is moved into
 place. A FILE not written by install is replaced only with --force.
+
+Install runs as root: it writes only where nobody but root can change a
+file (every directory on the way owned by root and not writable by group or
+others, unless sticky like /tmp; the files it replaces too), and refuses
+anything else with the fix, before it writes anything; --force does not
+override this.
 
 --api-key-from FILE copies the API key in FILE (a mounted Secret's key) to a
 root-only file on the node and points the config at it (ICR_API_KEY_FILE);

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/installer"
+	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
 // cmdUninstall removes exactly what install wrote: the kubelet wiring
@@ -61,12 +63,19 @@ func cmdUninstall(e env, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	ctx, cancel := commandContext(0)
+	ctx, cancel := signalContext()
 	defer cancel()
+	var done []string // what changed, for an interruption's report
+	failed := func(err error) int {
+		if ctx.Err() != nil {
+			return fail(e, interruption("uninstall", context.Cause(ctx), done, err))
+		}
+		return fail(e, err)
+	}
 	if !plan.Changed() && removal.Empty() {
 		// A state whose files are all back already goes quietly.
 		if _, err := plan.Apply(ctx); err != nil {
-			return fail(e, err)
+			return failed(err)
 		}
 		fmt.Fprintf(e.stdout, "nothing to do: no file of install's in %s, %s or %s, and no kubelet wiring recorded in %s\n",
 			*binDir, *cfgPath, orNone(*helperDir), host.Path(installer.StatePath))
@@ -75,7 +84,10 @@ func cmdUninstall(e env, args []string) int {
 
 	wr, err := plan.Apply(ctx)
 	if err != nil {
-		return fail(e, err)
+		return failed(err)
+	}
+	for _, f := range wr.Files {
+		done = append(done, f.Path+" "+string(f.Action))
 	}
 	printWiring(e.stdout, wr)
 	// The kubelet must no longer need the files: one that still names the
@@ -83,9 +95,13 @@ func cmdUninstall(e env, args []string) int {
 	if still := installer.StillWired(w, hostCfg); len(still) > 0 && !*force && !removal.Empty() {
 		return fail(e, fmt.Errorf("%s, set by something other than 'install --configure-kubelet': remove that setting and restart the kubelet, then run uninstall again (or give --force to remove the files anyway)", still[0]))
 	}
+	if ctx.Err() != nil {
+		return failed(nil)
+	}
 	removed, err := removal.Apply()
 	for _, f := range removed {
-		fmt.Fprintf(e.stdout, "%s: %s\n", f.Path, f.Action)
+		// A path named by the config (the key file) is shown escaped.
+		fmt.Fprintf(e.stdout, "%s: %s\n", secret.Printable(f.Path), f.Action)
 	}
 	if err != nil {
 		return fail(e, err)
