@@ -184,13 +184,14 @@ func TestValuesAreOneLine(t *testing.T) {
 	}{
 		{name: "registries flag", args: []string{"--registries", "a.example.com\nb.example.com"}, want: `--registries "a.example.com\nb.example.com" has a line break at byte 13`, wantFixOf: "comma-separated"},
 		{name: "registries env", env: map[string]string{"ICR_REGISTRIES": "a.example.com,b.example.com\r\nc.example.com"}, want: "--registries", wantFixOf: "one line"},
-		{name: "profile escape", args: []string{"--profile-id", "Profile-1\x1b[2J"}, want: `--profile-id "Profile-1\x1b[2J" has a control character`},
+		{name: "profile escape", args: []string{"--profile-id", "Profile-1\x1b[2J"}, want: `--profile-id "Profile-1\x1b[2J" has a control, invisible or non-UTF-8 character`},
 		{name: "profile bidi", args: []string{"--profile-name", "abc\u202edef"}, want: "--profile-name"},
-		{name: "key file tab", args: []string{"--api-key-file", "/etc/icr/\tkey"}, want: "--api-key-file has a control character"},
+		{name: "profile bad byte", args: []string{"--profile-name", "abc\xffdef"}, want: `--profile-name "abc\xffdef" has a control, invisible or non-UTF-8 character at byte 3`},
+		{name: "key file tab", args: []string{"--api-key-file", "/etc/icr/\tkey"}, want: "--api-key-file has a control, invisible or non-UTF-8 character"},
 		{name: "a key typed as its file, with a line break", env: map[string]string{"ICR_API_KEY_FILE": "Zx9-Qw_8Ty7Ui6Op5As4Df3Gh2Jk1Lz0\n"}, want: "--api-key-file has a line break", notShown: "Zx9-Qw_8"},
 		{name: "cache dir", env: map[string]string{"ICR_CACHE_DIR": "/run/x\n"}, want: "--cache-dir"},
 		{name: "iam url not repeated", args: []string{"--iam-url", "https://u:pw-secret@iam.example\n"}, want: "--iam-url has a line break", notShown: "pw-secret"},
-		{name: "metadata url", args: []string{"--metadata-url", "http://169.254.169.254\x00"}, want: "--metadata-url has a control character"},
+		{name: "metadata url", args: []string{"--metadata-url", "http://169.254.169.254\x00"}, want: "--metadata-url has a control, invisible or non-UTF-8 character"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
@@ -49,17 +48,15 @@ const maxValueQuote = 80
 
 // checkValue is the rule for every setting's value: one line, no control
 // character (a line break, a tab, an escape), no invisible formatting
-// character. The kubelet config, an environment file and a command line
+// character, no byte that is not UTF-8: secret.IndexUnprintable. The kubelet config, an environment file and a command line
 // each read such a value otherwise than it was written. The value is
 // repeated, escaped, only if repeat.
 func checkValue(flag, value string, repeat bool) error {
-	i := strings.IndexFunc(value, func(r rune) bool {
-		return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-	})
+	i := secret.IndexUnprintable(value)
 	if i < 0 {
 		return nil
 	}
-	what := "a control character"
+	what := "a control, invisible or non-UTF-8 character"
 	if c := value[i]; c == '\n' || c == '\r' {
 		what = "a line break"
 	}
@@ -67,7 +64,7 @@ func checkValue(flag, value string, repeat bool) error {
 	if repeat {
 		shown = " " + strconv.Quote(secret.Cut(value, maxValueQuote))
 	}
-	fix := "give the value on one line, without control characters"
+	fix := "give the value on one line, with printable characters only"
 	if flag == "--registries" {
 		fix += ": several registries are comma-separated"
 	}

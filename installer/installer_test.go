@@ -459,7 +459,7 @@ func TestSettings(t *testing.T) {
 		{name: "unknown metadata version", args: []string{"--metadata-version", "2020-01-01"}, wantErr: "--metadata-version"},
 		{name: "bad registry", args: []string{"--registries", "*.example.com"}, wantErr: "--registries"},
 		{name: "registries over two lines", args: []string{"--registries", "a.example.com\nb.example.com"}, wantErr: "--registries \"a.example.com\\nb.example.com\" has a line break"},
-		{name: "a control character", args: []string{"--profile-id", "Profile-1\x1b]0;x\a"}, wantErr: "has a control character"},
+		{name: "a control character", args: []string{"--profile-id", "Profile-1\x1b]0;x\a"}, wantErr: "has a control, invisible or non-UTF-8 character"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

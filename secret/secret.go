@@ -104,14 +104,7 @@ func (s *Set) Line(text string, max int) string {
 // from outside (a server's message, a path, a file's value) goes through
 // it before it reaches a terminal.
 func Printable(text string) string {
-	clean := true
-	for _, r := range text {
-		if !printable(r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
+	if IndexUnprintable(text) < 0 {
 		return text
 	}
 	var b strings.Builder
@@ -132,6 +125,13 @@ func Printable(text string) string {
 		i += size
 	}
 	return b.String()
+}
+
+// IndexUnprintable is the byte index in text of the first character
+// Printable escapes, or -1 if there is none: the one rule for "this text
+// reads as it is written", also for values that must be one line.
+func IndexUnprintable(text string) int {
+	return strings.IndexFunc(text, func(r rune) bool { return !printable(r) })
 }
 
 // printable: not a control character (tab included), a format character

@@ -94,7 +94,7 @@ func TestInstallBadInput(t *testing.T) {
 			[]string{"ICR_REGISTRIES=registry.example.com\nother.example.com"}, []string{"--registries", "has a line break"}},
 		{"a setting with an escape sequence", func(t *testing.T, d installDirs) []string {
 			return d.args("--profile-id", "Profile-1\x1b]0;owned\a")
-		}, nil, []string{"--profile-id", "has a control character"}},
+		}, nil, []string{"--profile-id", "has a control, invisible or non-UTF-8 character"}},
 		{"a bin dir with a line break", func(t *testing.T, d installDirs) []string {
 			return []string{"install", "--bin-dir", d.bin + "\nx", "--config", d.cfg}
 		}, nil, []string{`--bin-dir "{bin}\nx" has a control or invisible character`}},
