@@ -274,7 +274,7 @@ func usage(e env, fs *pflag.FlagSet) {
 Usage:
   %[1]s [flags]
       kubelet mode: a CredentialProviderRequest on stdin, the response on stdout
-  %[1]s doctor [flags] [--image REF] [--kubelet-config FILE] [-o text|json]
+  %[1]s doctor [flags] [--image REF] [--kubelet-config FILE] [--bin-dir DIR] [-o text|json]
       check configuration, identity, token, registry access, kubelet config and clock
   %[1]s install --bin-dir DIR --config FILE [flags]
       put the binary and a kubelet CredentialProviderConfig on the host
