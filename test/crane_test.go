@@ -163,6 +163,26 @@ func TestCredentialHelperWithCrane(t *testing.T) {
 		}
 	})
 
+	t.Run("helper not on the PATH", func(t *testing.T) {
+		// The message docs/credential-helper.md quotes for a helper the
+		// client cannot find: docker-credential-helpers' client, which crane,
+		// docker and containers/image share, around Go's exec error.
+		craneEnv(t, helpers, env("ICR_PROFILE_ID="+iamtest.DefaultProfileID)...)
+		t.Setenv("PATH", t.TempDir())
+		_, err := manifest(image)
+		want := "error getting credentials - err: exec: \"docker-credential-icr\": executable file not found in $PATH, out: ``"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("crane's error without the helper on the PATH does not contain\n%s\ngot: %v", want, err)
+		}
+		doc, rerr := os.ReadFile("../docs/credential-helper.md")
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if !strings.Contains(string(doc), "\n  "+want+"\n") {
+			t.Errorf("docs/credential-helper.md does not quote the message as clients print it:\n%s", want)
+		}
+	})
+
 	t.Run("without the helper", func(t *testing.T) {
 		// Control: the same pull without credHelpers fails, so the success
 		// above is the helper's doing.
