@@ -820,7 +820,7 @@ func sampleK3s(what string) func(t *testing.T) string {
 // (its health endpoint answers 500 while the flags are set).
 func sampleWiringRollback(t *testing.T) string {
 	n := newNode(t)
-	n.brokenWith = "image-credential-provider"
+	n.breakWith("image-credential-provider")
 	args := n.args("install", "--configure-kubelet=kubeadm")
 	args[slices.Index(args, "--kubelet-timeout")+1] = "2s"
 	r := runPlugin(t, invocation{Process: true, Args: args})
