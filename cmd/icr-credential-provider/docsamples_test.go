@@ -48,7 +48,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -924,6 +924,12 @@ func agentConfig(t *testing.T, emu *iamtest.Server, profile string) string {
 	return p
 }
 
+// The agent has refreshed the token and run its checks, all passed.
+var (
+	metricsReadyRe     = regexp.MustCompile(`(?m)^icr_credential_provider_credentials_ready 1$`)
+	metricsRefreshedRe = regexp.MustCompile(`(?m)^icr_credential_provider_token_refreshes_total 1$`)
+)
+
 var unixTimeRe = regexp.MustCompile(`(_timestamp_seconds(\{[^}]*\})?) \d(\.\d+)?e\+09`)
 
 // sampleAgentMetrics: a scrape of the agent's /metrics, the agent run as
@@ -959,7 +965,7 @@ func sampleAgentMetrics(t *testing.T) string {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		s := string(b)
-		if strings.Contains(s, "icr_credential_provider_token_refreshes_total 1") && strings.Contains(s, "icr_credential_provider_credentials_ready 1") {
+		if metricsReadyRe.MatchString(s) && metricsRefreshedRe.MatchString(s) {
 			return unixTimeRe.ReplaceAllString(s, "$1 "+sampleUnix)
 		}
 	}
@@ -977,9 +983,14 @@ func sampleAgentCondition(what string) func(t *testing.T) string {
 		at, _ := time.Parse(time.RFC3339, sampleTime)
 		a := agent.New(agent.Options{KubeletConfig: agentConfig(t, emu, "Profile-1234"), NodeName: "node-1", BinDir: t.TempDir(),
 			Publisher: &agent.NodeStatus{Client: client, NodeName: "node-1"}, Now: func() time.Time { return at }, IAM: iam.Options{Now: func() time.Time { return at }},
-			Log: logr.Discard()})
+			Log: funcr.New(func(string, string) {}, funcr.Options{})}) // quiet (agent.New replaces logr.Discard(), whose sink is nil, with klog)
 		ctx := context.Background()
-		if h := a.Check(ctx); h.OK {
+		// The checks log through klog too, whose output is global: hold the
+		// lock of the in-process runs (runInProcess).
+		inProcess.Lock()
+		h := a.Check(ctx)
+		inProcess.Unlock()
+		if h.OK {
 			t.Fatal("an unlinked profile passed the checks")
 		}
 		var n normaliser
