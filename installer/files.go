@@ -304,13 +304,8 @@ func probeWritable(d *hostfile.Dir) error {
 	return d.Remove(filepath.Base(f.Name()))
 }
 
-// WriteFile writes content to path atomically unless path already holds
-// exactly content, under hostfile's rule (see put). It does not check who
-// wrote the file; Install does.
-func WriteFile(path string, content []byte, perm fs.FileMode, force bool) (Action, error) {
-	return writeFile(path, content, perm, putOptions{force: force})
-}
-
+// writeFile writes content to path atomically unless path already holds
+// exactly content, under hostfile's rule (see put).
 func writeFile(path string, content []byte, perm fs.FileMode, o putOptions) (Action, error) {
 	d, err := openDir(filepath.Dir(path), "directory")
 	if err != nil {

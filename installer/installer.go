@@ -219,22 +219,6 @@ func PathArg(flag, path string) error {
 	return nil
 }
 
-// InstallExecutable installs src as dir/name, mode 0755, unless it is there
-// already (then only the mode is fixed): copied to a new file in dir,
-// synced, run by verify through the open file, and renamed into place.
-func InstallExecutable(ctx context.Context, src, dir, name string, verify Verifier, force bool) (Action, error) {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return "", errorf("reading the executable to install %s: %v", src, config.Bare(err))
-	}
-	d, err := openDir(dir, "--bin-dir")
-	if err != nil {
-		return "", err
-	}
-	defer d.Close()
-	return installExecutable(ctx, d, name, data, verify, force)
-}
-
 func installExecutable(ctx context.Context, d *hostfile.Dir, name string, data []byte, verify Verifier, force bool) (Action, error) {
 	o := putOptions{force: force, fixMode: true}
 	if verify != nil {

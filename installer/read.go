@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,18 +139,11 @@ type DecodeError struct {
 }
 
 func (e *DecodeError) Error() string {
-	where := cmpOr(e.File, "the config")
+	where := cmp.Or(e.File, "the config")
 	if e.Line > 0 {
 		where += " line " + strconv.Itoa(e.Line)
 	}
 	return where + ": " + e.Kind
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // decodeAnyVersion decodes a CredentialProviderConfig strictly (unknown or
