@@ -163,18 +163,15 @@ func PlanInstall(w Wiring) (*Plan, error) {
 	if len(lp.overrides) > 0 {
 		return nil, errorf("%s%s: the kubelet would not use the installer's flags; remove it, then run install again", lp.overrides[0], more(lp.overrides))
 	}
-	local, err := w.Host.writablePath(lp.path)
-	if err != nil {
-		return nil, err
-	}
-	cur, curMode, err := readLocal(local, lp.path)
+	local, cur, curMode, err := w.Host.readWritable(lp.path)
 	if err != nil {
 		return nil, err
 	}
 	// A pending restart is ours only for the same unit.
 	p.restart = st.RestartPending && st.Unit == lp.unit
+	rec := st.record(lp.path)
 	if lp.wired {
-		if rec := st.record(lp.path); rec != nil {
+		if rec != nil {
 			if written, _ := rec.unchangedSince(cur); !written {
 				p.Notes = append(p.Notes, lp.path+" was changed since install wired it; the flags are still in force, so it is left alone")
 			}
@@ -182,7 +179,6 @@ func PlanInstall(w Wiring) (*Plan, error) {
 		return p, p.prepare()
 	}
 	base := cur
-	rec := st.record(lp.path)
 	if rec != nil {
 		written, previous := rec.unchangedSince(cur)
 		switch {
@@ -246,20 +242,25 @@ func kubeletFlagPath(flag, p string) error {
 	return nil
 }
 
-// readLocal reads a file about to be changed: nil if absent, with its mode.
-func readLocal(local, hostPath string) ([]byte, fs.FileMode, error) {
+// readWritable returns writablePath(p), and the content (nil: absent) and
+// mode of the file there.
+func (h Host) readWritable(p string) (string, []byte, fs.FileMode, error) {
+	local, err := h.writablePath(p)
+	if err != nil {
+		return "", nil, 0, err
+	}
 	b, err := os.ReadFile(local)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
+		return local, nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, hostFileError(hostPath, err)
+		return "", nil, 0, hostFileError(p, err)
 	}
 	fi, err := os.Stat(local)
 	if err != nil {
-		return nil, 0, hostFileError(hostPath, err)
+		return "", nil, 0, hostFileError(p, err)
 	}
-	return cmp0(b), fi.Mode().Perm(), nil
+	return local, cmp0(b), fi.Mode().Perm(), nil
 }
 
 // prepare checks that every directory written can be written, so that
@@ -339,9 +340,9 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 			return res, err
 		}
 	}
-	what := "the credential provider flags were added"
+	cmd, what, undone := "install", "the credential provider flags were added", "the wiring was rolled back"
 	if p.uninstall {
-		what = "the credential provider flags were removed"
+		cmd, what, undone = "uninstall", "the credential provider flags were removed", "the wiring was put back"
 	}
 	if len(p.changes) == 0 {
 		what = "a restart left pending by an interrupted run"
@@ -369,22 +370,16 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), interruptedRollback)
 			defer cancel()
 		}
-		rerr := p.rollback(created)
-		again := ""
-		if rerr == nil {
-			if err := p.w.Systemd.Restart(ctx, p.Unit); err != nil {
-				again = fmt.Sprintf(" but restarting %s again failed (%v)", p.Unit, err)
-			} else if err := p.w.Health.Wait(ctx); err != nil {
-				again = fmt.Sprintf(" and %s restarted, but it is still not healthy (%v)", p.Unit, err)
-			} else {
-				again = fmt.Sprintf(" and %s restarted, healthy again", p.Unit)
-			}
+		if err := p.rollback(p.changes, created); err != nil {
+			undone += ", but not completely (" + err.Error() + ")"
+		} else if err := p.w.Systemd.Restart(ctx, p.Unit); err != nil {
+			undone += fmt.Sprintf(" but restarting %s again failed (%v)", p.Unit, err)
+		} else if err := p.w.Health.Wait(ctx); err != nil {
+			undone += fmt.Sprintf(" and %s restarted, but it is still not healthy (%v)", p.Unit, err)
+		} else {
+			undone += fmt.Sprintf(" and %s restarted, healthy again", p.Unit)
 		}
-		cmd := "install"
-		if p.uninstall {
-			cmd = "uninstall"
-		}
-		return res, errorf("%s (%s); %s: %s, then run %s again", cause, what, rolledBack(rerr, again, p.uninstall), hint, cmd)
+		return res, errorf("%s (%s); %s: %s, then run %s again", cause, what, undone, hint, cmd)
 	}
 	res.Restarted = true
 	for _, c := range p.changes {
@@ -426,17 +421,6 @@ func (p *Plan) unhealthy(err error) error {
 	return errorf("the kubelet is not healthy before any change (%v): the wiring restarts only a healthy kubelet; fix it first (journalctl -u %s), nothing was changed", err, p.Unit)
 }
 
-func rolledBack(err error, again string, uninstall bool) string {
-	what := "the wiring was rolled back"
-	if uninstall {
-		what = "the wiring was put back"
-	}
-	if err != nil {
-		return what + ", but not completely (" + err.Error() + ")"
-	}
-	return what + again
-}
-
 // write records the state (restart pending), then changes the files. On
 // error, what it changed is put back. It returns the directories created.
 func (p *Plan) write() ([]string, error) {
@@ -458,21 +442,18 @@ func (p *Plan) write() ([]string, error) {
 	}
 	for i, c := range p.changes {
 		if err := putHost(c.local, c.after, c.mode); err != nil {
-			for _, done := range slices.Backward(p.changes[:i]) {
-				_ = putHost(done.local, done.before, done.beforeMode)
-			}
-			_ = p.writeState(p.stateBefore)
-			p.removeDirs(created)
+			_ = p.rollback(p.changes[:i], created)
 			return nil, err
 		}
 	}
 	return created, nil
 }
 
-// rollback puts every changed file and the state back as before Apply.
-func (p *Plan) rollback(created []string) error {
+// rollback puts changes and the state back as before Apply, and removes
+// the directories created.
+func (p *Plan) rollback(changes []change, created []string) error {
 	var errs []error
-	for _, c := range slices.Backward(p.changes) {
+	for _, c := range slices.Backward(changes) {
 		if err := putHost(c.local, c.before, c.beforeMode); err != nil {
 			errs = append(errs, err)
 		}
@@ -551,11 +532,7 @@ func PlanUninstall(w Wiring) (*Plan, error) {
 		return p, nil
 	}
 	for _, rec := range st.Files {
-		local, err := w.Host.writablePath(rec.Path)
-		if err != nil {
-			return nil, err
-		}
-		cur, curMode, err := readLocal(local, rec.Path)
+		local, cur, curMode, err := w.Host.readWritable(rec.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -658,13 +635,11 @@ func (w Wiring) want(flag string) string {
 // ours reports whether v is the wiring's value of flag now or the one it
 // wired before (in the state).
 func (w Wiring) ours(st *wiringState, flag, v string) bool {
-	if v == w.want(flag) {
-		return true
-	}
+	wired := st.BinDir
 	if flag == FlagConfig {
-		return st.Config != "" && v == st.Config
+		wired = st.Config
 	}
-	return st.BinDir != "" && v == st.BinDir
+	return v == w.want(flag) || wired != "" && v == wired
 }
 
 // runningKubelet reports a running kubelet's flags set to other paths.
@@ -745,8 +720,8 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 
 	// Every other place the flags can come from, in command-line order.
 	for _, f := range []string{FlagConfig, FlagBinDir} {
-		for i, word := range words {
-			for _, v := range flagValues([]string{word, wordAt(words, i+1)}, f) {
+		for i := range words {
+			for _, v := range flagValues(words[i:min(i+2, len(words))], f) {
 				if w.ours(st, f, v) {
 					continue
 				}
@@ -812,11 +787,4 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 		return out, nil
 	}
 	return lp, nil
-}
-
-func wordAt(words []string, i int) string {
-	if i < len(words) {
-		return words[i]
-	}
-	return ""
 }
