@@ -87,16 +87,9 @@ func (e existing) close() {
 // link, which is replaced and never followed.
 func examine(d *hostfile.Dir, name string, force bool) (existing, error) {
 	path := d.Path(name)
-	fi, err := d.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return existing{}, nil
-	}
-	if err != nil {
-		return existing{}, errorf("%s: %v", path, config.Bare(err))
-	}
-	var ue *hostfile.UntrustedError
-	if errors.As(hostfile.Untrusted(path, fi), &ue) {
-		return existing{}, untrusted(path, ue)
+	fi, err := lstatTrusted(d, name, path)
+	if fi == nil {
+		return existing{}, err
 	}
 	switch m := fi.Mode(); {
 	case m.IsRegular():
@@ -119,6 +112,23 @@ func examine(d *hostfile.Dir, name string, force bool) (existing, error) {
 		return existing{}, errorf("%s was replaced while install checked it: run install again", path)
 	}
 	return existing{fi: ofi, f: f}, nil
+}
+
+// lstatTrusted describes the entry name of d (nil if missing), which must
+// be trusted; what names it in errors.
+func lstatTrusted(d *hostfile.Dir, name, what string) (fs.FileInfo, error) {
+	fi, err := d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errorf("%s: %v", what, config.Bare(err))
+	}
+	var ue *hostfile.UntrustedError
+	if errors.As(hostfile.Untrusted(d.Path(name), fi), &ue) {
+		return nil, untrusted(what, ue)
+	}
+	return fi, nil
 }
 
 // readUpTo reads at most n bytes of f from its start, and whether there is

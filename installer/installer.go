@@ -299,11 +299,10 @@ func runVersion(ctx context.Context, exe *os.File) ([]byte, error) {
 		return nil, fmt.Errorf("'version --short' did not finish within %v", verifyTimeout)
 	case err != nil:
 		msg := strings.Join(strings.Fields(stderr.String()), " ")
-		msg = msg[:min(len(msg), 200)]
 		if msg != "" {
-			return nil, fmt.Errorf("'version --short': %w: %s", err, msg)
+			msg = ": " + msg[:min(len(msg), 200)]
 		}
-		return nil, fmt.Errorf("'version --short': %w", err)
+		return nil, fmt.Errorf("'version --short': %w%s", err, msg)
 	}
 	return stdout.Bytes(), nil
 }

@@ -2,6 +2,7 @@ package installer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,8 +27,7 @@ type Systemd interface {
 // with hostPID: it enters the namespaces of the host's init.
 var DefaultSystemctl = []string{"nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--", "systemctl"}
 
-// Systemctl is the Systemd of a command line: Command, then "restart" and
-// the unit.
+// Systemctl runs Command, then "restart" and the unit.
 type Systemctl struct {
 	Command []string
 	// Root, when not "" or "/", is the host's root: Command[0] is looked up
@@ -51,12 +51,11 @@ func NewSystemctl(command, hostRoot string) (Systemctl, error) {
 	return s, nil
 }
 
-// restartTimeout bounds one systemctl run; a restart waits for the stop and
-// start jobs, which a large k3s server takes a while for.
+// restartTimeout bounds one systemctl run, which waits for the stop and
+// start jobs: a large k3s server takes a while.
 const restartTimeout = 5 * time.Minute
 
-// Restart runs the command; its failure names the command and carries the
-// first line of what it printed.
+// Restart's error names the command and carries the first line it printed.
 func (s Systemctl) Restart(ctx context.Context, unit string) error {
 	if len(s.Command) == 0 {
 		return errors.New("no systemctl command")
@@ -80,9 +79,9 @@ func (s Systemctl) Restart(ctx context.Context, unit string) error {
 	if err := cmd.Run(); err != nil {
 		msg, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
 		if msg != "" {
-			return fmt.Errorf("'%s restart %s': %v: %s", strings.Join(s.Command, " "), unit, err, msg[:min(len(msg), 300)])
+			msg = ": " + msg[:min(len(msg), 300)]
 		}
-		return fmt.Errorf("'%s restart %s': %v", strings.Join(s.Command, " "), unit, err)
+		return fmt.Errorf("'%s restart %s': %v%s", strings.Join(s.Command, " "), unit, err, msg)
 	}
 	return nil
 }
@@ -110,8 +109,7 @@ const DefaultHealthzURL = "http://127.0.0.1:10248/healthz"
 // DefaultKubeletTimeout bounds the wait for the kubelet to become healthy.
 const DefaultKubeletTimeout = 2 * time.Minute
 
-// defaultInterval is the time between two health probes.
-const defaultInterval = time.Second
+const defaultInterval = time.Second // between two health probes
 
 // Health is how the kubelet's health is judged after a restart.
 type Health struct {
@@ -124,7 +122,7 @@ type Health struct {
 // Wait polls the endpoint until it answers 200 "ok" or the timeout passes;
 // the error says what the last probe saw.
 func (hc Health) Wait(ctx context.Context) error {
-	url := hc.url()
+	url := cmp.Or(hc.URL, DefaultHealthzURL)
 	timeout := hc.Timeout
 	if timeout <= 0 {
 		timeout = DefaultKubeletTimeout
@@ -156,13 +154,6 @@ func (hc Health) Wait(ctx context.Context) error {
 		case <-time.After(interval):
 		}
 	}
-}
-
-func (hc Health) url() string {
-	if hc.URL == "" {
-		return DefaultHealthzURL
-	}
-	return hc.URL
 }
 
 func probe(ctx context.Context, client *http.Client, url string) error {

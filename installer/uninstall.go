@@ -134,19 +134,10 @@ func lstatIn(dir, name, what string) (fs.FileInfo, *hostfile.Dir, error) {
 	if err != nil {
 		return nil, nil, dirError(dir, what, err)
 	}
-	fi, err := d.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	fi, err := lstatTrusted(d, name, what+" "+d.Path(name))
+	if fi == nil {
 		d.Close()
-		return nil, nil, nil
-	}
-	if err != nil {
-		d.Close()
-		return nil, nil, errorf("%s %s: %v", what, d.Path(name), config.Bare(err))
-	}
-	var ue *hostfile.UntrustedError
-	if errors.As(hostfile.Untrusted(d.Path(name), fi), &ue) {
-		d.Close()
-		return nil, nil, untrusted(what+" "+d.Path(name), ue)
+		return nil, nil, err
 	}
 	return fi, d, nil
 }
