@@ -74,19 +74,17 @@ type Plan struct {
 	changes []change
 	restart bool // a restart is due even without a change
 	state   *wiringState
-	// stateBefore is the state file's content before (nil: none): a
-	// rollback writes it back.
+	// the state file's content before (nil: none), for a rollback
 	stateBefore []byte
 	uninstall   bool
 }
 
 // change is one host file's content before and after.
 type change struct {
-	Path          string // as the host sees it
-	local         string
-	before, after []byte // nil: absent
-	beforeMode    fs.FileMode
-	mode          fs.FileMode
+	Path             string // as the host sees it
+	local            string
+	before, after    []byte // nil: absent
+	beforeMode, mode fs.FileMode
 }
 
 // FileResult is what happened to one host file.
@@ -220,7 +218,6 @@ func PlanInstall(w Wiring) (*Plan, error) {
 	return p, p.prepare()
 }
 
-// more is " (and N more)" for a list longer than one.
 func more(list []string) string {
 	if len(list) > 1 {
 		return fmt.Sprintf(" (and %d more)", len(list)-1)
@@ -264,8 +261,8 @@ func (h Host) readWritable(p string) (string, []byte, fs.FileMode, error) {
 }
 
 // prepare checks that every directory written can be written, so that
-// Apply fails as little as can be. (writablePath and readState have
-// checked that only root can change the files and their directories.)
+// Apply fails as little as can be. (writablePath and readState checked
+// that only root can change them.)
 func (p *Plan) prepare() error {
 	if len(p.changes) == 0 {
 		return nil
@@ -397,9 +394,9 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 	return res, p.finish()
 }
 
-// CheckHealthy returns Apply's error for a kubelet that is not healthy
-// before anything changes, so that an installer can check it before it
-// writes its own files. Nothing to do, nothing to check.
+// CheckHealthy returns Apply's error for a kubelet not healthy before
+// anything changes, for an installer to check before it writes its own
+// files.
 func (p *Plan) CheckHealthy(ctx context.Context) error {
 	if !p.Changed() || p.uninstall {
 		return nil
@@ -421,8 +418,8 @@ func (p *Plan) unhealthy(err error) error {
 	return errorf("the kubelet is not healthy before any change (%v): the wiring restarts only a healthy kubelet; fix it first (journalctl -u %s), nothing was changed", err, p.Unit)
 }
 
-// write records the state (restart pending), then changes the files. On
-// error, what it changed is put back. It returns the directories created.
+// write records the state (restart pending), then changes the files; on
+// error it puts them back. It returns the directories created.
 func (p *Plan) write() ([]string, error) {
 	var created []string
 	for _, d := range p.state.Dirs {
@@ -501,7 +498,7 @@ func (p *Plan) writeState(b []byte) error {
 }
 
 // putHost writes data (nil: removes the file) atomically, mode (0: 0644)
-// also when the content is there already.
+// fixed also when the content is there already.
 func putHost(local string, data []byte, mode fs.FileMode) error {
 	if data == nil {
 		return removeFile(local)
@@ -513,10 +510,9 @@ func putHost(local string, data []byte, mode fs.FileMode) error {
 	return err
 }
 
-// PlanUninstall finds what putting back the host files recorded in the
-// state takes: each goes back to its content before install, or away if
-// it did not exist. A file changed since install wired it is refused
-// unless Force (then its later changes are lost).
+// PlanUninstall puts each host file recorded in the state back to its
+// content before install, or away if it did not exist. A file changed
+// since install wired it is refused unless Force.
 func PlanUninstall(w Wiring) (*Plan, error) {
 	if w.Host.Root != "/" {
 		if err := w.Host.Check(); err != nil {
@@ -549,7 +545,6 @@ func PlanUninstall(w Wiring) (*Plan, error) {
 	return p, p.prepare()
 }
 
-// detectLayout finds the one layout on h.
 func detectLayout(h Host) (Layout, error) {
 	if h.exists("/etc/machine-config-daemon") || kubensWrapped(h) {
 		return "", errorf("this is an OpenShift node: the Machine Config Operator owns kubelet.service and reverts changes to it; use 'install --print-machineconfig' and 'oc apply' instead (docs/kubelet-wiring.md)")
@@ -576,7 +571,6 @@ func detectLayout(h Host) (Layout, error) {
 	return "", errorf("more than one kubelet layout under --host-root %s (%s): give --configure-kubelet with the one that starts this node's kubelet", h.Root, strings.Join(names, ", "))
 }
 
-// kubensWrapped reports an OpenShift kubelet unit.
 func kubensWrapped(h Host) bool {
 	b, err := h.read("/etc/systemd/system/kubelet.service")
 	return err == nil && bytes.Contains(b, []byte("kubenswrapper"))
@@ -595,15 +589,10 @@ func ProcArgs(dir string, names ...string) [][]string {
 	return out
 }
 
-func (w Wiring) procDir() string {
-	if w.ProcDir == "" {
-		return w.Host.Path("/proc")
-	}
-	return w.ProcDir
-}
+func (w Wiring) procDir() string { return cmp.Or(w.ProcDir, w.Host.Path("/proc")) }
 
-// flagValues returns the values given to flag name in args, in order:
-// --name=v, -name=v, --name v.
+// flagValues returns the values of flag name in args (--name=v, -name=v,
+// --name v), in order.
 func flagValues(args []string, name string) []string {
 	var out []string
 	for i := 0; i < len(args); i++ {
@@ -624,7 +613,6 @@ func flagValues(args []string, name string) []string {
 	return out
 }
 
-// want returns the wiring's value of a kubelet flag.
 func (w Wiring) want(flag string) string {
 	if flag == FlagConfig {
 		return w.Config
@@ -632,8 +620,8 @@ func (w Wiring) want(flag string) string {
 	return w.BinDir
 }
 
-// ours reports whether v is the wiring's value of flag now or the one it
-// wired before (in the state).
+// ours reports whether v is the wiring's value of flag, now or as wired
+// before.
 func (w Wiring) ours(st *wiringState, flag, v string) bool {
 	wired := st.BinDir
 	if flag == FlagConfig {
@@ -657,7 +645,6 @@ func (w Wiring) runningKubelet(st *wiringState) []string {
 	return out
 }
 
-// kubeletDropinDirs are the directories of kubelet.service's drop-ins.
 func kubeletDropinDirs() []string {
 	var out []string
 	for _, d := range unitDirs {
@@ -666,7 +653,6 @@ func kubeletDropinDirs() []string {
 	return out
 }
 
-// kubeadmDropin returns the host path of kubeadm's drop-in, "" if none.
 func kubeadmDropin(h Host) string {
 	for _, d := range kubeletDropinDirs() {
 		if p := d + "/10-kubeadm.conf"; h.exists(p) {
@@ -676,7 +662,7 @@ func kubeadmDropin(h Host) string {
 	return ""
 }
 
-// kubeadmEnvFiles are the files kubeadm's drop-in reads KUBELET_EXTRA_ARGS
+// kubeadmEnvFiles are where kubeadm's drop-in reads KUBELET_EXTRA_ARGS
 // from: Debian's and RHEL's.
 var kubeadmEnvFiles = []string{"/etc/default/kubelet", "/etc/sysconfig/kubelet"}
 
