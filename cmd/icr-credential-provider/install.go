@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,13 +38,14 @@ func (h *hostFlags) add(fs *pflag.FlagSet) {
 	fs.DurationVar(&h.timeout, "kubelet-timeout", installer.DefaultKubeletTimeout, "how long the kubelet may take to become healthy after a restart before the wiring is rolled back")
 }
 
-// wiring returns the Wiring of these flags.
-func (h *hostFlags) wiring(host installer.Host, layout installer.Layout, force bool) (installer.Wiring, error) {
+// wiring returns the Wiring of these flags for the kubelet flags' values
+// config and binDir.
+func (h *hostFlags) wiring(host installer.Host, layout installer.Layout, force bool, config, binDir string) (installer.Wiring, error) {
 	sd, err := installer.NewSystemctl(h.systemctl, host.Root)
 	if err != nil {
 		return installer.Wiring{}, err
 	}
-	return installer.Wiring{Host: host, Layout: layout, Force: force, Systemd: sd,
+	return installer.Wiring{Host: host, Layout: layout, Config: config, BinDir: binDir, Force: force, Systemd: sd,
 		Health: installer.Health{URL: h.healthz, Timeout: h.timeout}}, nil
 }
 
@@ -90,19 +92,16 @@ func cmdInstall(e env, args []string) int {
 		return fail(e, err)
 	}
 	if *printMC {
-		return printMachineConfig(e, *mcPool, hostCfg, hostBinDir)
-	}
-	// From here on a SIGTERM or SIGINT (the DaemonSet's pod deleted) is
-	// reported with what it left, not as a failure of the step it stopped.
-	ctx, cancel := signalContext()
-	defer cancel()
-	var done []string // what changed, for an interruption's report
-	failed := func(err error) int {
-		if ctx.Err() != nil {
-			return fail(e, interruption("install", context.Cause(ctx), done, err))
+		mc, err := installer.MachineConfig(*mcPool, hostCfg, hostBinDir)
+		if err != nil {
+			return fail(e, err)
 		}
-		return fail(e, err)
+		_, _ = e.stdout.Write(mc)
+		return 0
 	}
+	var done []string // what changed, for an interruption's report
+	ctx, cancel, failed := interruptible(e, "install", &done)
+	defer cancel()
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -128,10 +127,7 @@ func cmdInstall(e env, args []string) int {
 		if secret.Printable(*apiKeyFrom) != *apiKeyFrom {
 			return fail(e, fmt.Errorf("--api-key-from %q has a control or invisible character: give the path without it", *apiKeyFrom))
 		}
-		keyHost = *apiKeyTo
-		if keyHost == "" {
-			keyHost = path.Join(path.Dir(hostCfg), "apikey")
-		}
+		keyHost = cmp.Or(*apiKeyTo, path.Join(path.Dir(hostCfg), "apikey"))
 		if err := hostPathArg("--api-key-to", keyHost, "the key file's"); err != nil {
 			return fail(e, err)
 		}
@@ -160,10 +156,7 @@ func cmdInstall(e env, args []string) int {
 		return failed(err)
 	}
 
-	helperLinkTarget := *helperTarget
-	if helperLinkTarget == "" {
-		helperLinkTarget = path.Join(hostBinDir, installer.DefaultName)
-	}
+	helperLinkTarget := cmp.Or(*helperTarget, path.Join(hostBinDir, installer.DefaultName))
 	if *helperDir != "" {
 		if err := installer.PathArg("--credential-helper", *helperDir); err != nil {
 			return fail(e, err)
@@ -178,11 +171,10 @@ func cmdInstall(e env, args []string) int {
 	}
 	var plan *installer.Plan
 	if layout != installer.LayoutNone {
-		w, err := hf.wiring(host, layout, *force)
+		w, err := hf.wiring(host, layout, *force, hostCfg, hostBinDir)
 		if err != nil {
 			return fail(e, err)
 		}
-		w.Config, w.BinDir = hostCfg, hostBinDir
 		if plan, err = installer.PlanInstall(w); err != nil {
 			return failed(err)
 		}
@@ -267,6 +259,20 @@ func (i interruptedBy) Error() string {
 
 // Is makes it a cancellation, as signal.NotifyContext's cause is.
 func (interruptedBy) Is(target error) bool { return target == context.Canceled }
+
+// interruptible returns the context of a command that changes the host
+// and its failure, which reports a SIGTERM or SIGINT (the DaemonSet's pod
+// deleted) with what done lists as changed, not as a failure of the step
+// it stopped.
+func interruptible(e env, cmd string, done *[]string) (context.Context, context.CancelFunc, func(error) int) {
+	ctx, cancel := signalContext()
+	return ctx, cancel, func(err error) int {
+		if ctx.Err() != nil {
+			return fail(e, interruption(cmd, context.Cause(ctx), *done, err))
+		}
+		return fail(e, err)
+	}
+}
 
 // signalContext is cancelled on SIGTERM or SIGINT, with an interruptedBy
 // cause naming the signal; after cancel, signals act as by default again.
@@ -372,14 +378,3 @@ instead: on OpenShift the Machine Config Operator owns the kubelet's unit.
 
 Flags:
 %[4]s`
-
-// printMachineConfig prints the OpenShift MachineConfig that wires the
-// kubelet of pool; it changes nothing.
-func printMachineConfig(e env, pool, config, binDir string) int {
-	mc, err := installer.MachineConfig(pool, config, binDir)
-	if err != nil {
-		return fail(e, err)
-	}
-	_, _ = e.stdout.Write(mc)
-	return 0
-}

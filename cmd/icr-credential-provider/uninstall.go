@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"cmp"
 	"fmt"
 	"os"
 	"path"
@@ -54,31 +54,24 @@ func cmdUninstall(e env, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	w, err := hf.wiring(host, "", *force)
+	w, err := hf.wiring(host, "", *force, hostCfg, hostBinDir)
 	if err != nil {
 		return fail(e, err)
 	}
-	w.Config, w.BinDir = hostCfg, hostBinDir
 	plan, err := installer.PlanUninstall(w)
 	if err != nil {
 		return fail(e, err)
 	}
-	ctx, cancel := signalContext()
-	defer cancel()
 	var done []string // what changed, for an interruption's report
-	failed := func(err error) int {
-		if ctx.Err() != nil {
-			return fail(e, interruption("uninstall", context.Cause(ctx), done, err))
-		}
-		return fail(e, err)
-	}
+	ctx, cancel, failed := interruptible(e, "uninstall", &done)
+	defer cancel()
 	if !plan.Changed() && removal.Empty() {
 		// A state whose files are all back already goes quietly.
 		if _, err := plan.Apply(ctx); err != nil {
 			return failed(err)
 		}
 		fmt.Fprintf(e.stdout, "nothing to do: no file of install's in %s, %s or %s, and no kubelet wiring recorded in %s\n",
-			*binDir, *cfgPath, orNone(*helperDir), host.Path(installer.StatePath))
+			*binDir, *cfgPath, cmp.Or(*helperDir, "no --credential-helper"), host.Path(installer.StatePath))
 		return 0
 	}
 
@@ -107,13 +100,6 @@ func cmdUninstall(e env, args []string) int {
 		return fail(e, err)
 	}
 	return 0
-}
-
-func orNone(dir string) string {
-	if dir == "" {
-		return "no --credential-helper"
-	}
-	return dir
 }
 
 const uninstallUsage = `Usage:
