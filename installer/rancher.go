@@ -76,20 +76,15 @@ type rancherFile struct {
 }
 
 // rancherFiles reads config.yaml and config.yaml.d/*.yaml|*.yml in k3s's
-// order, without the wiring's own drop-in.
+// order (readDir's, by name), without the wiring's own drop-in.
 func rancherFiles(h Host, l Layout) ([]rancherFile, error) {
 	base := rancherDir(l) + "/config.yaml"
 	paths := []string{base}
-	var names []string
 	for _, e := range h.readDir(base + ".d") {
 		n := strings.ToLower(e.Name())
 		if !e.IsDir() && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) && e.Name() != rancherDropin {
-			names = append(names, e.Name())
+			paths = append(paths, base+".d/"+e.Name())
 		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		paths = append(paths, base+".d/"+n)
 	}
 	var out []rancherFile
 	for _, p := range paths {

@@ -38,7 +38,7 @@ type KubeletConfig struct {
 
 // ReadKubeletConfig reads --image-credential-provider-config as the kubelet
 // does: a file, or a directory whose *.json, *.yaml and *.yml files are read
-// in lexicographic order and whose providers are taken together (a name
+// in lexicographic order (os.ReadDir's) and whose providers are taken together (a name
 // twice is an error). Every file is decoded strictly, in any of
 // ConfigVersions. Only what root can trust is read (hostfile.ReadTrusted:
 // root's, not writable by others, regular, at most MaxConfigFile); a file
@@ -63,7 +63,6 @@ func ReadKubeletConfig(path string) (*KubeletConfig, error) {
 				kc.Files = append(kc.Files, filepath.Join(path, e.Name()))
 			}
 		}
-		slices.Sort(kc.Files)
 		if len(kc.Files) == 0 {
 			return nil, fmt.Errorf("directory %s has no *.json, *.yaml or *.yml file", path)
 		}

@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -30,17 +31,16 @@ type serviceSettings struct {
 // findUnit returns the files of unit on h in the order systemd applies
 // them: the unit file from the most important directory, then the *.conf
 // drop-ins of every <unit>.d directory sorted by name (a name in a more
-// important directory masks the same name in a later one). found is false
-// if there is no unit file.
-func findUnit(h Host, unit string) (files []unitFile, found bool, err error) {
+// important directory masks the same name in a later one).
+func findUnit(h Host, unit string) ([]unitFile, error) {
+	var files []unitFile
 	for _, d := range unitDirs {
 		p := path.Join(d, unit)
-		if b, rerr := h.read(p); rerr == nil {
+		if b, err := h.read(p); err == nil {
 			files = append(files, unitFile{Path: p, Content: b})
-			found = true
 			break
 		} else if h.exists(p) {
-			return nil, false, hostFileError(p, rerr)
+			return nil, hostFileError(p, err)
 		}
 	}
 	dropins := map[string]string{} // name → path
@@ -51,19 +51,14 @@ func findUnit(h Host, unit string) (files []unitFile, found bool, err error) {
 			}
 		}
 	}
-	names := make([]string, 0, len(dropins))
-	for n := range dropins {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(dropins)) {
 		b, err := h.read(dropins[n])
 		if err != nil {
-			return nil, false, hostFileError(dropins[n], err)
+			return nil, hostFileError(dropins[n], err)
 		}
 		files = append(files, unitFile{Path: dropins[n], Content: b})
 	}
-	return files, found, nil
+	return files, nil
 }
 
 // parseService reads the [Service] settings of files, in order.

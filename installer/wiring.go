@@ -679,7 +679,7 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 	if dropin == "" {
 		return lp, errorf("no kubeadm kubelet drop-in (10-kubeadm.conf) in %s: this node's kubelet is not set up by kubeadm's packages; give the --configure-kubelet of its layout, or wire it by hand", strings.Join(kubeletDropinDirs(), ", "))
 	}
-	files, _, err := findUnit(w.Host, lp.unit)
+	files, err := findUnit(w.Host, lp.unit)
 	if err != nil {
 		return lp, err
 	}
