@@ -122,7 +122,7 @@ func (t *checked) close() {
 	}
 }
 
-func check(o Options) (*checked, error) {
+func check(o Options) (_ *checked, err error) {
 	if err := CheckPaths(o.BinDir, o.ConfigPath, o.Provider.Name); err != nil {
 		return nil, err
 	}
@@ -134,13 +134,11 @@ func check(o Options) (*checked, error) {
 		return nil, err
 	}
 	t := &checked{}
-	done := false
 	defer func() {
-		if !done {
+		if err != nil {
 			t.close()
 		}
 	}()
-	var err error
 	if t.content, err = Config(o.Provider); err != nil {
 		return nil, err
 	}
@@ -178,7 +176,6 @@ func check(o Options) (*checked, error) {
 	if t.exe, err = os.ReadFile(o.Executable); err != nil {
 		return nil, errorf("reading the executable to install %s: %v", o.Executable, config.Bare(err))
 	}
-	done = true
 	return t, nil
 }
 
