@@ -119,19 +119,16 @@ func rancherMerge(files []rancherFile) (options map[string]rancherSetting, kubel
 			case FlagConfig, FlagBinDir:
 				options[name] = rancherSetting{fmt.Sprint(v), f.path}
 			case "kubelet-arg":
-				var entries []rancherSetting
-				switch v := v.(type) {
-				case []any:
-					for _, e := range v {
-						entries = append(entries, rancherSetting{fmt.Sprint(e), f.path})
-					}
-				default:
-					entries = append(entries, rancherSetting{fmt.Sprint(v), f.path})
-				}
 				if !appendTo {
 					kubeletArgs = nil
 				}
-				kubeletArgs = append(kubeletArgs, entries...)
+				list, ok := v.([]any)
+				if !ok {
+					list = []any{v}
+				}
+				for _, e := range list {
+					kubeletArgs = append(kubeletArgs, rancherSetting{fmt.Sprint(e), f.path})
+				}
 			}
 		}
 	}
