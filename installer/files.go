@@ -36,7 +36,6 @@ func openDir(dir, what string) (*hostfile.Dir, error) {
 	return d, nil
 }
 
-// dirError words a failed hostfile.OpenDir.
 func dirError(dir, what string, err error) error {
 	var ue *hostfile.UntrustedError
 	switch {
@@ -144,7 +143,6 @@ func readUpTo(f *os.File, n int) ([]byte, bool, error) {
 	return b, false, nil
 }
 
-// putOptions tune put.
 type putOptions struct {
 	force   bool // replace a symbolic link at the name
 	fixMode bool // an unchanged file is given perm
@@ -263,16 +261,13 @@ func reopen(w *os.File) (*os.File, error) {
 	if err != nil {
 		return nil, errorf("cannot open the copied binary again through /proc/self/fd (%v): install needs /proc mounted", config.Bare(err))
 	}
-	if fi, err := r.Stat(); err != nil || !sameAs(fi, w) {
+	fi, err := r.Stat()
+	wfi, werr := w.Stat()
+	if err != nil || werr != nil || !os.SameFile(fi, wfi) {
 		r.Close()
 		return nil, errorf("/proc/self/fd did not give the copied binary back: install needs the host's /proc semantics")
 	}
 	return r, nil
-}
-
-func sameAs(fi fs.FileInfo, f *os.File) bool {
-	other, err := f.Stat()
-	return err == nil && os.SameFile(fi, other)
 }
 
 // removeIfSame removes the entry name of d if it is still the file fi
@@ -304,7 +299,6 @@ func removeStale(d *hostfile.Dir) {
 	}
 }
 
-// probeWritable creates and removes a temporary file in d.
 func probeWritable(d *hostfile.Dir) error {
 	f, err := d.CreateTemp(tempPattern("probe"))
 	if err != nil {
@@ -393,7 +387,6 @@ func Distinct(ts ...Target) error {
 	return nil
 }
 
-// interrupted is the error of a step stopped because ctx is done.
 func interrupted(ctx context.Context) error {
 	return fmt.Errorf("interrupted: %w", context.Cause(ctx))
 }

@@ -155,13 +155,9 @@ func ownedFile(p, what string, force bool, ours func(*os.File) ([]byte, bool, er
 	switch {
 	case fi.IsDir():
 		return nil, nil, errorf("%s %s is a directory, which install never writes: remove it by hand", what, p)
-	case !fi.Mode().IsRegular():
-		if !force {
-			return nil, nil, errorf("%s %s is not a regular file (%v), so install did not write it: remove it by hand, or give --force", what, p, fi.Mode().Type())
-		}
-		return []byte{}, fi, nil
-	}
-	if ours == nil {
+	case !fi.Mode().IsRegular() && !force:
+		return nil, nil, errorf("%s %s is not a regular file (%v), so install did not write it: remove it by hand, or give --force", what, p, fi.Mode().Type())
+	case !fi.Mode().IsRegular() || ours == nil:
 		return []byte{}, fi, nil
 	}
 	f, ofi, err := d.Open(filepath.Base(p))
@@ -188,10 +184,9 @@ func ownBinary(f *os.File, exe string) bool {
 	if info, err := buildinfo.Read(f); err == nil && info.Path == PluginPackage {
 		return true
 	}
-	return exe != "" && sameContent(f, exe)
-}
-
-func sameContent(f *os.File, exe string) bool {
+	if exe == "" {
+		return false
+	}
 	b, err := os.ReadFile(exe)
 	if err != nil {
 		return false
