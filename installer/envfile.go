@@ -25,16 +25,22 @@ func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\r' }
 func parseEnvFile(content []byte) []envAssign {
 	var out []envAssign
 	i, n := 0, len(content)
-	nextLine := func() {
-		for i < n && content[i] != '\n' {
+	skip := func(while func(byte) bool) {
+		for i < n && while(content[i]) {
 			i++
 		}
+	}
+	word := func() string {
+		start := i
+		skip(func(c byte) bool { return c != '=' && c != '\n' && !isBlank(c) })
+		return string(content[start:i])
+	}
+	nextLine := func() {
+		skip(func(c byte) bool { return c != '\n' })
 		i++
 	}
 	for i < n {
-		for i < n && isBlank(content[i]) {
-			i++
-		}
+		skip(isBlank)
 		if i >= n {
 			break
 		}
@@ -43,33 +49,19 @@ func parseEnvFile(content []byte) []envAssign {
 			continue
 		}
 		a := envAssign{}
-		key := i
-		for i < n && content[i] != '=' && content[i] != '\n' && !isBlank(content[i]) {
-			i++
-		}
-		name := string(content[key:i])
+		name := word()
 		if name == "export" && i < n && isBlank(content[i]) {
 			a.Export = true
-			for i < n && isBlank(content[i]) {
-				i++
-			}
-			key = i
-			for i < n && content[i] != '=' && content[i] != '\n' && !isBlank(content[i]) {
-				i++
-			}
-			name = string(content[key:i])
+			skip(isBlank)
+			name = word()
 		}
-		for i < n && isBlank(content[i]) {
-			i++
-		}
+		skip(isBlank)
 		if i >= n || content[i] != '=' || name == "" {
 			nextLine()
 			continue
 		}
 		i++ // '='
-		for i < n && (content[i] == ' ' || content[i] == '\t') {
-			i++
-		}
+		skip(func(c byte) bool { return c == ' ' || c == '\t' })
 		a.Name, a.ValStart = name, i
 		var val strings.Builder
 		if i < n && (content[i] == '"' || content[i] == '\'') {
