@@ -167,18 +167,14 @@ func planRancher(w Wiring, l Layout, st *wiringState) (layoutPlan, error) {
 	content := []byte(buf.String())
 	lp.after = func([]byte) ([]byte, error) { return content, nil }
 
-	// Ours, inserted where k3s reads it.
-	var ours map[string]any
-	_ = yaml.Unmarshal(content, &ours)
-	withOurs := slices.Clone(files)
-	at := len(withOurs)
-	for i, f := range withOurs {
+	// Where k3s reads ours: files[at:] come after it.
+	at := len(files)
+	for i, f := range files {
 		if path.Base(f.path) > rancherDropin && path.Dir(f.path) == path.Dir(lp.path) {
 			at = i
 			break
 		}
 	}
-	withOurs = slices.Insert(withOurs, at, rancherFile{path: lp.path, keys: ours})
 
 	options, kargs := rancherMerge(files)
 	for _, a := range kargs {
@@ -188,17 +184,17 @@ func planRancher(w Wiring, l Layout, st *wiringState) (layoutPlan, error) {
 			}
 		}
 	}
-	for i, f := range withOurs {
+	for i, f := range files {
 		for _, flag := range flags {
 			v, ok := f.keys[flag]
 			if !ok {
 				v, ok = f.keys[flag+"+"]
 			}
-			if !ok || i == at || fmt.Sprint(v) == w.want(flag) {
+			if !ok || fmt.Sprint(v) == w.want(flag) {
 				continue
 			}
 			msg := fmt.Sprintf("%s sets %s: %v", f.path, flag, v)
-			if i > at {
+			if i >= at {
 				lp.overrides = append(lp.overrides, msg+" after "+lp.path)
 			} else {
 				lp.conflicts = append(lp.conflicts, msg)
