@@ -82,10 +82,20 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if verify == nil {
 		verify = VersionCheck("")
 	}
+	run := func(ctx context.Context, f *os.File) error {
+		err := verify(ctx, f)
+		if ctx.Err() != nil {
+			return interrupted(ctx)
+		}
+		if err != nil {
+			return errorf("the copied binary does not run from %s (%v): check that the directory is not mounted noexec and that the image matches the node's architecture", t.bin.Path(""), err)
+		}
+		return nil
+	}
 	if ctx.Err() != nil {
 		return res, interrupted(ctx)
 	}
-	if res.Binary, err = installExecutable(ctx, t.bin, o.Provider.Name, t.exe, verify, o.Force); err != nil {
+	if res.Binary, err = put(ctx, t.bin, o.Provider.Name, t.exe, 0o755, putOptions{force: o.Force, fixMode: true, verify: run}); err != nil {
 		return res, err
 	}
 	if ctx.Err() != nil {
@@ -214,23 +224,6 @@ func PathArg(flag, path string) error {
 		return errorf("%s %s is a relative path: give an absolute path (the kubelet and the credential helper link resolve it from another directory)", flag, path)
 	}
 	return nil
-}
-
-func installExecutable(ctx context.Context, d *hostfile.Dir, name string, data []byte, verify Verifier, force bool) (Action, error) {
-	o := putOptions{force: force, fixMode: true}
-	if verify != nil {
-		o.verify = func(ctx context.Context, f *os.File) error {
-			err := verify(ctx, f)
-			if ctx.Err() != nil {
-				return interrupted(ctx)
-			}
-			if err != nil {
-				return errorf("the copied binary does not run from %s (%v): check that the directory is not mounted noexec and that the image matches the node's architecture", d.Path(""), err)
-			}
-			return nil
-		}
-	}
-	return put(ctx, d, name, data, 0o755, o)
 }
 
 // Verifier runs a freshly copied binary, open read-only, and returns an
