@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"slices"
 )
 
 // StatePath is where the kubelet wiring keeps, as the host sees it, the
@@ -84,12 +83,6 @@ func (r *fileRecord) unchangedSince(content []byte) (written, previous bool) {
 		return false, true
 	}
 	return false, false
-}
-
-func (st *wiringState) addDir(d string) {
-	if !slices.Contains(st.Dirs, d) {
-		st.Dirs = append(st.Dirs, d)
-	}
 }
 
 // readState returns the state on h and its raw bytes (nil: none).

@@ -210,8 +210,8 @@ func PlanInstall(w Wiring) (*Plan, error) {
 		rec = &st.Files[len(st.Files)-1]
 	}
 	rec.Written = digest(after)
-	if lp.mkdir != "" && !w.Host.exists(lp.mkdir) {
-		st.addDir(lp.mkdir)
+	if lp.mkdir != "" && !w.Host.exists(lp.mkdir) && !slices.Contains(st.Dirs, lp.mkdir) {
+		st.Dirs = append(st.Dirs, lp.mkdir)
 	}
 	st.Layout, st.Unit, st.Config, st.BinDir = layout, lp.unit, w.Config, w.BinDir
 	p.changes = []change{{Path: lp.path, local: local, before: cur, beforeMode: curMode, after: after, mode: mode}}
@@ -469,11 +469,9 @@ func (p *Plan) finish() error {
 		p.state.RestartPending = false
 		return p.writeState(p.state.encode())
 	}
-	var dirs []string
-	for _, d := range p.state.Dirs {
-		dirs = append(dirs, p.w.Host.Path(d))
+	for _, d := range slices.Backward(p.state.Dirs) {
+		_ = os.Remove(p.w.Host.Path(d)) // only if empty
 	}
-	p.removeDirs(dirs)
 	return p.writeState(nil)
 }
 
