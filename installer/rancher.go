@@ -64,11 +64,6 @@ func rancherUnit(h Host, l Layout) (string, error) {
 	return "", errorf("both %s are installed and %s enabled: disable the one this node does not run ('systemctl disable'), then run install again", strings.Join(present, " and "), which)
 }
 
-func rancherFound(h Host, l Layout) bool {
-	u, err := rancherUnit(h, l)
-	return h.exists(rancherDir(l)) && (u != "" || err != nil)
-}
-
 // rancherFile is one of k3s's or RKE2's configuration files, decoded.
 type rancherFile struct {
 	path string

@@ -552,7 +552,8 @@ func detectLayout(h Host) (Layout, error) {
 		found = append(found, LayoutKubeadm)
 	}
 	for _, l := range []Layout{LayoutK3s, LayoutRKE2} {
-		if rancherFound(h, l) {
+		// rancherUnit's error (both units, not one enabled) is planRancher's to report.
+		if u, err := rancherUnit(h, l); h.exists(rancherDir(l)) && (u != "" || err != nil) {
 			found = append(found, l)
 		}
 	}
