@@ -24,8 +24,7 @@ var manifestAccept = []string{
 	"application/vnd.docker.distribution.manifest.v2+json",
 }
 
-// isLoopback reports whether host ("h" or "h:port") is a loopback address:
-// only those are spoken to over plain HTTP.
+// isLoopback: only a loopback host ("h" or "h:port") is spoken to over http.
 func isLoopback(host string) bool {
 	h := host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
@@ -44,8 +43,7 @@ var regions = map[string]string{
 	"jp.icr.io": "jp-tok", "jp2.icr.io": "jp-osa", "ca.icr.io": "ca-tor", "br.icr.io": "br-sao", "es.icr.io": "eu-es",
 }
 
-// regionOf is the region of an ICR host (private or not), for 'ibmcloud iam
-// … --region'; "REGION" if unknown.
+// regionOf is an ICR host's region (private or not); "REGION" if unknown.
 func regionOf(host string) string {
 	return cmp.Or(regions[strings.TrimPrefix(strings.ToLower(host), "private.")], "REGION")
 }
@@ -71,7 +69,6 @@ func (r *run) policyCommand(img provider.Image) string {
 	return "grant " + c.SubType + " " + c.IAMID + " the Reader role on service container-registry, region " + regionOf(img.Host) + ", namespace " + ns
 }
 
-// checkRegistries checks the image's registry, or each of RegistryHosts.
 func (r *run) checkRegistries(ctx context.Context) {
 	if r.env.Image != "" {
 		img, err := provider.ParseImage(r.env.Image)
@@ -103,16 +100,13 @@ func (r *run) checkRegistry(ctx context.Context, host string, img *provider.Imag
 		r.add(skipped(CheckRegistryHost, target, CheckSettings))
 		return
 	}
-	{
-		hosts, _ := r.env.Config.Hosts()
-		if !hosts.Serves(host) {
-			fix := "add it with --registries " + host + " (ICR_REGISTRIES) if it is an IBM Cloud Container Registry host"
-			if strings.EqualFold(host, "cp.icr.io") {
-				fix = "cp.icr.io (the entitled registry) takes an entitlement key, not IAM tokens: use an image pull secret for it"
-			}
-			fail(CheckRegistryHost, host+" is not a registry this plugin serves: the kubelet gets no credentials from it for this image", fix)
-			return
+	if hosts, _ := r.env.Config.Hosts(); !hosts.Serves(host) {
+		fix := "add it with --registries " + host + " (ICR_REGISTRIES) if it is an IBM Cloud Container Registry host"
+		if strings.EqualFold(host, "cp.icr.io") {
+			fix = "cp.icr.io (the entitled registry) takes an entitlement key, not IAM tokens: use an image pull secret for it"
 		}
+		fail(CheckRegistryHost, host+" is not a registry this plugin serves: the kubelet gets no credentials from it for this image", fix)
+		return
 	}
 	if r.token.AccessToken == "" {
 		r.add(skipped(CheckRegistryAuth, target, CheckToken))
@@ -267,35 +261,21 @@ func (r *run) account() string {
 	return r.claims.Account.BSS
 }
 
-// do performs one request with the per-request timeout, never following a
-// redirect (with credentials attached).
+// do performs one request within the per-request timeout (reading the body
+// included), never following a redirect (with credentials attached).
 func (r *run) do(ctx context.Context, method, u string, prep func(*http.Request)) (*http.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.env.RequestTimeout)
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	req.Header.Set("User-Agent", "icr-credential-provider-doctor")
 	if prep != nil {
 		prep(req)
 	}
-	c := &http.Client{Transport: r.env.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Do(req)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
+	c := &http.Client{Transport: r.env.Transport, Timeout: r.env.RequestTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return c.Do(req)
 }
-
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelBody) Close() error { err := b.ReadCloser.Close(); b.cancel(); return err }
 
 // netText names a network failure without the request URL (which the
 // caller names) and never with credentials.
@@ -311,7 +291,7 @@ func netText(err error) string {
 	return secret.Line(err.Error(), 200)
 }
 
-// regCode extracts ", CODE: message" from a registry error body.
+// regCode is ", CODE: message" of a registry error body.
 func regCode(body []byte) string {
 	var v struct {
 		Errors []struct {
