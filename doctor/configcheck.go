@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,8 +36,7 @@ func (r *run) checkAPIKey() {
 	if sel.KeyFromEnv {
 		id, err := c.Node(r.env.Getenv, r.env.IAM)
 		if err != nil {
-			cause, fix := causeFix(err)
-			r.add(Check{ID: CheckAPIKey, Status: StatusFail, Summary: cause, Fix: fix})
+			r.add(failedWith(CheckAPIKey, err, nil))
 			return
 		}
 		fp := id.Fingerprint
@@ -57,8 +57,7 @@ func (r *run) checkAPIKey() {
 	}
 	key, warns, err := config.LoadAPIKeyFile(path)
 	if err != nil {
-		cause, fix := causeFix(err)
-		r.add(Check{ID: CheckAPIKey, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
+		r.add(failedWith(CheckAPIKey, err, d))
 		return
 	}
 	fp := secret.Fingerprint(key)
@@ -77,18 +76,19 @@ func (r *run) checkAPIKey() {
 	r.add(chk)
 }
 
-// causeFix returns an error's cause and fix: the fields of a *config.Error
-// or an *iam.Error; any other error is all cause.
-func causeFix(err error) (cause, fix string) {
+// failedWith is the failed check id for err: the cause and fix of a
+// *config.Error or an *iam.Error; any other error is all cause.
+func failedWith(id string, err error, d map[string]string) Check {
+	c := Check{ID: id, Status: StatusFail, Summary: err.Error(), Details: d}
 	var ce *config.Error
 	var ie *iam.Error
 	switch {
 	case errors.As(err, &ce):
-		return ce.Cause, ce.Fix
+		c.Summary, c.Fix = ce.Cause, ce.Fix
 	case errors.As(err, &ie):
-		return ie.Cause(), ie.Fix
+		c.Summary, c.Fix = ie.Cause(), ie.Fix
 	}
-	return err.Error(), ""
+	return c
 }
 
 // checkSettings resolves the node identity as kubelet mode would and shows
@@ -113,18 +113,16 @@ func (r *run) checkSettings() {
 	}
 	if _, err := c.Hosts(); err != nil {
 		r.hostsErr = err
-		cause, fix := causeFix(err)
-		r.add(Check{ID: CheckSettings, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
+		r.add(failedWith(CheckSettings, err, d))
 		return
 	}
 	id, err := c.Node(r.env.Getenv, r.env.IAM)
 	if err != nil {
-		if prev, ok := r.last(CheckAPIKey); ok && prev.Status == StatusFail {
+		if slices.ContainsFunc(r.checks, func(c Check) bool { return c.ID == CheckAPIKey && c.Status == StatusFail }) {
 			r.add(skipped(CheckSettings, "", CheckAPIKey))
 			return
 		}
-		cause, fix := causeFix(err)
-		r.add(Check{ID: CheckSettings, Status: StatusFail, Summary: cause, Fix: fix, Details: d})
+		r.add(failedWith(CheckSettings, err, d))
 		return
 	}
 	r.id = id
@@ -138,8 +136,7 @@ func (r *run) checkSettings() {
 	r.add(chk)
 }
 
-// lstatDetails adds the mode and owner of path (not following a link) to d,
-// and returns what it found, or nil.
+// lstatDetails adds the mode and owner of path (not following a link) to d.
 func lstatDetails(path string, d map[string]string) fs.FileInfo {
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -150,15 +147,6 @@ func lstatDetails(path string, d map[string]string) fs.FileInfo {
 		d["owner_uid"] = strconv.Itoa(int(st.Uid))
 	}
 	return fi
-}
-
-func (r *run) last(id string) (Check, bool) {
-	for i := len(r.checks) - 1; i >= 0; i-- {
-		if r.checks[i].ID == id {
-			return r.checks[i], true
-		}
-	}
-	return Check{}, false
 }
 
 // checkCacheDir checks the on-disk token cache directory as the plugin

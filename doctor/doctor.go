@@ -25,7 +25,6 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// Status is the outcome of one check.
 type Status string
 
 // Statuses, in increasing order of severity (skip aside).
@@ -51,7 +50,6 @@ type Check struct {
 	Details map[string]string `json:"details,omitempty"` // facts, never a secret; keys vary by check
 }
 
-// Check identifiers.
 const (
 	CheckSettings         = "config.settings"
 	CheckAPIKey           = "config.api-key"
@@ -89,7 +87,6 @@ func (r *Report) Find(id string, target ...string) (Check, bool) {
 	return Check{}, false
 }
 
-// Counts returns how many checks have each status.
 func (r *Report) Counts() map[Status]int {
 	m := map[Status]int{}
 	for _, c := range r.Checks {
@@ -101,9 +98,8 @@ func (r *Report) Counts() map[Status]int {
 // Env is everything the checks touch. Zero values select the defaults
 // given on each field.
 type Env struct {
-	Config config.Config // the identity configuration, as in kubelet mode
-	// Getenv reads the environment (IBMCLOUD_API_KEY); nil reads nothing.
-	Getenv func(string) string
+	Config config.Config       // the identity configuration, as in kubelet mode
+	Getenv func(string) string // reads the environment (IBMCLOUD_API_KEY); nil reads nothing
 	// Origins says where each setting came from, by flag name: "flag",
 	// "env ICR_…" or "default"; shown in config.settings.
 	Origins map[string]string
@@ -196,7 +192,7 @@ func (e *Env) defaults() {
 	}
 }
 
-// run is the state of one Run: the checks so far and what they learned.
+// run is the state of one Run.
 type run struct {
 	env      *Env
 	checks   []Check
@@ -275,7 +271,6 @@ func redactJWTs(s string) string {
 
 const jwtChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=."
 
-// WriteJSON writes the report as indented JSON.
 func (rep *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -300,19 +295,15 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 	}
 	n := rep.Counts()
+	warnings := fmt.Sprintf("%d warnings", n[StatusWarn])
+	if n[StatusWarn] == 1 {
+		warnings = "1 warning"
+	}
 	verdict := "image pulls from ICR should authenticate"
 	if !rep.OK {
 		verdict = "image pulls from ICR will fail: see FAIL above"
 	}
-	fmt.Fprintf(&b, "\n%d ok, %s, %d failed, %d skipped: %s\n", n[StatusOK], plural(n[StatusWarn], "warning"), n[StatusFail], n[StatusSkip], verdict)
+	fmt.Fprintf(&b, "\n%d ok, %s, %d failed, %d skipped: %s\n", n[StatusOK], warnings, n[StatusFail], n[StatusSkip], verdict)
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// plural is "1 warning", "2 warnings".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

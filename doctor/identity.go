@@ -11,7 +11,7 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/iam"
 )
 
-// identityTimeout bounds the whole identity check (all attempts).
+// identityTimeout bounds the identity check, all attempts.
 const identityTimeout = 25 * time.Second
 
 // checkIdentity obtains a token from the selected source, without any
@@ -32,10 +32,13 @@ func (r *run) checkIdentity(ctx context.Context) {
 		ie = &iam.Error{Reason: iam.ReasonInternal, Err: err, Fix: "this is a bug in the plugin; please report it with this output"}
 	}
 	r.idErr = ie
-	if r.id.Kind == config.SourceVPCMetadata {
+	switch {
+	case r.id.Kind == config.SourceVPCMetadata:
 		r.vpcChecks(ie)
-	} else {
-		r.apiKeyCheck(ie)
+	case ie == nil:
+		r.add(Check{ID: CheckIdentityAPIKey, Status: StatusOK, Summary: "IAM at " + r.env.Config.EffectiveIAMURL() + " accepted the " + r.id.Describe})
+	default:
+		r.add(failed(CheckIdentityAPIKey, ie))
 	}
 }
 
@@ -57,15 +60,6 @@ func (r *run) vpcChecks(e *iam.Error) {
 	}
 }
 
-// apiKeyCheck explains the API key source's outcome.
-func (r *run) apiKeyCheck(e *iam.Error) {
-	if e == nil {
-		r.add(Check{ID: CheckIdentityAPIKey, Status: StatusOK, Summary: "IAM at " + r.env.Config.EffectiveIAMURL() + " accepted the " + r.id.Describe})
-		return
-	}
-	r.add(failed(CheckIdentityAPIKey, e))
-}
-
 // failed is a failed check with e's own cause, fix and facts.
 func failed(id string, e *iam.Error) Check {
 	d := map[string]string{"reason": string(e.Reason)}
@@ -79,7 +73,6 @@ func failed(id string, e *iam.Error) Check {
 	return Check{ID: id, Status: StatusFail, Summary: e.Cause(), Fix: e.Fix, Details: d}
 }
 
-// setNonEmpty copies the non-empty values of kv into d.
 func setNonEmpty(d, kv map[string]string) {
 	for k, v := range kv {
 		if v != "" {
@@ -88,7 +81,6 @@ func setNonEmpty(d, kv map[string]string) {
 	}
 }
 
-// claims are the fields of an IAM access token doctor shows.
 type claims struct {
 	IAMID   string `json:"iam_id"`
 	ID      string `json:"id"`

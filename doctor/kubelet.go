@@ -25,7 +25,7 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// providerEntry is a provider entry of any config version, its env a map.
+// providerEntry is a provider entry, its env a map.
 type providerEntry struct {
 	kubeletv1.CredentialProvider
 	Env map[string]string
@@ -130,7 +130,6 @@ func findKubelet(procDir, hostRoot string) kubeletSeen {
 	return seen
 }
 
-// parseKubeletArgs maps a kubelet command line's flags to their values.
 func parseKubeletArgs(args []string) map[string]string {
 	flags := map[string]string{}
 	for i := 0; i < len(args); i++ {
@@ -145,7 +144,6 @@ func parseKubeletArgs(args []string) map[string]string {
 	return flags
 }
 
-// checkKubelet checks the kubelet's CredentialProviderConfig and bin dir.
 func (r *run) checkKubelet() {
 	seen := findKubelet(r.env.ProcDir, r.env.HostRoot)
 	// Processes named kubelet that doctor did not trust are said, whatever
@@ -169,17 +167,16 @@ func (r *run) checkKubelet() {
 			}
 		}
 	}
-	kargs := seen.flags
 	path, origin := r.env.KubeletConfig, "--kubelet-config"
-	if path == "" && seen.problem != "" {
+	switch {
+	case path != "":
+	case seen.problem != "":
 		stop(Check{ID: CheckKubeletConfig, Status: StatusWarn, Summary: seen.problem,
 			Fix: "pass --kubelet-config and --bin-dir with the values of the kubelet's --image-credential-provider-config and --image-credential-provider-bin-dir"})
 		return
-	}
-	if path == "" && kargs["image-credential-provider-config"] != "" {
-		path, origin = kargs["image-credential-provider-config"], seen.origin+"'s --image-credential-provider-config"
-	}
-	if path == "" {
+	case seen.flags["image-credential-provider-config"] != "":
+		path, origin = seen.flags["image-credential-provider-config"], seen.origin+"'s --image-credential-provider-config"
+	default:
 		for _, p := range r.env.KubeletConfigPaths {
 			if _, err := os.Stat(p); err == nil {
 				path, origin = p, "found at a common path"
@@ -194,36 +191,8 @@ func (r *run) checkKubelet() {
 		return
 	}
 	kc, err := installer.ReadKubeletConfig(path)
-	var untrusted *hostfile.UntrustedError
-	var decode *installer.DecodeError
-	switch {
-	case err == nil:
-	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission):
-		fix := "pass --kubelet-config with the file the kubelet's --image-credential-provider-config names"
-		if errors.Is(err, fs.ErrPermission) {
-			fix = "run doctor as root to read it"
-		}
-		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Summary: "cannot read kubelet config " + path + ": " + config.Bare(err).Error(), Fix: fix})
-		return
-	case errors.As(err, &untrusted):
-		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
-			Summary: "kubelet config " + path + " is not read: " + untrusted.Error() + ", and the kubelet runs what it names as root",
-			Fix:     untrusted.Fix})
-		return
-	case errors.Is(err, hostfile.ErrNotRegular) || errors.Is(err, hostfile.ErrTooLarge):
-		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
-			Summary: "kubelet config " + path + " (" + origin + ") is not read: " + err.Error(),
-			Fix:     "pass --kubelet-config with the kubelet's CredentialProviderConfig file"})
-		return
-	case errors.As(err, &decode):
-		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
-			Summary: "kubelet config " + path + " (" + origin + ") does not decode strictly: " + decode.Error(),
-			Fix:     "the kubelet refuses to start with it: fix it (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/kubelet"})
-		return
-	default:
-		stop(Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
-			Summary: "kubelet config " + path + " (" + origin + ") is not usable: " + secret.Line(err.Error(), 300),
-			Fix:     "pass --kubelet-config with the kubelet's CredentialProviderConfig file"})
+	if err != nil {
+		stop(kubeletConfigError(path, origin, err))
 		return
 	}
 	apiVersion := strings.Join(slices.Compact(slices.Clone(kc.APIVersions)), ", ")
@@ -238,21 +207,15 @@ func (r *run) checkKubelet() {
 		cfgCheck.Fix = "switch to apiVersion kubelet.config.k8s.io/v1 (GA since Kubernetes 1.26); " + old[0] + " is deprecated"
 	}
 	r.add(withIgnored(cfgCheck))
-	var providers []providerEntry
-	for _, cp := range kc.Providers {
-		e := providerEntry{CredentialProvider: cp, Env: map[string]string{}}
-		for _, v := range cp.Env {
-			e.Env[v.Name] = v.Value
-		}
-		providers = append(providers, e)
-	}
-
 	var p *providerEntry
 	var names []string
-	for i := range providers {
-		names = append(names, providers[i].Name)
-		if providers[i].Name == r.env.ProviderName {
-			p = &providers[i]
+	for _, cp := range kc.Providers {
+		names = append(names, cp.Name)
+		if cp.Name == r.env.ProviderName {
+			p = &providerEntry{CredentialProvider: cp, Env: map[string]string{}}
+			for _, v := range cp.Env {
+				p.Env[v.Name] = v.Value
+			}
 		}
 	}
 	if p == nil {
@@ -267,8 +230,35 @@ func (r *run) checkKubelet() {
 	r.checkTokenAttributes(p)
 }
 
-// supportedRequestVersion reports whether a provider entry's apiVersion is
-// one the plugin answers.
+// kubeletConfigError is the failed kubelet.config check for an error of
+// installer.ReadKubeletConfig.
+func kubeletConfigError(path, origin string, err error) Check {
+	c := Check{ID: CheckKubeletConfig, Status: StatusFail, Details: map[string]string{"path": path, "origin": origin},
+		Fix: "pass --kubelet-config with the kubelet's CredentialProviderConfig file"}
+	var untrusted *hostfile.UntrustedError
+	var decode *installer.DecodeError
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission):
+		c.Details, c.Summary = nil, "cannot read kubelet config "+path+": "+config.Bare(err).Error()
+		c.Fix = "pass --kubelet-config with the file the kubelet's --image-credential-provider-config names"
+		if errors.Is(err, fs.ErrPermission) {
+			c.Fix = "run doctor as root to read it"
+		}
+	case errors.As(err, &untrusted):
+		c.Summary = "kubelet config " + path + " is not read: " + untrusted.Error() + ", and the kubelet runs what it names as root"
+		c.Fix = untrusted.Fix
+	case errors.Is(err, hostfile.ErrNotRegular) || errors.Is(err, hostfile.ErrTooLarge):
+		c.Summary = "kubelet config " + path + " (" + origin + ") is not read: " + err.Error()
+	case errors.As(err, &decode):
+		c.Summary = "kubelet config " + path + " (" + origin + ") does not decode strictly: " + decode.Error()
+		c.Fix = "the kubelet refuses to start with it: fix it (apiVersion kubelet.config.k8s.io/v1, kind CredentialProviderConfig, no unknown fields); see examples/kubelet"
+	default:
+		c.Summary = "kubelet config " + path + " (" + origin + ") is not usable: " + secret.Line(err.Error(), 300)
+	}
+	return c
+}
+
+// supportedRequestVersion: the plugin answers a provider's apiVersion.
 func supportedRequestVersion(apiVersion string) bool {
 	v, ok := strings.CutPrefix(apiVersion, credentialprovider.GroupName+"/")
 	return ok && slices.Contains(provider.SupportedVersions, v)
@@ -282,39 +272,32 @@ func (r *run) checkProviderEntry(p *providerEntry) {
 	for k, v := range p.Env {
 		d["env."+k] = envShown(k, v)
 	}
-	fail := func(sum, fix string) {
-		r.add(Check{ID: CheckKubeletProvider, Status: StatusFail, Summary: sum, Fix: fix, Details: d})
-	}
+	c := Check{ID: CheckKubeletProvider, Status: StatusFail, Details: d}
+	_, keyInEnv := p.Env["IBMCLOUD_API_KEY"]
 	switch {
 	case !supportedRequestVersion(p.APIVersion):
-		fail(fmt.Sprintf("provider %s has apiVersion %q, which the kubelet and the plugin do not both speak", p.Name, p.APIVersion),
-			"set apiVersion: credentialprovider.kubelet.k8s.io/v1")
-		return
+		c.Summary = fmt.Sprintf("provider %s has apiVersion %q, which the kubelet and the plugin do not both speak", p.Name, p.APIVersion)
+		c.Fix = "set apiVersion: credentialprovider.kubelet.k8s.io/v1"
 	case p.DefaultCacheDuration == nil:
-		fail("provider "+p.Name+" has no defaultCacheDuration, which the kubelet requires", `add defaultCacheDuration: "10m"`)
-		return
+		c.Summary, c.Fix = "provider "+p.Name+" has no defaultCacheDuration, which the kubelet requires", `add defaultCacheDuration: "10m"`
 	case p.DefaultCacheDuration.Duration < 0:
-		fail("provider "+p.Name+" has a negative defaultCacheDuration", `set defaultCacheDuration: "10m"`)
-		return
+		c.Summary, c.Fix = "provider "+p.Name+" has a negative defaultCacheDuration", `set defaultCacheDuration: "10m"`
+	case keyInEnv:
+		c.Status = StatusWarn
+		c.Summary = "provider " + p.Name + " passes IBMCLOUD_API_KEY in the kubelet config's env: the key sits in a world-readable node file"
+		c.Fix = "put the key in a root-only file and set ICR_API_KEY_FILE instead"
+	case p.DefaultCacheDuration.Duration > time.Hour:
+		c.Status = StatusWarn
+		c.Summary = "provider " + p.Name + " has defaultCacheDuration " + p.DefaultCacheDuration.Duration.String() + ", longer than an IAM token lives"
+		c.Fix = `the plugin always sets cacheDuration itself; still, use defaultCacheDuration: "10m" so that a missing one can never outlive the token`
+	default:
+		c.Status = StatusOK
+		c.Summary = fmt.Sprintf("provider %s: apiVersion %s, defaultCacheDuration %s", p.Name, p.APIVersion, p.DefaultCacheDuration.Duration)
+		if len(p.Env) > 0 {
+			c.Summary += ", env " + strings.Join(slices.Sorted(maps.Keys(p.Env)), ",") + " (run doctor with the same settings)"
+		}
 	}
-	if _, ok := p.Env["IBMCLOUD_API_KEY"]; ok {
-		r.add(Check{ID: CheckKubeletProvider, Status: StatusWarn, Details: d,
-			Summary: "provider " + p.Name + " passes IBMCLOUD_API_KEY in the kubelet config's env: the key sits in a world-readable node file",
-			Fix:     "put the key in a root-only file and set ICR_API_KEY_FILE instead"})
-		return
-	}
-	dcd := p.DefaultCacheDuration.Duration
-	if dcd > time.Hour {
-		r.add(Check{ID: CheckKubeletProvider, Status: StatusWarn, Details: d,
-			Summary: "provider " + p.Name + " has defaultCacheDuration " + dcd.String() + ", longer than an IAM token lives",
-			Fix:     `the plugin always sets cacheDuration itself; still, use defaultCacheDuration: "10m" so that a missing one can never outlive the token`})
-		return
-	}
-	sum := fmt.Sprintf("provider %s: apiVersion %s, defaultCacheDuration %s", p.Name, p.APIVersion, dcd)
-	if len(p.Env) > 0 {
-		sum += ", env " + strings.Join(slices.Sorted(maps.Keys(p.Env)), ",") + " (run doctor with the same settings)"
-	}
-	r.add(Check{ID: CheckKubeletProvider, Status: StatusOK, Details: d, Summary: sum})
+	r.add(c)
 }
 
 // envShown is what doctor shows of an environment variable from the
@@ -347,17 +330,14 @@ var suggestedPatterns = []string{"icr.io", "*.icr.io", "private.*.icr.io", "regi
 // the image) to the plugin, with the kubelet's matching rule.
 func (r *run) checkMatchImages(p *providerEntry) {
 	matches := func(target string) bool {
-		for _, m := range p.MatchImages {
-			pat := m
+		return slices.ContainsFunc(p.MatchImages, func(m string) bool {
+			pat := strings.TrimPrefix(m, "https://")
 			if !strings.Contains(target, "/") {
 				// A host-level question: ignore the pattern's path.
-				pat, _, _ = strings.Cut(strings.TrimPrefix(m, "https://"), "/")
+				pat, _, _ = strings.Cut(pat, "/")
 			}
-			if MatchImage(strings.TrimPrefix(pat, "https://"), target) {
-				return true
-			}
-		}
-		return false
+			return MatchImage(pat, target)
+		})
 	}
 	served := provider.DefaultHosts()
 	if hs, err := r.env.Config.Hosts(); err == nil {
@@ -376,36 +356,28 @@ func (r *run) checkMatchImages(p *providerEntry) {
 	if len(missed) > 0 {
 		d["not_covered"] = strings.Join(missed, ",")
 	}
-	imageMissed := false
 	if r.env.Image != "" {
 		if img, err := provider.ParseImage(r.env.Image); err == nil {
-			full := img.Host + "/" + img.Repository
-			if !matches(full) {
-				imageMissed = true
+			if full := img.Host + "/" + img.Repository; !matches(full) {
 				missedPublic = append([]string{full}, missedPublic...)
 			}
 		}
 	}
 	fix := "matchImages globs match label by label (*.icr.io matches neither icr.io nor private.us.icr.io): use \"" + strings.Join(suggestedPatterns, `", "`) + `"`
+	c := Check{ID: CheckMatchImages, Status: StatusOK, Details: d, Summary: fmt.Sprintf("matchImages covers all %d served hosts", len(served))}
 	switch {
-	case len(missedPublic) > 0 || imageMissed:
-		r.add(Check{ID: CheckMatchImages, Status: StatusFail, Details: d,
-			Summary: "the kubelet never runs the plugin for " + strings.Join(limit(missedPublic, 8), ", ") + ": no matchImages pattern matches",
-			Fix:     fix})
-		return
+	case len(missedPublic) > 0:
+		c.Status, c.Fix = StatusFail, fix
+		c.Summary = "the kubelet never runs the plugin for " + strings.Join(limit(missedPublic, 8), ", ") + ": no matchImages pattern matches"
 	case len(missed) > 0:
-		r.add(Check{ID: CheckMatchImages, Status: StatusWarn, Details: d,
-			Summary: "matchImages does not cover " + strings.Join(limit(missed, 8), ", "),
-			Fix:     "if nodes pull from those hosts, " + fix})
-		return
-	}
-	sum := fmt.Sprintf("matchImages covers all %d served hosts", len(served))
-	if matches("cp.icr.io") {
+		c.Status, c.Fix = StatusWarn, "if nodes pull from those hosts, "+fix
+		c.Summary = "matchImages does not cover " + strings.Join(limit(missed, 8), ", ")
+	case matches("cp.icr.io"):
 		// The recommended *.icr.io routes the entitled registry to the plugin
 		// too: harmless (no credentials, so the pull secret is used).
-		sum += " (and cp.icr.io, which the plugin answers with no credentials)"
+		c.Summary += " (and cp.icr.io, which the plugin answers with no credentials)"
 	}
-	r.add(Check{ID: CheckMatchImages, Status: StatusOK, Details: d, Summary: sum})
+	r.add(c)
 }
 
 func limit(s []string, n int) []string {
@@ -433,31 +405,29 @@ func (r *run) checkBinary(p *providerEntry, seen kubeletSeen) {
 		if err != nil {
 			continue
 		}
-		det := map[string]string{"path": bin, "mode": fmt.Sprintf("%04o", fi.Mode().Perm()), "origin": origin}
+		c := Check{ID: CheckBinary, Status: StatusFail, Details: map[string]string{"path": bin, "mode": fmt.Sprintf("%04o", fi.Mode().Perm()), "origin": origin}}
 		var untrusted *hostfile.UntrustedError
 		switch err := hostfile.CheckPath(bin); {
 		case errors.As(err, &untrusted):
-			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det,
-				Summary: untrusted.Error() + ": whoever can change it runs code as root when the kubelet pulls",
-				Fix:     untrusted.Fix + "; then reinstall the plugin (icr-credential-provider install)"})
+			c.Summary = untrusted.Error() + ": whoever can change it runs code as root when the kubelet pulls"
+			c.Fix = untrusted.Fix + "; then reinstall the plugin (icr-credential-provider install)"
 		case err != nil:
-			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: "cannot check who can change " + bin + ": " + config.Bare(err).Error(),
-				Fix: "run doctor as root"})
+			c.Summary, c.Fix = "cannot check who can change "+bin+": "+config.Bare(err).Error(), "run doctor as root"
 		case !fi.Mode().IsRegular():
-			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: bin + " is not a regular file", Fix: "install the plugin binary as " + bin})
+			c.Summary, c.Fix = bin+" is not a regular file", "install the plugin binary as "+bin
 		case fi.Mode().Perm()&0o111 == 0:
 			target := bin
 			if resolved, err := filepath.EvalSymlinks(bin); err == nil {
 				target = resolved // CheckPath found root's all the way
 			}
-			r.add(Check{ID: CheckBinary, Status: StatusFail, Details: det, Summary: bin + " is not executable (mode " + det["mode"] + ")", Fix: hostfile.ModeFix(target, 0o755)})
+			c.Summary, c.Fix = bin+" is not executable (mode "+c.Details["mode"]+")", hostfile.ModeFix(target, 0o755)
 		default:
-			sum := bin + " is present, executable and only root can change it"
+			c.Status, c.Summary = StatusOK, bin+" is present, executable and only root can change it"
 			if origin == "a common bin dir" {
-				sum += " (assuming the kubelet's --image-credential-provider-bin-dir is " + d + "; pass --bin-dir to check another)"
+				c.Summary += " (assuming the kubelet's --image-credential-provider-bin-dir is " + d + "; pass --bin-dir to check another)"
 			}
-			r.add(Check{ID: CheckBinary, Status: StatusOK, Details: det, Summary: sum})
 		}
+		r.add(c)
 		return
 	}
 	if dir != "" {
@@ -471,7 +441,6 @@ func (r *run) checkBinary(p *providerEntry, seen kubeletSeen) {
 		Fix:     "pass --bin-dir with the kubelet's --image-credential-provider-bin-dir to check it; the binary must be named " + p.Name})
 }
 
-// checkTokenAttributes checks service-account mode (tokenAttributes).
 func (r *run) checkTokenAttributes(p *providerEntry) {
 	ta := p.TokenAttributes
 	if ta == nil {
@@ -480,36 +449,33 @@ func (r *run) checkTokenAttributes(p *providerEntry) {
 	}
 	d := map[string]string{"audience": ta.ServiceAccountTokenAudience, "cacheType": string(ta.CacheType),
 		"required": strings.Join(ta.RequiredServiceAccountAnnotationKeys, ","), "optional": strings.Join(ta.OptionalServiceAccountAnnotationKeys, ",")}
-	fail := func(sum, fix string) {
-		r.add(Check{ID: CheckTokenAttributes, Status: StatusFail, Details: d, Summary: sum, Fix: fix})
+	add := func(status Status, sum, fix string) {
+		r.add(Check{ID: CheckTokenAttributes, Status: status, Details: d, Summary: sum, Fix: fix})
 	}
 	keys := slices.Concat(ta.RequiredServiceAccountAnnotationKeys, ta.OptionalServiceAccountAnnotationKeys)
 	hasID, hasName := slices.Contains(keys, provider.AnnotationProfileID), slices.Contains(keys, provider.AnnotationProfileName)
 	switch {
 	case p.APIVersion != "credentialprovider.kubelet.k8s.io/v1":
-		fail("tokenAttributes needs the provider's apiVersion credentialprovider.kubelet.k8s.io/v1, not "+p.APIVersion, "set apiVersion: credentialprovider.kubelet.k8s.io/v1")
+		add(StatusFail, "tokenAttributes needs the provider's apiVersion credentialprovider.kubelet.k8s.io/v1, not "+p.APIVersion, "set apiVersion: credentialprovider.kubelet.k8s.io/v1")
 	case ta.ServiceAccountTokenAudience != "iam":
-		fail(fmt.Sprintf("serviceAccountTokenAudience is %q: IAM only accepts service-account tokens for audience \"iam\"", ta.ServiceAccountTokenAudience), `set serviceAccountTokenAudience: "iam"`)
+		add(StatusFail, fmt.Sprintf("serviceAccountTokenAudience is %q: IAM only accepts service-account tokens for audience \"iam\"", ta.ServiceAccountTokenAudience), `set serviceAccountTokenAudience: "iam"`)
 	case ta.RequireServiceAccount == nil:
-		fail("tokenAttributes.requireServiceAccount is missing, which the kubelet requires", "set requireServiceAccount: false (pods without the annotation keep the node identity)")
+		add(StatusFail, "tokenAttributes.requireServiceAccount is missing, which the kubelet requires", "set requireServiceAccount: false (pods without the annotation keep the node identity)")
 	case !hasID && !hasName:
-		fail("neither "+provider.AnnotationProfileID+" nor "+provider.AnnotationProfileName+" is in the annotation keys: the plugin never learns a pod's trusted profile",
+		add(StatusFail, "neither "+provider.AnnotationProfileID+" nor "+provider.AnnotationProfileName+" is in the annotation keys: the plugin never learns a pod's trusted profile",
 			"add both to optionalServiceAccountAnnotationKeys")
 	case slices.Contains(ta.RequiredServiceAccountAnnotationKeys, provider.AnnotationProfileID) && slices.Contains(ta.RequiredServiceAccountAnnotationKeys, provider.AnnotationProfileName):
-		fail("both profile annotations are required: a service account with both is rejected as ambiguous, so no pod can pull",
+		add(StatusFail, "both profile annotations are required: a service account with both is rejected as ambiguous, so no pod can pull",
 			"move them to optionalServiceAccountAnnotationKeys")
 	case len(ta.RequiredServiceAccountAnnotationKeys) > 0 && !*ta.RequireServiceAccount:
-		fail("requiredServiceAccountAnnotationKeys is set but requireServiceAccount is false, which the kubelet rejects", "use optionalServiceAccountAnnotationKeys, or set requireServiceAccount: true")
+		add(StatusFail, "requiredServiceAccountAnnotationKeys is set but requireServiceAccount is false, which the kubelet rejects", "use optionalServiceAccountAnnotationKeys, or set requireServiceAccount: true")
 	case ta.CacheType != kubeletv1.ServiceAccountServiceAccountTokenCacheType:
-		r.add(Check{ID: CheckTokenAttributes, Status: StatusWarn, Details: d,
-			Summary: fmt.Sprintf("cacheType is %q: the kubelet asks again for every new service-account token", ta.CacheType),
-			Fix:     "set cacheType: ServiceAccount (the plugin's answer depends only on the service account and its annotations)"})
+		add(StatusWarn, fmt.Sprintf("cacheType is %q: the kubelet asks again for every new service-account token", ta.CacheType),
+			"set cacheType: ServiceAccount (the plugin's answer depends only on the service account and its annotations)")
 	case !hasID || !hasName:
-		r.add(Check{ID: CheckTokenAttributes, Status: StatusWarn, Details: d,
-			Summary: "only one of the two profile annotation keys is passed to the plugin",
-			Fix:     "add both " + provider.AnnotationProfileID + " and " + provider.AnnotationProfileName + " to optionalServiceAccountAnnotationKeys"})
+		add(StatusWarn, "only one of the two profile annotation keys is passed to the plugin",
+			"add both "+provider.AnnotationProfileID+" and "+provider.AnnotationProfileName+" to optionalServiceAccountAnnotationKeys")
 	default:
-		r.add(Check{ID: CheckTokenAttributes, Status: StatusOK, Details: d,
-			Summary: "service-account mode: audience iam, cacheType " + string(ta.CacheType) + ", profile annotations passed"})
+		add(StatusOK, "service-account mode: audience iam, cacheType "+string(ta.CacheType)+", profile annotations passed", "")
 	}
 }
