@@ -53,12 +53,10 @@ type caller struct {
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-time.After(d):
 		return nil
 	}
 }
@@ -124,7 +122,6 @@ func backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// once performs a single try.
 func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.Token, e *Error) {
 	timeout := c.attemptTimeout
 	if dl, ok := ctx.Deadline(); ok {

@@ -32,7 +32,6 @@ type ServiceAccount struct {
 	Expiry    time.Time
 }
 
-// String is "namespace/name".
 func (s ServiceAccount) String() string { return s.Namespace + "/" + s.Name }
 
 // DecodeClaims decodes the payload of a JWT into v without verifying its
@@ -123,10 +122,8 @@ func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSo
 	return s, nil
 }
 
-// ServiceAccount is the subject of the token being exchanged.
 func (s *CRTokenSource) ServiceAccount() ServiceAccount { return s.sa }
 
-// Token exchanges the service-account token at IAM.
 func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
 	now := s.opts.Now()
 	if !now.Before(s.sa.Expiry) {
@@ -194,29 +191,23 @@ func (s *CRTokenSource) CacheKey() string {
 	return "crtoken\x00" + s.opts.IAMURL + "\x00" + s.profile.key() + "\x00" + s.sa.Namespace + "\x00" + s.sa.Name + "\x00" + s.sa.UID + "\x00" + secret.Fingerprint(s.token)
 }
 
-// Describe names the identity for logs.
 func (s *CRTokenSource) Describe() string {
 	return "service account " + s.sa.String() + " as " + s.profile.String()
 }
 
 func (s *CRTokenSource) fix(e *Error) {
-	switch e.Reason {
-	case ReasonRejected:
-		switch e.Code {
-		case "BXNIM0398E":
-			e.Fix = "add a rule to " + s.profile.String() + " that trusts service account " + s.sa.String() + " of this cluster ('ibmcloud iam trusted-profile-rule-create PROFILE --name NAME --type Profile-CR --cr-type IKS_SA|ROKS_SA --conditions claim:namespace,operator:EQUALS,value:" + s.sa.Namespace + " …'), or annotate the service account with a profile that trusts it"
-		case "BXNIM0436E":
-			e.Fix = "no such trusted profile: fix the service account's annotation icr-credential-provider.github.io/trusted-profile-id or -name"
-		case "BXNIM0437E":
-			e.Fix = "the token's audience is wrong: set tokenAttributes.serviceAccountTokenAudience: iam in the kubelet's credential provider config"
-		case "BXNIM0408E":
-			e.Fix = "the service-account token expired: check the node's clock"
-		default:
-			e.Fix = "check that " + s.profile.String() + " trusts service account " + s.sa.String() + " and that IAM trusts this cluster's service-account issuer"
-		}
-	case ReasonNotSupported:
-		e.Fix = "IAM URL " + s.opts.IAMURL + " does not serve /identity/token: check --iam-url"
-	default:
+	switch {
+	case e.Reason != ReasonRejected:
 		e.Fix = fixForTransient(e)
+	case e.Code == "BXNIM0398E":
+		e.Fix = "add a rule to " + s.profile.String() + " that trusts service account " + s.sa.String() + " of this cluster ('ibmcloud iam trusted-profile-rule-create PROFILE --name NAME --type Profile-CR --cr-type IKS_SA|ROKS_SA --conditions claim:namespace,operator:EQUALS,value:" + s.sa.Namespace + " …'), or annotate the service account with a profile that trusts it"
+	case e.Code == "BXNIM0436E":
+		e.Fix = "no such trusted profile: fix the service account's annotation icr-credential-provider.github.io/trusted-profile-id or -name"
+	case e.Code == "BXNIM0437E":
+		e.Fix = "the token's audience is wrong: set tokenAttributes.serviceAccountTokenAudience: iam in the kubelet's credential provider config"
+	case e.Code == "BXNIM0408E":
+		e.Fix = "the service-account token expired: check the node's clock"
+	default:
+		e.Fix = "check that " + s.profile.String() + " trusts service account " + s.sa.String() + " and that IAM trusts this cluster's service-account issuer"
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,14 +80,9 @@ func (e *Error) cause() string {
 	if e.Attempts > 1 {
 		tries = fmt.Sprintf(" (%d attempts)", e.Attempts)
 	}
-	detail := ""
-	switch {
-	case e.Code != "" && e.Message != "":
-		detail = fmt.Sprintf(" (%s: %s)", e.Code, e.Message)
-	case e.Code != "":
-		detail = " (" + e.Code + ")"
-	case e.Message != "":
-		detail = " (" + e.Message + ")"
+	detail := strings.Join(slices.DeleteFunc([]string{e.Code, e.Message}, func(s string) bool { return s == "" }), ": ")
+	if detail != "" {
+		detail = " (" + detail + ")"
 	}
 	switch e.Reason {
 	case ReasonTimeout:

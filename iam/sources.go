@@ -16,7 +16,6 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// Default endpoints.
 const (
 	DefaultIAMURL        = "https://iam.cloud.ibm.com"
 	PrivateIAMURL        = "https://private.iam.cloud.ibm.com"
@@ -109,7 +108,6 @@ func iamCaller(opts Options, fix func(*Error)) caller {
 	}
 }
 
-// Token obtains a new token from IAM.
 func (s *APIKeySource) Token(ctx context.Context) (token.Token, error) {
 	silenceSDK()
 	return s.c.run(ctx, "exchange the API key from "+s.origin+" for a token", func(client *http.Client) (*core.IamTokenServerResponse, error) {
@@ -124,33 +122,30 @@ func (s *APIKeySource) CacheKey() string {
 	return "apikey\x00" + s.opts.IAMURL + "\x00" + secret.Fingerprint(s.apiKey)
 }
 
-// Describe names the identity for logs.
 func (s *APIKeySource) Describe() string {
 	return "API key from " + s.origin + " (fingerprint " + secret.Fingerprint(s.apiKey) + ")"
 }
 
 func (s *APIKeySource) fix(e *Error) {
-	switch e.Reason {
-	case ReasonRejected:
-		switch e.Code {
-		case "BXNIM0415E":
-			e.Fix = "the API key in " + s.origin + " does not exist (deleted, mistyped, or from another account): create one with 'ibmcloud iam service-api-key-create NAME SERVICE_ID' and put it there"
-		case "BXNIM0416E", "BXNIM0417E":
-			e.Fix = "the API key in " + s.origin + " is locked or its owner is disabled: use another key or re-enable it"
-		default:
-			e.Fix = "check the API key in " + s.origin + " and the IAM URL " + s.opts.IAMURL
-		}
-	case ReasonNotSupported:
-		e.Fix = "IAM URL " + s.opts.IAMURL + " does not serve /identity/token: check --iam-url"
-	default:
+	switch {
+	case e.Reason != ReasonRejected:
 		e.Fix = fixForTransient(e)
+	case e.Code == "BXNIM0415E":
+		e.Fix = "the API key in " + s.origin + " does not exist (deleted, mistyped, or from another account): create one with 'ibmcloud iam service-api-key-create NAME SERVICE_ID' and put it there"
+	case e.Code == "BXNIM0416E", e.Code == "BXNIM0417E":
+		e.Fix = "the API key in " + s.origin + " is locked or its owner is disabled: use another key or re-enable it"
+	default:
+		e.Fix = "check the API key in " + s.origin + " and the IAM URL " + s.opts.IAMURL
 	}
 }
 
 // fixForTransient is the remedy for failures that are not the identity's
-// fault: network, rate limits, outages.
+// fault: network, rate limits, outages; and an IAM URL without IAM's token
+// endpoint (the VPC source words its own).
 func fixForTransient(e *Error) string {
 	switch e.Reason {
+	case ReasonNotSupported:
+		return "IAM URL " + e.Endpoint + " does not serve /identity/token: check --iam-url"
 	case ReasonTimeout, ReasonUnreachable:
 		return "check the node's network path to " + e.Endpoint + " (firewall, DNS, HTTPS_PROXY/NO_PROXY in the kubelet's environment); nodes without public egress need --private-endpoints"
 	case ReasonRateLimited:

@@ -25,7 +25,6 @@ type Profile struct {
 	Name string
 }
 
-// String names the profile for messages.
 func (p Profile) String() string {
 	switch {
 	case p.ID != "":
@@ -140,7 +139,6 @@ func (s *VPCSource) CacheKey() string {
 	return "vpc\x00" + s.opts.MetadataURL + "\x00" + s.profile.key()
 }
 
-// Describe names the identity for logs.
 func (s *VPCSource) Describe() string {
 	return "VPC instance identity as " + s.profile.String()
 }
