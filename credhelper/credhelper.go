@@ -146,7 +146,6 @@ func (h *Helper) Get(ctx context.Context, serverURL string) (Credentials, error)
 	return Credentials{ServerURL: serverURL, Username: provider.Username, Secret: tok.AccessToken}, nil
 }
 
-// List returns every served host with the username iambearer.
 func (h *Helper) List() map[string]string {
 	m := make(map[string]string, len(h.Hosts.Hosts()))
 	for _, host := range h.Hosts.Hosts() {

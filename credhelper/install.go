@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
@@ -70,20 +71,11 @@ func checkLink(binPath, dir string, force bool) (d *hostfile.Dir, done bool, err
 	if dir == "" {
 		return nil, false, errors.New("credential helper link: the directory is empty: give the directory on the clients' PATH, e.g. /usr/local/bin")
 	}
-	if d, err = openDir(dir); err != nil {
-		return nil, false, err
-	}
-	final := d.Path(LinkName)
-	fi, err := d.Lstat(LinkName)
-	if errors.Is(err, fs.ErrNotExist) {
-		return d, false, nil
-	}
-	if err != nil {
-		return d, false, fmt.Errorf("credential helper link: %w", err)
-	}
-	if err := trusted(final, fi); err != nil {
+	d, fi, err := linkEntry(dir, false)
+	if err != nil || fi == nil {
 		return d, false, err
 	}
+	final := d.Path(LinkName)
 	switch m := fi.Mode(); {
 	case m&os.ModeSymlink != 0:
 		if target, err := d.Readlink(LinkName); err == nil && target == binPath {
@@ -101,31 +93,38 @@ func checkLink(binPath, dir string, force bool) (d *hostfile.Dir, done bool, err
 	return d, false, nil
 }
 
-// openDir opens the link's directory under hostfile's rule; it is never
-// created.
-func openDir(dir string) (*hostfile.Dir, error) {
+// linkEntry opens the link's directory (never created; missing is no error
+// if missingOK) under hostfile's rule and describes the link's entry (nil:
+// none), which must obey the rule too.
+func linkEntry(dir string, missingOK bool) (*hostfile.Dir, fs.FileInfo, error) {
 	d, err := hostfile.OpenDir(dir)
 	var ue *hostfile.UntrustedError
 	switch {
-	case err == nil:
-		return d, nil
+	case missingOK && errors.Is(err, fs.ErrNotExist):
+		return nil, nil, nil
 	case errors.As(err, &ue):
-		return nil, untrusted(dir, ue)
+		return nil, nil, untrusted(dir, ue)
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("credential helper link: directory %s does not exist: create it, or give a directory on the clients' PATH that exists (install does not create it)", dir)
+		return nil, nil, fmt.Errorf("credential helper link: directory %s does not exist: create it, or give a directory on the clients' PATH that exists (install does not create it)", dir)
 	case errors.Is(err, syscall.ENOTDIR):
-		return nil, fmt.Errorf("credential helper link: %s is not a directory: give the directory on the clients' PATH", dir)
+		return nil, nil, fmt.Errorf("credential helper link: %s is not a directory: give the directory on the clients' PATH", dir)
+	case err != nil:
+		return nil, nil, fmt.Errorf("credential helper link: %w", err)
 	}
-	return nil, fmt.Errorf("credential helper link: %w", err)
-}
-
-// trusted applies hostfile's rule to the entry at path (its Lstat fi).
-func trusted(path string, fi fs.FileInfo) error {
-	var ue *hostfile.UntrustedError
-	if errors.As(hostfile.Untrusted(path, fi), &ue) {
-		return untrusted(path, ue)
+	fi, err := d.Lstat(LinkName)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return d, nil, nil
+	case err != nil:
+		err = fmt.Errorf("credential helper link: %w", err)
+	case errors.As(hostfile.Untrusted(d.Path(LinkName), fi), &ue):
+		err = untrusted(d.Path(LinkName), ue)
 	}
-	return nil
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, fi, nil
 }
 
 func untrusted(what string, ue *hostfile.UntrustedError) error {
@@ -137,26 +136,14 @@ func untrusted(what string, ue *hostfile.UntrustedError) error {
 // is not an error; any other file of that name is, unless force; a
 // directory another user can change always is.
 func RemoveLink(dir string, targets []string, force bool) (bool, error) {
-	d, err := hostfile.OpenDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+	d, fi, err := linkEntry(dir, true)
+	if d != nil {
+		defer d.Close()
 	}
-	if err != nil {
-		_, err = openDir(dir)
+	if err != nil || fi == nil {
 		return false, err
 	}
-	defer d.Close()
 	final := d.Path(LinkName)
-	fi, err := d.Lstat(LinkName)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("credential helper link: %w", err)
-	}
-	if err := trusted(final, fi); err != nil {
-		return false, err
-	}
 	target, _ := d.Readlink(LinkName)
 	if err := CheckLinkOwned(final, fi, target, targets); err != nil && !force {
 		return false, err
@@ -177,10 +164,8 @@ func CheckLinkOwned(path string, fi os.FileInfo, target string, targets []string
 	if fi.Mode()&os.ModeSymlink == 0 {
 		return fmt.Errorf("credential helper link: %s is not a symbolic link, so install did not make it: remove it by hand, or give --force", path)
 	}
-	for _, t := range targets {
-		if t != "" && target == t {
-			return nil
-		}
+	if target != "" && slices.Contains(targets, target) {
+		return nil
 	}
 	return fmt.Errorf("credential helper link: %s points at %s, not at the installed binary: remove it by hand, or give --force", path, target)
 }
