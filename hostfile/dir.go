@@ -45,7 +45,6 @@ func OpenDir(path string) (*Dir, error) {
 	return &Dir{f: f, path: path}, nil
 }
 
-// Close closes the directory.
 func (d *Dir) Close() error { return d.f.Close() }
 
 // Path is the path of the entry name, for messages.
@@ -57,13 +56,12 @@ func (d *Dir) Stat() (fs.FileInfo, error) { return d.f.Stat() }
 // Sync makes renames and removals in the directory durable.
 func (d *Dir) Sync() error { return d.f.Sync() }
 
-// fd is the descriptor, valid while d is open.
 func (d *Dir) fd() int { return int(d.f.Fd()) }
 
 // plainName refuses a name that would be looked up beyond the directory.
 func (d *Dir) plainName(op, name string) error {
 	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
-		return &fs.PathError{Op: op, Path: d.Path(name), Err: syscall.EINVAL}
+		return d.pathError(op, name, syscall.EINVAL)
 	}
 	return nil
 }
@@ -149,22 +147,21 @@ func (d *Dir) Rename(from, to string) error {
 // Remove removes the entry name, a file or link (never what a link points
 // to); a directory is not removed.
 func (d *Dir) Remove(name string) error {
-	if err := d.plainName("remove", name); err != nil {
-		return err
-	}
-	if err := unix.Unlinkat(d.fd(), name, 0); err != nil {
-		return d.pathError("remove", name, err)
-	}
-	return nil
+	return d.at("remove", name, func(fd int) error { return unix.Unlinkat(fd, name, 0) })
 }
 
 // Symlink creates the symbolic link name pointing at target.
 func (d *Dir) Symlink(target, name string) error {
-	if err := d.plainName("symlink", name); err != nil {
+	return d.at("symlink", name, func(fd int) error { return unix.Symlinkat(target, fd, name) })
+}
+
+// at calls f on d for the plain name; its error is a *fs.PathError.
+func (d *Dir) at(op, name string, f func(fd int) error) error {
+	if err := d.plainName(op, name); err != nil {
 		return err
 	}
-	if err := unix.Symlinkat(target, d.fd(), name); err != nil {
-		return d.pathError("symlink", name, err)
+	if err := f(d.fd()); err != nil {
+		return d.pathError(op, name, err)
 	}
 	return nil
 }
@@ -186,7 +183,6 @@ func (d *Dir) Readlink(name string) (string, error) {
 	}
 }
 
-// Names lists the directory's entries.
 func (d *Dir) Names() ([]string, error) {
 	if _, err := d.f.Seek(0, 0); err != nil {
 		return nil, err

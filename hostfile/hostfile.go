@@ -64,7 +64,11 @@ func Untrusted(path string, fi fs.FileInfo) error {
 		if mode.Perm()&0o002 == 0 {
 			what = "its group"
 		}
-		return &UntrustedError{Path: path, Reason: fmt.Sprintf("it is writable by %s (mode %04o)", what, uint32(mode.Perm())|stickyBits(mode)),
+		perm := uint32(mode.Perm())
+		if mode&fs.ModeSticky != 0 {
+			perm |= 0o1000
+		}
+		return &UntrustedError{Path: path, Reason: fmt.Sprintf("it is writable by %s (mode %04o)", what, perm),
 			Fix: "chmod go-w " + path}
 	}
 	return nil
@@ -85,13 +89,6 @@ func ModeFix(path string, mode fs.FileMode) string {
 		return fmt.Sprintf("move it out of the way (mv -T %s %s.untrusted) and create it anew as root, mode %04o", path, path, uint32(mode))
 	}
 	return fmt.Sprintf("run 'chmod %04o %s'", uint32(mode), path)
-}
-
-func stickyBits(m fs.FileMode) uint32 {
-	if m&fs.ModeSticky != 0 {
-		return 0o1000
-	}
-	return 0
 }
 
 // CheckPath checks path (absolute), every directory above it, and through
