@@ -86,9 +86,7 @@ func parseAPIKey(data []byte) (key, problem string) {
 	}
 	secret.Add(s)
 	if strings.ContainsAny(s, " \t\r\n") {
-		for _, w := range strings.Fields(s) {
-			secret.Add(w)
-		}
+		secret.Add(strings.Fields(s)...)
 		return "", "holds more than one word"
 	}
 	return s, ""

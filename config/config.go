@@ -187,13 +187,7 @@ func (c *Config) Validate() error {
 		return &Error{Cause: fmt.Sprintf("--metadata-version %q is not a version go-sdk-core speaks", c.MetadataVersion),
 			Fix: "use " + strings.Join(iam.MetadataVersions, " or ") + ", or leave it unset"}
 	}
-	n := 0
-	for _, s := range []string{c.ProfileID, c.ProfileCRN, c.ProfileName} {
-		if strings.TrimSpace(s) != "" {
-			n++
-		}
-	}
-	if n > 1 {
+	if p := c.Profile(); len(slices.DeleteFunc([]string{p.ID, p.CRN, p.Name}, func(s string) bool { return s == "" })) > 1 {
 		return &Error{Cause: "more than one of --profile-id, --profile-crn and --profile-name is set",
 			Fix: "give exactly one, or none for the instance's default trusted profile"}
 	}

@@ -26,10 +26,8 @@ func HelperCacheDir(euid int, getenv func(string) string) (dir, why string) {
 	if euid == 0 {
 		return DefaultCacheDir, "running as root"
 	}
-	if rt := getenv("XDG_RUNTIME_DIR"); rt != "" {
-		if ownedDir(rt, euid) {
-			return filepath.Join(rt, cacheSubdir), "$XDG_RUNTIME_DIR"
-		}
+	if rt := getenv("XDG_RUNTIME_DIR"); rt != "" && ownedDir(rt, euid) {
+		return filepath.Join(rt, cacheSubdir), "$XDG_RUNTIME_DIR"
 	}
 	if base, ok := userCacheDir(getenv); ok {
 		return filepath.Join(base, cacheSubdir), "the user's cache directory"

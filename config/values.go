@@ -23,10 +23,9 @@ func (h *hostList) Set(v string) error {
 		hosts = strings.Split(v, ",")
 	}
 	if !h.changed {
-		*h.hosts = hosts
-	} else {
-		*h.hosts = append(*h.hosts, hosts...)
+		*h.hosts = nil
 	}
+	*h.hosts = append(*h.hosts, hosts...)
 	h.changed = true
 	return nil
 }
