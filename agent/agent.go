@@ -43,35 +43,25 @@ const (
 
 // Options configure an Agent.
 type Options struct {
-	// KubeletConfig is the kubelet's CredentialProviderConfig (a file, or a
-	// directory of them) that install wrote.
-	KubeletConfig string
+	KubeletConfig string // the kubelet's CredentialProviderConfig (file or directory) that install wrote
 	// BinDir is the kubelet's credential provider bin dir, for doctor's
 	// binary check ("" skips the search of the common dirs).
-	BinDir string
-	// NodeName is the node's name (downward API), for jitter and messages.
-	NodeName string
+	BinDir   string
+	NodeName string // the node's name (downward API), for jitter and messages
 	// Lead is how long before the plugin's refresh point the agent
 	// refreshes; each node adds a jitter of up to half of it, fixed per
 	// node, so that a fleet does not refresh at once.
-	Lead time.Duration
-	// CheckInterval is how often the health checks run.
-	CheckInterval time.Duration
+	Lead          time.Duration
+	CheckInterval time.Duration // how often the health checks run
 	// ProbeRegistry, if set, is a registry host whose token exchange the
 	// checks include; ProbeImage, an image whose manifest they fetch.
 	ProbeRegistry, ProbeImage string
-	// Publisher receives every check result (nil: none).
-	Publisher Publisher
-	// Metrics, if set, is updated.
-	Metrics *Metrics
-	// Getenv reads the environment ($IBMCLOUD_API_KEY).
-	Getenv func(string) string
-	// IAM tunes the token sources (tests: endpoints' timeouts).
-	IAM iam.Options
-	// Now is the clock (time.Now).
-	Now func() time.Time
-	// Log receives one line per change of state.
-	Log klog.Logger
+	Publisher                 Publisher           // receives every check result (nil: none)
+	Metrics                   *Metrics            // updated if set
+	Getenv                    func(string) string // reads the environment ($IBMCLOUD_API_KEY)
+	IAM                       iam.Options         // tunes the token sources
+	Now                       func() time.Time    // the clock (time.Now)
+	Log                       klog.Logger         // one line per change of state
 }
 
 // Agent refreshes ahead and checks; Run runs both until its context ends.

@@ -46,7 +46,6 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }

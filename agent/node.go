@@ -26,7 +26,6 @@ type NodeStatus struct {
 	status     corev1.ConditionStatus
 }
 
-// Publish implements Publisher.
 func (p *NodeStatus) Publish(ctx context.Context, h Health, changed bool) error {
 	now := metav1.NewTime(h.At)
 	status := corev1.ConditionFalse

@@ -85,7 +85,6 @@ func (o Options) withDefaults() Options {
 // Origin says where a token handed out by a caching source came from.
 type Origin int
 
-// Origins.
 const (
 	FromSource Origin = iota // the wrapped source was called
 	FromMemory               // the process's memory held it
@@ -136,7 +135,6 @@ func hashKey(key string) string {
 // layer's record without a usable directory. Safe for concurrent use.
 type Memory struct{ c *gocache.Cache }
 
-// NewMemory returns an empty store.
 func NewMemory() *Memory {
 	// No janitor goroutine: expired items are dropped on Get.
 	return &Memory{c: gocache.New(gocache.NoExpiration, 0)}
@@ -182,8 +180,7 @@ func (r *Reused) Token(ctx context.Context) (token.Token, error) {
 	return res.Token, err
 }
 
-// Fetch is Token with the details: which layer answered, and whether the
-// token is stale.
+// Fetch is Token with the details (Result).
 func (r *Reused) Fetch(ctx context.Context) (Result, error) {
 	if t, ok := r.o.Memory.token(r.hash); ok && t.Fresh(r.o.Now().Add(r.o.Ahead)) {
 		r.o.Logger.V(4).Info("Using the cached token", "from", FromMemory.String())

@@ -573,7 +573,6 @@ func (d *disk) write(rec record) (err error) {
 
 func closeFd(fd int) { _ = syscall.Close(fd) }
 
-// retryEINTR calls f again for as long as it fails with EINTR.
 func retryEINTR[T any](f func() (T, error)) (T, error) {
 	for {
 		if v, err := f(); !errors.Is(err, syscall.EINTR) {

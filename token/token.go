@@ -70,5 +70,4 @@ type Source interface {
 // SourceFunc adapts a function to Source.
 type SourceFunc func(ctx context.Context) (Token, error)
 
-// Token calls f.
 func (f SourceFunc) Token(ctx context.Context) (Token, error) { return f(ctx) }
