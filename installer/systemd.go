@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/icr-credential-provider/icr-credential-provider/iam"
 )
 
 // Systemd acts on the host's services. Restart returns when the restart
@@ -133,8 +134,9 @@ func (hc Health) Wait(ctx context.Context) error {
 	}
 	client := hc.Client
 	if client == nil {
-		// The endpoint is local: never through a proxy.
-		client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}}
+		// The endpoint is node-local, as the metadata service is: never
+		// through a proxy, a short connect timeout.
+		client = &http.Client{Timeout: 5 * time.Second, Transport: iam.NewMetadataTransport(2 * time.Second)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
