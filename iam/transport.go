@@ -78,14 +78,23 @@ func RunLoopbackOnly(m TestingM) int {
 // environment (HTTPS_PROXY, NO_PROXY, … that the plugin inherits from the
 // kubelet), TLS 1.2 or later, bounded dial and handshake times. System TLS
 // roots are loaded lazily on the first handshake, so building it is cheap.
+//
+// The rest is http.DefaultTransport's settings, written out rather than
+// cloned: Clone sets up HTTP/2 on the default transport first, work every
+// invocation would pay even when it makes no IAM call (the warm path). This
+// transport sets up HTTP/2 for itself on its first request, as a clone does.
 func NewIAMTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = http.ProxyFromEnvironment
-	t.DialContext = dialer(5*time.Second, 30*time.Second)
-	t.TLSHandshakeTimeout = 5 * time.Second
-	t.ResponseHeaderTimeout = 10 * time.Second
-	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	return t
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer(5*time.Second, 30*time.Second),
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}
 }
 
 // NewMetadataTransport returns the transport for the link-local VPC metadata
