@@ -91,22 +91,27 @@ var kubeletCodecs = sync.OnceValue(func() serializer.CodecFactory {
 	return serializer.NewCodecFactory(scheme)
 })
 
+// Complete marks r as input whose reads cannot block: a regular file, or a
+// pipe whose writing end is closed (the kubelet writes the request and
+// closes the pipe as it starts the plugin). ReadInput reads it in the
+// calling goroutine and never waits on its context, so that a context that
+// sets something up when first waited on (the plugin's SIGTERM handling)
+// costs nothing here.
+func Complete(r io.Reader) io.Reader { return complete{r} }
+
+type complete struct{ io.Reader }
+
 // ReadInput reads all of r, at most limit bytes (more is an error), until
 // ctx is done: a writer that trickles or never closes its input does not
 // keep the process past its deadline or a SIGTERM. (The read goes on in the
-// background until the process exits.)
+// background until the process exits.) Input marked Complete is read
+// directly.
 func ReadInput(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
 	type result struct {
 		data []byte
 		err  error
 	}
-	done := make(chan result, 1)
-	go func() {
-		data, err := io.ReadAll(io.LimitReader(r, limit+1))
-		done <- result{data, err}
-	}()
-	select {
-	case res := <-done:
+	check := func(res result) ([]byte, error) {
 		if res.err != nil {
 			return nil, fmt.Errorf("cannot read stdin: %v", res.err)
 		}
@@ -114,7 +119,23 @@ func ReadInput(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
 			return nil, fmt.Errorf("stdin is larger than %d KiB", limit>>10)
 		}
 		return res.data, nil
-	case <-ctx.Done():
+	}
+	if c, ok := r.(complete); ok {
+		data, err := io.ReadAll(io.LimitReader(c.Reader, limit+1))
+		return check(result{data, err})
+	}
+	// ctx.Done before the read starts: whatever a context does when first
+	// waited on (listen for SIGTERM) is done before the read can block.
+	stop := ctx.Done()
+	done := make(chan result, 1)
+	go func() {
+		data, err := io.ReadAll(io.LimitReader(r, limit+1))
+		done <- result{data, err}
+	}()
+	select {
+	case res := <-done:
+		return check(res)
+	case <-stop:
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, errors.New("stdin did not end within the invocation's time limit")
 		}

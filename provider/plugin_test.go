@@ -219,6 +219,39 @@ func TestRunStdinBoundedByContext(t *testing.T) {
 	}
 }
 
+// waitCountingContext counts the calls to Done: the waits on it.
+type waitCountingContext struct {
+	context.Context
+	waits int
+}
+
+func (c *waitCountingContext) Done() <-chan struct{} {
+	c.waits++
+	return c.Context.Done()
+}
+
+// TestReadInputComplete: input marked Complete is read without waiting on
+// the context (not even a cancelled one), within the same size limit;
+// other input makes ReadInput wait on it.
+func TestReadInputComplete(t *testing.T) {
+	ctx := &waitCountingContext{Context: context.Background()}
+	got, err := ReadInput(ctx, Complete(strings.NewReader("request")), 16)
+	if err != nil || string(got) != "request" || ctx.waits != 0 {
+		t.Errorf("ReadInput(Complete) = %q, %v with %d waits on ctx; want the input, no wait", got, err, ctx.waits)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got, err := ReadInput(cancelled, Complete(strings.NewReader("request")), 16); err != nil || string(got) != "request" {
+		t.Errorf("ReadInput(cancelled, Complete) = %q, %v; want the input", got, err)
+	}
+	if _, err := ReadInput(context.Background(), Complete(strings.NewReader(strings.Repeat("x", 17))), 16); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("ReadInput(Complete) of too much = %v, want the size error", err)
+	}
+	if _, err := ReadInput(ctx, strings.NewReader("request"), 16); err != nil || ctx.waits != 1 {
+		t.Errorf("ReadInput(plain reader) = %v with %d waits on ctx, want 1", err, ctx.waits)
+	}
+}
+
 func TestCacheDuration(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -279,7 +279,7 @@ func interruptible(e env, cmd string, done *[]string) (context.Context, context.
 func signalContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(ch, stopSignals...)
 	go func() {
 		select {
 		case s := <-ch:

@@ -6,16 +6,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
@@ -79,17 +76,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(s
 		}
 	}
 	return cmdKubelet(e, args)
-}
-
-// commandContext is cancelled on SIGTERM or SIGINT (the kubelet stops a
-// plugin with SIGTERM) and, when timeout is positive, after timeout.
-func commandContext(timeout time.Duration) (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	if timeout <= 0 {
-		return ctx, stop
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	return ctx, func() { cancel(); stop() }
 }
 
 // maxErrorLine bounds the one line a failure writes on stderr.
@@ -195,7 +181,7 @@ func cmdKubelet(e env, args []string) int {
 		logs.release(e.stderr)
 	}()
 
-	ctx, cancel := commandContext(invocationTimeout)
+	ctx, cancel := kubeletContext(invocationTimeout)
 	defer cancel()
 
 	hosts, err := cfg.Hosts()
@@ -204,7 +190,7 @@ func cmdKubelet(e env, args []string) int {
 	}
 	// Identities are resolved only when a served registry needs a token.
 	plugin := &provider.Plugin{Hosts: hosts, Node: cfg.NodeSource(e.getenv), Workload: cfg.WorkloadSource}
-	if err := plugin.Run(ctx, e.stdin, e.stdout); err != nil {
+	if err := plugin.Run(ctx, readyInput(e.stdin), e.stdout); err != nil {
 		klog.Flush()
 		if verbosity() == 0 {
 			logs.release(io.Discard)

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/icr-credential-provider/icr-credential-provider/provider"
+)
+
+// stopSignals end a command early: the kubelet stops a plugin with SIGTERM.
+var stopSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+
+// commandContext is cancelled on SIGTERM or SIGINT and, when timeout is
+// positive, after timeout.
+func commandContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	c, cancel := newLazySignalContext(timeout)
+	c.arm()
+	return c, cancel
+}
+
+// kubeletContext is commandContext for kubelet mode, except that it listens
+// for the signals only from the first time anything waits on it (calls
+// Done; every wait of kubelet mode selects on ctx.Done(), directly or
+// through net/http or a child context). Setting up signal delivery starts
+// the runtime's signal goroutine and threads, about 1 ms of a warm
+// invocation that never waits: the request already in the pipe, a fresh
+// token in the cache. Until then SIGTERM and SIGINT keep their default
+// action and end the process at once, which is all that stopping such an
+// invocation needs: it has written nothing and holds no lock.
+func kubeletContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	return newLazySignalContext(timeout)
+}
+
+func newLazySignalContext(timeout time.Duration) (*lazySignalContext, context.CancelFunc) {
+	parent, cancel := context.WithCancel(context.Background())
+	if timeout > 0 {
+		parent, cancel = context.WithTimeout(context.Background(), timeout)
+	}
+	c := &lazySignalContext{Context: parent}
+	return c, func() { c.stop(); cancel() }
+}
+
+// lazySignalContext is its embedded context, cancelled also by stopSignals
+// once armed; Done arms it.
+type lazySignalContext struct {
+	context.Context // the parent: deadline, values until armed
+
+	once     sync.Once
+	armed    atomic.Bool     // notified is set: listening, or stopped before any wait
+	notified context.Context // signal.NotifyContext(parent), once armed
+	release  context.CancelFunc
+}
+
+func (c *lazySignalContext) arm() {
+	c.once.Do(func() {
+		c.notified, c.release = signal.NotifyContext(c.Context, stopSignals...)
+		c.armed.Store(true)
+	})
+}
+
+func (c *lazySignalContext) Done() <-chan struct{} {
+	c.arm()
+	return c.notified.Done()
+}
+
+func (c *lazySignalContext) Err() error {
+	if c.armed.Load() {
+		return c.notified.Err()
+	}
+	return c.Context.Err() // no signal can have been received
+}
+
+func (c *lazySignalContext) Value(key any) any {
+	if c.armed.Load() {
+		return c.notified.Value(key) // the cancellation Done reports
+	}
+	return c.Context.Value(key)
+}
+
+// stop stops listening for the signals; a context not armed yet is then
+// its parent.
+func (c *lazySignalContext) stop() {
+	c.once.Do(func() {
+		c.notified, c.release = c.Context, func() {}
+		c.armed.Store(true)
+	})
+	c.release()
+}
+
+// readyInput marks stdin provider.Complete when reading it cannot block: a
+// regular file, or a pipe whose writing end is closed. The kubelet writes
+// the request into the pipe and closes it as it starts the plugin, so by
+// the time the plugin reads, it normally is; reading it then needs no
+// signal handling (see kubeletContext).
+func readyInput(r io.Reader) io.Reader {
+	f, ok := r.(*os.File)
+	if !ok {
+		return r
+	}
+	fd := int(f.Fd())
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return r
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return provider.Complete(r)
+	case unix.S_IFIFO:
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 0); err == nil && n == 1 && fds[0].Revents&unix.POLLHUP != 0 {
+			return provider.Complete(r)
+		}
+	}
+	return r
+}
