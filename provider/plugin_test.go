@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/kubelet/pkg/apis/credentialprovider"
 	"k8s.io/kubelet/pkg/apis/credentialprovider/install"
@@ -100,6 +103,56 @@ func TestRunAnswersInRequestVersion(t *testing.T) {
 				t.Error("auth includes cp.icr.io")
 			}
 		})
+	}
+}
+
+// TestEveryVersionAsKubeletScheme: each supported version has its codec,
+// which decodes a request into what the kubelet's whole scheme decodes and
+// encodes a response into the bytes its codec factory writes.
+func TestEveryVersionAsKubeletScheme(t *testing.T) {
+	if len(versionCodecs) != len(SupportedVersions) {
+		t.Errorf("%d codecs for %d versions", len(versionCodecs), len(SupportedVersions))
+	}
+	s := runtime.NewScheme()
+	install.Install(s)
+	codecs := serializer.NewCodecFactory(s)
+	info, _ := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), runtime.ContentTypeJSON)
+	resp := &credentialprovider.CredentialProviderResponse{
+		CacheKeyType:  credentialprovider.GlobalPluginCacheKeyType,
+		CacheDuration: &metav1.Duration{Duration: 50*time.Minute + time.Second},
+		Auth: map[string]credentialprovider.AuthConfig{
+			"us.icr.io": {Username: Username, Password: secretToken}, "icr.io": {Username: Username, Password: "<&>\"\u2028\xff"},
+		},
+	}
+	for _, v := range SupportedVersions {
+		gv := schema.GroupVersion{Group: credentialprovider.GroupName, Version: v}
+		data := `{"apiVersion":"` + gv.String() + `","kind":"CredentialProviderRequest","image":"us.icr.io/a/b",` +
+			`"serviceAccountToken":"sa","serviceAccountAnnotations":{"k":"v"}}`
+		got, gotGV, err := DecodeRequest(context.Background(), strings.NewReader(data))
+		if err != nil || gotGV != gv {
+			t.Fatalf("%s: DecodeRequest = %v, %v", v, gotGV, err)
+		}
+		want, _, err := codecs.UniversalDecoder(credentialprovider.SchemeGroupVersion).Decode([]byte(data), nil, nil)
+		if err != nil {
+			t.Fatalf("%s: the kubelet's scheme: %v", v, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decoded %+v, the kubelet's scheme %+v", v, got, want)
+		}
+		enc, err := EncodeResponse(resp, gv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantEnc, err := runtime.Encode(codecs.EncoderForVersion(info.Serializer, gv), resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(enc, wantEnc) {
+			t.Errorf("%s: encoded\n%s\nthe kubelet's codec factory\n%s", v, enc, wantEnc)
+		}
+	}
+	if _, err := EncodeResponse(resp, schema.GroupVersion{Group: credentialprovider.GroupName, Version: "v2"}); err == nil {
+		t.Error("EncodeResponse in an unsupported version succeeds")
 	}
 }
 
