@@ -25,6 +25,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -377,9 +378,12 @@ func moduleRoot() (string, error) {
 }
 
 // goBuild builds pkg in dir the way releases are built: static, trimmed,
-// stripped.
+// stripped; then copies it to out with write(2), as an installed binary
+// (what the kubelet runs) is written. A binary fresh from the linker, which
+// writes through a shared mapping, ran ~7 % slower than a copy of it (wall
+// and CPU, same page faults).
 func goBuild(dir, out, pkg string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out+".link", pkg)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
 	var stderr bytes.Buffer
@@ -387,7 +391,19 @@ func goBuild(dir, out, pkg string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%v: %s", err, stderr.String())
 	}
-	return nil
+	src, err := os.Open(out + ".link")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	// Plain reads and writes: no copy_file_range, and not the whole binary
+	// in this process's memory (its peak RSS is reported).
+	_, err = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 1<<20))
+	return errors.Join(err, dst.Close(), os.Remove(out+".link"))
 }
 
 // runOnce runs bin with the request on stdin in a minimal environment and
