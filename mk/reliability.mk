@@ -35,7 +35,7 @@ bench:
 	$(GO) run ./hack/bench $(BENCHFLAGS)
 
 bench-smoke:
-	$(GO) run ./hack/bench -runs 3 -cold-runs 2 -concurrency 8 -inittrace-runs 1
+	$(GO) run ./hack/bench -runs 3 -cold-runs 2 -concurrency 8 -inittrace-runs 1 -agent-runs 2 -agent-time 2s -agent-check-interval 200ms
 
 TEST_TARGETS += fuzz-smoke
 TEST_SUITES += fuzz-smoke

@@ -13,12 +13,19 @@
 //   - IAM token grants when N invocations start at once on a cold cache;
 //   - peak RSS (getrusage ru_maxrss) of warm invocations;
 //   - binary sizes;
-//   - the package init cost of a warm invocation (GODEBUG=inittrace=1).
+//   - the package init cost of a warm invocation (GODEBUG=inittrace=1);
+//   - the kubelet's exec of the plugin at the token's refresh point with a
+//     fixed latency on the emulator's token endpoints, without and with
+//     icr-node-agent having refreshed ahead (see agent.go);
+//   - icr-node-agent's memory (VmRSS, RssAnon, VmHWM) and CPU over a
+//     steady run with a short check interval, against the emulator and a
+//     fake API server, and its CPU while idle.
 //
 // It prints markdown. Figures are never pass/fail: `make bench` runs it,
 // and a smoke test runs it with 3 runs to keep it working.
 //
 //	go run ./hack/bench [-runs 300] [-cold-runs 100] [-concurrency 64]
+//	  [-agent-runs 50] [-service-latency 50ms] [-agent-time 30s]
 package main
 
 import (
@@ -50,6 +57,11 @@ type config struct {
 	coldRuns      int // cold invocations
 	concurrency   int // processes started at once on a cold cache
 	inittraceRuns int // warm invocations with GODEBUG=inittrace=1
+
+	agentRuns          int           // plugin runs at the refresh point, each with and without the agent
+	serviceLatency     time.Duration // latency of the emulator's token endpoints for those
+	agentDuration      time.Duration // how long the agent's resources are sampled; 0: not
+	agentCheckInterval time.Duration // the agent's --check-interval meanwhile
 }
 
 func main() {
@@ -58,6 +70,10 @@ func main() {
 	flag.IntVar(&c.coldRuns, "cold-runs", 100, "cold invocations (empty cache dir each), interleaved with the minimal binary")
 	flag.IntVar(&c.concurrency, "concurrency", 64, "invocations started at once on a cold cache")
 	flag.IntVar(&c.inittraceRuns, "inittrace-runs", 20, "warm invocations traced with GODEBUG=inittrace=1 (averaged)")
+	flag.IntVar(&c.agentRuns, "agent-runs", 50, "plugin runs at the token's refresh point, each without and with the node agent")
+	flag.DurationVar(&c.serviceLatency, "service-latency", 50*time.Millisecond, "latency of the emulator's token endpoints for the refresh-point runs")
+	flag.DurationVar(&c.agentDuration, "agent-time", 30*time.Second, "how long the node agent's memory and CPU are sampled (0: not measured)")
+	flag.DurationVar(&c.agentCheckInterval, "agent-check-interval", time.Second, "the node agent's --check-interval while its resources are sampled")
 	flag.Parse()
 	if err := run(c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -164,6 +180,13 @@ func run(c config, w io.Writer) error {
 	floorNoSDK, err := buildFixed(tmp, "deps-floor-no-sdk", gomod, gosum, withoutSDK())
 	if err != nil {
 		return fmt.Errorf("build the floor without go-sdk-core: %w", err)
+	}
+	var agentBin string
+	if c.agentRuns > 0 || c.agentDuration > 0 {
+		agentBin = filepath.Join(tmp, "icr-node-agent")
+		if err := goBuild(root, agentBin, "./cmd/icr-node-agent"); err != nil {
+			return fmt.Errorf("build the node agent: %w", err)
+		}
 	}
 
 	emu := iamtest.NewServer()
@@ -284,6 +307,19 @@ func run(c config, w io.Writer) error {
 			initSum += it.clock / float64(c.inittraceRuns)
 		}
 	}
+	var pull pullPathResult
+	if c.agentRuns > 0 {
+		if pull, err = pullPath(c, emu, plugin, agentBin, tmp, base); err != nil {
+			return fmt.Errorf("pull path at the refresh point: %w", err)
+		}
+	}
+	var usage agentUsage
+	if c.agentDuration > 0 {
+		if usage, err = agentResources(c, emu, agentBin, tmp); err != nil {
+			return fmt.Errorf("node agent resources: %w", err)
+		}
+	}
+
 	var top []initCost
 	for _, p := range order {
 		top = append(top, initCost{p, costs[p]})
@@ -349,10 +385,54 @@ func run(c config, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "| %s | %.3f ms |\n", t.pkg, t.clock)
 	}
+	if c.agentRuns > 0 {
+		reportPullPath(w, c, pull)
+	}
+	if c.agentDuration > 0 {
+		idle := -1.0
+		if pull.idleSeconds > 0 {
+			idle = pull.idleCPU / pull.idleSeconds * 1000
+		}
+		reportAgentUsage(w, usage, idle, fileSize(agentBin))
+	}
 	if failedN > 0 {
 		return fmt.Errorf("%d of %d concurrent invocations failed: %v", failedN, c.concurrency, firstErr(errs))
 	}
 	return nil
+}
+
+func reportPullPath(w io.Writer, c config, p pullPathResult) {
+	wallMs := func(ss []sample, q float64) float64 { return ms(quantile(walls(ss), q)) }
+	fmt.Fprintf(w, "\nPull path at the token's refresh point: the kubelet's exec of the plugin once the cacheDuration of its last answer has run out, the emulator's token endpoints answering after %s (interleaved, %d runs each):\n\n", p.latency, c.agentRuns)
+	fmt.Fprintf(w, "| plugin exec at the refresh point | median | p90 | IAM grants per exec |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| without icr-node-agent (metadata service: identity token, then IAM token) | %.2f ms | %.2f ms | %.0f |\n",
+		wallMs(p.without, 0.5), wallMs(p.without, 0.9), float64(p.grantsWithout)/float64(len(p.without)))
+	fmt.Fprintf(w, "| with icr-node-agent (refreshed ahead: a fresh token in the cache) | %.2f ms | %.2f ms | %.0f |\n",
+		wallMs(p.with, 0.5), wallMs(p.with, 0.9), float64(p.grants)/float64(len(p.with)))
+	fmt.Fprintf(w, "\nThe agent takes **%.1f ms** (median) off the pull at the refresh point. From its start it took %.0f ms to refresh the token and finish its first health check, off the pull path; idle then (--check-interval 1h, no API server) during the runs, it used %.1f ms CPU in %.1f s and held %.1f MiB VmRSS at their end, %.1f MiB of it RssAnon.\n",
+		wallMs(p.without, 0.5)-wallMs(p.with, 0.5), ms(p.agentReady), p.idleCPU*1000, p.idleSeconds, float64(p.idleRSS)/1024, float64(p.idleAnon)/1024)
+}
+
+// reportAgentUsage reports u; idle is the agent's idle CPU in millicores
+// (from the pull-path runs), or -1 when not measured.
+func reportAgentUsage(w io.Writer, u agentUsage, idle float64, size int64) {
+	perCheck := 0.0
+	if u.checks > 0 {
+		perCheck = u.cpu / float64(u.checks) * 1000
+	}
+	fmt.Fprintf(w, "\nicr-node-agent resources: %.0f s sampled after a %.0f s warm-up, --check-interval %s (each check: doctor's checks, a token from the emulator, a Node status patch to a fake API server), no service latency:\n\n", u.seconds, u.warmupSeconds, u.interval)
+	fmt.Fprintf(w, "| measure | value |\n|---|---:|\n")
+	fmt.Fprintf(w, "| VmRSS, median of samples every 100 ms | %.1f MiB |\n", u.rssMedian/1024)
+	fmt.Fprintf(w, "| of which RssAnon (heap, stacks; the rest is the binary's mapped pages), median | %.1f MiB |\n", u.anonMedian/1024)
+	fmt.Fprintf(w, "| VmRSS, largest sample | %.1f MiB |\n", u.rssMax/1024)
+	fmt.Fprintf(w, "| VmHWM (peak RSS) at the end | %.1f MiB |\n", float64(u.hwm)/1024)
+	fmt.Fprintf(w, "| CPU of the warm-up (start, first refresh and checks) | %.0f ms |\n", u.cpuWarmup*1000)
+	fmt.Fprintf(w, "| CPU while sampled | %.0f ms in %.0f s: %.1f millicores |\n", u.cpu*1000, u.seconds, u.cpu/u.seconds*1000)
+	fmt.Fprintf(w, "| health checks while sampled | %d: %.1f ms CPU each |\n", u.checks, perCheck)
+	if idle >= 0 {
+		fmt.Fprintf(w, "| implied average at the default --check-interval (5m): idle + one check per 300 s | %.2f millicores |\n", idle+perCheck/300)
+	}
+	fmt.Fprintf(w, "| binary size | %.2f MiB |\n", float64(size)/(1<<20))
 }
 
 func firstErr(errs []error) error {

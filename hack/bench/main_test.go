@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchSmoke runs the benchmark with a handful of runs so that `make
@@ -14,7 +15,9 @@ func TestBenchSmoke(t *testing.T) {
 		t.Skip("builds the plugin; skipped with -short")
 	}
 	var out bytes.Buffer
-	if err := run(config{runs: 3, coldRuns: 2, concurrency: 4, inittraceRuns: 1}, &out); err != nil {
+	c := config{runs: 3, coldRuns: 2, concurrency: 4, inittraceRuns: 1,
+		agentRuns: 2, serviceLatency: 20 * time.Millisecond, agentDuration: 2 * time.Second, agentCheckInterval: 200 * time.Millisecond}
+	if err := run(c, &out); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	s := out.String()
@@ -32,6 +35,13 @@ func TestBenchSmoke(t *testing.T) {
 		"| required-deps floor",
 		"| icr-credential-provider, warm |",
 		"icr-credential-provider warm / required-deps floor (medians): **",
+		"| without icr-node-agent (metadata service: identity token, then IAM token) |",
+		"| with icr-node-agent (refreshed ahead: a fresh token in the cache) |",
+		"The agent takes **",
+		"| VmRSS, median of samples every 100 ms |",
+		"| of which RssAnon (",
+		"| VmHWM (peak RSS) at the end |",
+		"| health checks while sampled |",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
