@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path"
 	"path/filepath"
 	"strings"
@@ -272,22 +271,6 @@ func interruptible(e env, cmd string, done *[]string) (context.Context, context.
 		}
 		return fail(e, err)
 	}
-}
-
-// signalContext is cancelled on SIGTERM or SIGINT, with an interruptedBy
-// cause naming the signal; after cancel, signals act as by default again.
-func signalContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, stopSignals...)
-	go func() {
-		select {
-		case s := <-ch:
-			cancel(interruptedBy{s})
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
 
 // interruption reports a command stopped by a signal (cause), truthfully:

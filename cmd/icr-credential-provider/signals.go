@@ -18,12 +18,32 @@ import (
 // stopSignals end a command early: the kubelet stops a plugin with SIGTERM.
 var stopSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
 
-// commandContext is cancelled on SIGTERM or SIGINT and, when timeout is
-// positive, after timeout.
+// commandContext is signalContext, and when timeout is positive also
+// cancelled after timeout: the context of the commands other than kubelet
+// mode, install and uninstall.
 func commandContext(timeout time.Duration) (context.Context, context.CancelFunc) {
-	c, cancel := newLazySignalContext(timeout)
-	c.arm()
-	return c, cancel
+	ctx, stop := signalContext()
+	if timeout <= 0 {
+		return ctx, stop
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+// signalContext is cancelled on SIGTERM or SIGINT, with an interruptedBy
+// cause naming the signal; after cancel, signals act as by default again.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, stopSignals...)
+	go func() {
+		select {
+		case s := <-ch:
+			cancel(interruptedBy{s})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
 
 // kubeletContext is commandContext for kubelet mode, except that it listens

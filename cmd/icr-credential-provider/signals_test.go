@@ -67,12 +67,22 @@ func TestKubeletContextTimeoutUnarmed(t *testing.T) {
 	}
 }
 
-// TestCommandContextArmed: the other commands listen from the start.
-func TestCommandContextArmed(t *testing.T) {
-	ctx, cancel := commandContext(0)
-	defer cancel()
-	if !ctx.(*lazySignalContext).armed.Load() {
-		t.Error("commandContext is not listening for signals")
+// TestCommandContext: the other commands' context has the deadline asked
+// for, or none, and cancel ends it (a signal's path is run end to end by
+// TestStdinTrickleAndSIGTERM and TestInstallInterrupted).
+func TestCommandContext(t *testing.T) {
+	ctx, cancel := commandContext(time.Hour)
+	if _, ok := ctx.Deadline(); !ok {
+		t.Error("commandContext(1h) has no deadline")
+	}
+	cancel()
+	ctx, cancel = commandContext(0)
+	if _, ok := ctx.Deadline(); ok {
+		t.Error("commandContext(0) has a deadline")
+	}
+	cancel()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("err after cancel = %v, want context.Canceled", ctx.Err())
 	}
 }
 

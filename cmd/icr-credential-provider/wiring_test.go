@@ -84,11 +84,18 @@ func (n *node) restarts() []string {
 	return strings.Fields(strings.ReplaceAll(string(b), "restart", ""))
 }
 
-// args are install's or uninstall's arguments on this node.
+// args are install's or uninstall's arguments on this node. A healthy
+// kubelet answers its first probe, so the timeout is only a bound (a
+// loaded machine must not fail the test); a test that waits for an
+// unhealthy kubelet sets a short one with unhealthyTimeout.
 func (n *node) args(cmd string, extra ...string) []string {
 	return append([]string{cmd, "--host-root", n.root, "--bin-dir", n.bin, "--config", filepath.Join(n.cfgDir, "config.yaml"),
-		"--systemctl", n.systemctl, "--kubelet-healthz", n.healthz.URL + "/healthz", "--kubelet-timeout", "300ms"}, extra...)
+		"--systemctl", n.systemctl, "--kubelet-healthz", n.healthz.URL + "/healthz", "--kubelet-timeout", "30s"}, extra...)
 }
+
+// unhealthyTimeout is how long a test waits for a kubelet it made
+// unhealthy (the flag given last wins).
+var unhealthyTimeout = []string{"--kubelet-timeout", "2s"}
 
 const wiredFlags = "--image-credential-provider-config=/etc/kubernetes/icr-credential-provider/config.yaml --image-credential-provider-bin-dir=/opt/icr-credential-provider/bin"
 
@@ -156,7 +163,7 @@ func TestInstallWiringLifecycle(t *testing.T) {
 func TestInstallWiringRollback(t *testing.T) {
 	n := newNode(t)
 	n.breakWith("image-credential-provider")
-	r := runPlugin(t, invocation{Process: true, Args: n.args("install", "--configure-kubelet=kubeadm")})
+	r := runPlugin(t, invocation{Process: true, Args: n.args("install", append([]string{"--configure-kubelet=kubeadm"}, unhealthyTimeout...)...)})
 	if r.Code == 0 {
 		t.Fatal("exit 0")
 	}
@@ -200,7 +207,7 @@ func TestInstallWiringBadInput(t *testing.T) {
 		}, []string{"kubeadm-flags.env sets --image-credential-provider-config=/etc/ecr.yaml", "--force"}},
 		{"kubelet never healthy", func(n *node) []string {
 			n.breakWith("max-pods")
-			return n.args("install", "--configure-kubelet=auto")
+			return n.args("install", append([]string{"--configure-kubelet=auto"}, unhealthyTimeout...)...)
 		}, []string{"not healthy before any change", "nothing was changed"}},
 		{"bad layout name", func(n *node) []string { return n.args("install", "--configure-kubelet=microk8s") }, []string{"not one of auto, kubeadm, k3s, rke2, none"}},
 	}
