@@ -18,19 +18,6 @@ import (
 // of a root-only file named by a flag.
 const rootOnly = "SECRETVALUE"
 
-// reportText is both renderings of a report.
-func reportText(t *testing.T, rep *Report) string {
-	t.Helper()
-	var b bytes.Buffer
-	if err := rep.WriteText(&b); err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.WriteJSON(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 // runDoctor runs the kubelet checks (identity fails fast, nothing dialed)
 // with env's kubelet fields, bounded: a hang is a failure, not a timing.
 func runDoctor(t *testing.T, env Env) *Report {
@@ -76,7 +63,7 @@ func TestLocalAttacker(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep := runDoctor(t, Env{ProcDir: proc})
-		out := reportText(t, rep)
+		out := render(t, rep)
 		c, _ := rep.Find(CheckKubeletConfig)
 		if strings.Contains(out, rootOnly) || c.Details["path"] == secretFile || !strings.Contains(out, "PID 3000 (it runs as uid 1000, not root)") {
 			t.Fatalf("the user's kubelet steered doctor:\n%s", out)
@@ -85,7 +72,7 @@ func TestLocalAttacker(t *testing.T) {
 
 	t.Run("a root-only file that does not parse is not quoted", func(t *testing.T) {
 		rep := runDoctor(t, Env{KubeletConfig: secretFile})
-		out := reportText(t, rep)
+		out := render(t, rep)
 		c, _ := rep.Find(CheckKubeletConfig)
 		if c.Status != StatusFail || strings.Contains(out, rootOnly) {
 			t.Fatalf("%s %s\n%s", c.Status, c.Summary, out)
@@ -183,7 +170,7 @@ func TestLocalAttacker(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep := runDoctor(t, Env{KubeletConfig: p})
-		if out := reportText(t, rep); strings.Contains(out, rootOnly) || !strings.Contains(out, "http://proxy:3128 (user info not shown)") {
+		if out := render(t, rep); strings.Contains(out, rootOnly) || !strings.Contains(out, "http://proxy:3128 (user info not shown)") {
 			t.Errorf("report:\n%s", out)
 		}
 	})
