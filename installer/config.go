@@ -3,7 +3,6 @@ package installer
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -58,14 +57,10 @@ func ServiceAccountTokenAttributes() *kubeletv1.ServiceAccountTokenAttributes {
 
 // Provider is what the installer puts in the config's single provider entry.
 type Provider struct {
-	Name        string   // the binary's file name in the bin dir; "": DefaultName
-	MatchImages []string // empty: DefaultMatchImages()
-	// Args are the plugin's command-line arguments: its logging flags
-	// (--v, --vmodule, --logging-format), which are not settings.
-	Args []string
-	// Env are the plugin's settings as ICR_* variables; never a secret (an
-	// API key is referenced by file, ICR_API_KEY_FILE).
-	Env                  []kubeletv1.ExecEnvVar
+	Name                 string                                   // the binary's file name in the bin dir; "": DefaultName
+	MatchImages          []string                                 // empty: DefaultMatchImages()
+	Args                 []string                                 // the plugin's logging flags (--v, …): not settings
+	Env                  []kubeletv1.ExecEnvVar                   // the ICR_* settings, never a secret (a key goes by file)
 	TokenAttributes      *kubeletv1.ServiceAccountTokenAttributes // non-nil: service-account mode
 	DefaultCacheDuration time.Duration                            // 0: DefaultCacheDuration
 	// APIKeyFileWritten is the key file install wrote (--api-key-from), as
@@ -73,8 +68,6 @@ type Provider struct {
 	APIKeyFileWritten string
 }
 
-// apiKeyComment starts the config's comment naming the key file install
-// wrote.
 const apiKeyComment = "# API key file written by install (uninstall removes it): "
 
 // APIKeyFileWritten returns the key file a config written by install says
@@ -172,7 +165,7 @@ func WrittenByInstaller(content []byte) bool {
 
 func validName(name string) error {
 	if name == "." || name == ".." || strings.ContainsAny(name, "/ \t\n") || strings.HasPrefix(name, ".") {
-		return errors.New("binary name " + fmt.Sprintf("%q", name) + " is not a plain file name: the kubelet runs <bin-dir>/<provider name>")
+		return fmt.Errorf("binary name %q is not a plain file name: the kubelet runs <bin-dir>/<provider name>", name)
 	}
 	return nil
 }

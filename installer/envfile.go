@@ -39,6 +39,22 @@ func parseEnvFile(content []byte) []envAssign {
 		skip(func(c byte) bool { return c != '\n' })
 		i++
 	}
+	var val strings.Builder
+	// value copies content up to stop; with escapes a backslash quotes the
+	// next byte, and before a line end continues the line.
+	value := func(stop byte, escapes bool) {
+		for i < n && content[i] != stop {
+			if escapes && content[i] == '\\' && i+1 < n {
+				i++
+				if content[i] == '\n' {
+					i++
+					continue
+				}
+			}
+			val.WriteByte(content[i])
+			i++
+		}
+	}
 	for i < n {
 		skip(isBlank)
 		if i >= n {
@@ -63,42 +79,17 @@ func parseEnvFile(content []byte) []envAssign {
 		i++ // '='
 		skip(func(c byte) bool { return c == ' ' || c == '\t' })
 		a.Name, a.ValStart = name, i
-		var val strings.Builder
+		val.Reset()
 		if i < n && (content[i] == '"' || content[i] == '\'') {
 			a.Quote = content[i]
 			i++
-			for i < n && content[i] != a.Quote {
-				if a.Quote == '"' && content[i] == '\\' && i+1 < n {
-					i++
-					if content[i] == '\n' {
-						i++
-						continue
-					}
-				}
-				val.WriteByte(content[i])
-				i++
-			}
+			value(a.Quote, a.Quote == '"')
 			if i < n {
 				i++ // closing quote
 			}
-			// Anything after the closing quote on its line is kept in the
-			// raw span, unquoted.
-			for i < n && content[i] != '\n' {
-				val.WriteByte(content[i])
-				i++
-			}
+			value('\n', false) // the rest of its line: in the raw span, unquoted
 		} else {
-			for i < n && content[i] != '\n' {
-				if content[i] == '\\' && i+1 < n {
-					i++
-					if content[i] == '\n' {
-						i++
-						continue
-					}
-				}
-				val.WriteByte(content[i])
-				i++
-			}
+			value('\n', true)
 		}
 		end := i
 		for end > a.ValStart && isBlank(content[end-1]) {

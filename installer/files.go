@@ -17,14 +17,12 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
 
-// Every file the installer writes, reads back or removes is reached
-// through a hostfile.Dir: the directory is checked for hostfile's rule
-// (nobody but root can change it) and opened once, and its entries are
-// named relative to that descriptor. A new file is created exclusively,
-// written, given its mode and owner, synced, run (the binary) through the
-// open file, then renamed into place; a file already right is checked and
-// fixed through a descriptor that did not follow a link. Nothing is looked
-// up by path between a check and a use.
+// Every file the installer writes, reads back or removes is reached through
+// a hostfile.Dir: the directory is checked (only root can change it) and
+// opened once, and its entries are named relative to that descriptor, so
+// nothing is looked up by path between a check and a use. A new file is
+// written to an exclusive temporary file, given its mode and owner, synced,
+// run (the binary) through the open file, then renamed into place.
 
 // openDir opens dir for the installer (what names it in messages, e.g.
 // "--bin-dir"): it must exist, be a directory, and be trusted.
@@ -37,35 +35,31 @@ func openDir(dir, what string) (*hostfile.Dir, error) {
 }
 
 func dirError(dir, what string, err error) error {
-	var ue *hostfile.UntrustedError
 	switch {
-	case errors.As(err, &ue):
-		return untrusted(what+" "+dir, ue)
 	case errors.Is(err, fs.ErrNotExist):
 		return errorf("%s %s does not exist: create it, or check the path (and the hostPath mount when running in a pod)", what, dir)
 	case errors.Is(err, syscall.ENOTDIR):
 		return errorf("%s %s is not a directory: give a directory", what, dir)
 	}
-	return errorf("%s %s: %v", what, dir, config.Bare(err))
+	return trustError(what+" "+dir, err)
 }
 
-// untrusted words hostfile's refusal: what cannot be written, why, the fix.
-func untrusted(what string, ue *hostfile.UntrustedError) error {
-	return errorf("%s is not safe to write as root: %v: %s (--force does not override this)", what, ue, ue.Fix)
+// trustError words hostfile's refusal of what (why, the fix), or another
+// error about it.
+func trustError(what string, err error) error {
+	if ue := (*hostfile.UntrustedError)(nil); errors.As(err, &ue) {
+		return errorf("%s is not safe to write as root: %v: %s (--force does not override this)", what, ue, ue.Fix)
+	}
+	return errorf("%s: %v", what, config.Bare(err))
 }
 
 // CheckTrusted returns hostfile.CheckPath's refusal of path (what names it)
 // in the installer's words, or nil.
 func CheckTrusted(path, what string) error {
-	err := hostfile.CheckPath(path)
-	var ue *hostfile.UntrustedError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ue):
-		return untrusted(what+" "+path, ue)
+	if err := hostfile.CheckPath(path); err != nil {
+		return trustError(what+" "+path, err)
 	}
-	return errorf("%s %s: %v", what, path, config.Bare(err))
+	return nil
 }
 
 // existing is an entry about to be replaced: absent (fi nil), a symbolic
@@ -120,12 +114,11 @@ func lstatTrusted(d *hostfile.Dir, name, what string) (fs.FileInfo, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, errorf("%s: %v", what, config.Bare(err))
+	if err == nil {
+		err = hostfile.Untrusted(d.Path(name), fi)
 	}
-	var ue *hostfile.UntrustedError
-	if errors.As(hostfile.Untrusted(d.Path(name), fi), &ue) {
-		return nil, untrusted(what, ue)
+	if err != nil {
+		return nil, trustError(what, err)
 	}
 	return fi, nil
 }
@@ -134,26 +127,17 @@ func lstatTrusted(d *hostfile.Dir, name, what string) (fs.FileInfo, error) {
 // more.
 func readUpTo(f *os.File, n int) ([]byte, bool, error) {
 	b, err := io.ReadAll(io.NewSectionReader(f, 0, int64(n)+1))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(b) > n {
-		return b[:n], true, nil
-	}
-	return b, false, nil
+	return b[:min(len(b), n)], len(b) > n, err
 }
 
 type putOptions struct {
-	force   bool // replace a symbolic link at the name
-	fixMode bool // an unchanged file is given perm
-	// verify runs the written file, open read-only, before it is moved into
-	// place.
-	verify func(ctx context.Context, f *os.File) error
+	force   bool                                        // replace a symbolic link at the name
+	fixMode bool                                        // an unchanged file is given perm
+	verify  func(ctx context.Context, f *os.File) error // runs the file written, read-only, before the rename
 }
 
-// put makes the entry name of d hold data with perm: unchanged if it
-// does (its mode fixed if fixMode, through the open file), else replaced
-// atomically.
+// put makes the entry name of d hold data with perm: unchanged if it does
+// (its mode fixed if fixMode, through the open file), else replaced.
 func put(ctx context.Context, d *hostfile.Dir, name string, data []byte, perm fs.FileMode, o putOptions) (Action, error) {
 	old, err := examine(d, name, o.force)
 	if err != nil {
@@ -185,11 +169,10 @@ func put(ctx context.Context, d *hostfile.Dir, name string, data []byte, perm fs
 	return Updated, nil
 }
 
-// replace writes data to a new temporary file in d, gives it perm and this
-// process's owner, syncs it, runs verify on it (read-only: the descriptor
-// written is closed first, or the kernel would refuse to run it), renames
-// it over name and syncs d. On any error, or when ctx is done, the
-// temporary file is removed and name is left as it was.
+// replace writes data to a new temporary file in d with perm and this
+// process's owner, syncs it, runs verify on it (read-only: the kernel runs
+// no file open for writing), renames it over name and syncs d. On error, or
+// when ctx is done, the temporary file goes and name is left as it was.
 func replace(ctx context.Context, d *hostfile.Dir, name string, data []byte, perm fs.FileMode, verify func(context.Context, *os.File) error) (err error) {
 	dir := d.Path("")
 	w, err := d.CreateTemp(tempPattern(name))
@@ -240,22 +223,20 @@ func replace(ctx context.Context, d *hostfile.Dir, name string, data []byte, per
 	// Only root can change d (hostfile's rule); were that not so, what is
 	// renamed must still be what was written, and what is in place after.
 	if now, lerr := d.Lstat(tmp); lerr != nil || !os.SameFile(now, wrote) {
-		err = errorf("the new %s was replaced while install wrote it: something else writes %s; nothing was changed", d.Path(name), dir)
-		return err
+		return errorf("the new %s was replaced while install wrote it: something else writes %s; nothing was changed", d.Path(name), dir)
 	}
 	if err = d.Rename(tmp, name); err != nil {
 		return writeError(dir, err)
 	}
 	if now, lerr := d.Lstat(name); lerr != nil || !os.SameFile(now, wrote) {
-		err = errorf("%s was replaced by another file right after install wrote it: something else writes %s; check what is there before the kubelet runs it", d.Path(name), dir)
-		return err
+		return errorf("%s was replaced by another file right after install wrote it: something else writes %s; check what is there before the kubelet runs it", d.Path(name), dir)
 	}
 	_ = d.Sync() // best effort: some file systems refuse
 	return nil
 }
 
-// reopen opens the file of w again, read-only, through /proc/self/fd: the
-// same file, whatever its name now refers to.
+// reopen opens the file of w again, read-only, through /proc/self/fd,
+// whatever its name now refers to.
 func reopen(w *os.File) (*os.File, error) {
 	r, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(w.Fd())))
 	if err != nil {
@@ -278,15 +259,13 @@ func removeIfSame(d *hostfile.Dir, name string, fi fs.FileInfo) {
 	}
 }
 
-// tempPattern names temporary files: hidden, never mistaken for a provider,
-// and recognisable for removeStale.
+// tempPattern names temporary files: hidden, never taken for a provider.
 func tempPattern(name string) string { return "." + name + ".icr-install-*" }
 
 // staleAfter is the age at which a killed installer's temporary file goes.
 const staleAfter = 10 * time.Minute
 
-// removeStale removes killed installers' temporary files from d. Best
-// effort.
+// removeStale removes killed installers' temporary files from d.
 func removeStale(d *hostfile.Dir) {
 	names, _ := d.Names()
 	for _, n := range names {
@@ -308,8 +287,7 @@ func probeWritable(d *hostfile.Dir) error {
 	return d.Remove(filepath.Base(f.Name()))
 }
 
-// writeFile writes content to path atomically unless path already holds
-// exactly content, under hostfile's rule (see put).
+// writeFile is put of the file path, its directory opened for it.
 func writeFile(path string, content []byte, perm fs.FileMode, o putOptions) (Action, error) {
 	d, err := openDir(filepath.Dir(path), "directory")
 	if err != nil {
@@ -319,8 +297,8 @@ func writeFile(path string, content []byte, perm fs.FileMode, o putOptions) (Act
 	return put(context.Background(), d, filepath.Base(path), content, perm, o)
 }
 
-// removeFile removes the file or link at path, if there, under hostfile's
-// rule; a missing directory holds nothing to remove.
+// removeFile removes the file or link at path, if there, from its
+// directory opened for it.
 func removeFile(path string) error {
 	d, err := hostfile.OpenDir(filepath.Dir(path))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -362,24 +340,16 @@ type Target struct{ What, Path string }
 // spelled, the same name in the same directory (reached through a link),
 // or two links to one file. Each would overwrite the other.
 func Distinct(ts ...Target) error {
-	type id struct {
-		dir  fs.FileInfo
-		name string
-		fi   fs.FileInfo
-	}
-	ids := make([]id, len(ts))
+	dirs, files := make([]fs.FileInfo, len(ts)), make([]fs.FileInfo, len(ts))
 	for i, t := range ts {
-		ids[i].name = filepath.Base(t.Path)
-		ids[i].dir, _ = os.Stat(filepath.Dir(t.Path))
-		ids[i].fi, _ = os.Lstat(t.Path)
+		dirs[i], _ = os.Stat(filepath.Dir(t.Path))
+		files[i], _ = os.Lstat(t.Path)
 	}
+	same := func(a, b fs.FileInfo) bool { return a != nil && b != nil && os.SameFile(a, b) }
 	for i, a := range ts {
-		for j := range i {
-			b := ts[j]
-			same := filepath.Clean(a.Path) == filepath.Clean(b.Path) ||
-				ids[i].dir != nil && ids[j].dir != nil && os.SameFile(ids[i].dir, ids[j].dir) && ids[i].name == ids[j].name ||
-				ids[i].fi != nil && ids[j].fi != nil && os.SameFile(ids[i].fi, ids[j].fi)
-			if same {
+		for j, b := range ts[:i] {
+			if filepath.Clean(a.Path) == filepath.Clean(b.Path) || same(files[i], files[j]) ||
+				same(dirs[i], dirs[j]) && filepath.Base(a.Path) == filepath.Base(b.Path) {
 				return errorf("%s %s and %s %s are the same file: give each its own path", b.What, b.Path, a.What, a.Path)
 			}
 		}

@@ -12,10 +12,9 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 )
 
-// Host is the node's root file system as this process sees it: "/" when
-// the installer runs on the node, the mount point of a hostPath volume of
-// "/" when it runs in a pod. Paths in kubelet flags and unit files are the
-// host's; Path turns them into paths this process can open.
+// Host is the node's root file system as this process sees it: "/", or the
+// mount point of a hostPath volume of "/" in a pod. Paths in kubelet flags
+// and unit files are the host's; Path turns them into paths to open.
 type Host struct{ Root string }
 
 // NewHost returns the Host at root ("" is "/"), which must be an absolute
@@ -64,9 +63,8 @@ func (h Host) HostPath(flag, local string) (string, error) {
 	return filepath.Join("/", rel), nil
 }
 
-// Check requires Root to look like a host's root file system: an etc
-// directory and a systemd unit directory. A wrong mount would otherwise
-// have the installer write files no host ever reads.
+// Check requires Root to look like a host's root file system (an etc and
+// a systemd unit directory), not a wrong mount where no host reads files.
 func (h Host) Check() error {
 	fi, err := os.Stat(h.Path("/etc"))
 	if err != nil || !fi.IsDir() {
@@ -80,8 +78,7 @@ func (h Host) Check() error {
 	return errorf("--host-root %s has no systemd unit directory (looked in %s): the kubelet wiring needs a systemd host; mount the host's / there or give the right --host-root", h.Root, strings.Join(unitDirs, ", "))
 }
 
-// maxLinks bounds the symbolic links followed while resolving one path.
-const maxLinks = 40
+const maxLinks = 40 // symbolic links followed while resolving one path
 
 // resolve returns the local path of the host's path p with every symbolic
 // link followed as the host would: an absolute target starts again at Root,
@@ -103,9 +100,7 @@ func (h Host) resolve(p string) (string, error) {
 		next := filepath.Join(done, c)
 		fi, err := os.Lstat(h.Path(next))
 		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			// A missing component ends the links to follow; the caller sees
-			// the error when it opens the result.
-			done = next
+			done = next // a missing component: the caller's open of the result fails
 			continue
 		}
 		if links++; links > maxLinks {
@@ -138,10 +133,6 @@ func (h Host) exists(p string) bool {
 	return err == nil
 }
 
-// maxHostFile bounds a unit, environment or configuration file read from
-// the host.
-const maxHostFile = 1 << 20
-
 // read returns the content of the host's regular file p (links followed),
 // or nil and fs.ErrNotExist.
 func (h Host) read(p string) ([]byte, error) {
@@ -156,8 +147,8 @@ func (h Host) read(p string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", p)
 	}
-	if fi.Size() > maxHostFile {
-		return nil, fmt.Errorf("%s is larger than %d KiB", p, maxHostFile>>10)
+	if fi.Size() > MaxConfigFile {
+		return nil, fmt.Errorf("%s is larger than %d KiB", p, MaxConfigFile>>10)
 	}
 	return os.ReadFile(local)
 }
@@ -173,15 +164,13 @@ func (h Host) readDir(p string) []fs.DirEntry {
 	return ents
 }
 
-// hostFileError names a host file that cannot be read.
 func hostFileError(p string, err error) error {
 	return errorf("cannot read %s: %v: check the file (and that --host-root is the host's /)", p, config.Bare(err))
 }
 
 // writablePath is the local path at which to write the host's file p: its
-// directory's links followed within Root, as the host would; p itself must
-// be a regular file or missing, never a link (a write through it would land
-// where the link points, which the host may read as something else).
+// directory's links followed within Root; p itself must be a regular file
+// or missing, never a link (a write through it would land where it points).
 func (h Host) writablePath(p string) (string, error) {
 	dir := filepath.Dir(p)
 	local, err := h.resolve(dir)

@@ -37,18 +37,14 @@ const (
 // Options is one installation.
 type Options struct {
 	Executable string // the file to install as the plugin
-	// BinDir is the kubelet's --image-credential-provider-bin-dir. It must
+	// BinDir (the kubelet's --image-credential-provider-bin-dir) and the
+	// directory of ConfigPath (its --image-credential-provider-config) must
 	// exist: if missing, the path or a hostPath mount is wrong.
-	BinDir string
-	// ConfigPath is the kubelet's --image-credential-provider-config file;
-	// its directory must exist.
-	ConfigPath string
-	// Provider is the config's provider entry; its Name is also the
-	// binary's file name.
-	Provider Provider
+	BinDir, ConfigPath string
+	Provider           Provider // the config's provider entry; its Name is also the binary's file name
 	// Force replaces a config not written by the installer, and a symbolic
-	// link in place of the binary or the config (not its target). It never
-	// makes the installer write where another user can change a file.
+	// link in place of the binary or the config (not its target); never a
+	// file another user can change.
 	Force  bool
 	Verify Verifier // runs the new binary before it is moved into place; nil: VersionCheck("")
 }
@@ -78,12 +74,11 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	defer t.close()
-	verify := o.Verify
-	if verify == nil {
-		verify = VersionCheck("")
+	if o.Verify == nil {
+		o.Verify = VersionCheck("")
 	}
 	run := func(ctx context.Context, f *os.File) error {
-		err := verify(ctx, f)
+		err := o.Verify(ctx, f)
 		if ctx.Err() != nil {
 			return interrupted(ctx)
 		}
@@ -118,7 +113,7 @@ func Check(o Options) error {
 	return err
 }
 
-// checked is what Install acts on once checked: the two directories, open.
+// checked is what Install acts on: the two directories, open.
 type checked struct {
 	bin, cfg     *hostfile.Dir
 	exe, content []byte
@@ -169,7 +164,7 @@ func check(o Options) (_ *checked, err error) {
 	}
 	defer cfg.close()
 	if cfg.f != nil {
-		existing, _, err := readUpTo(cfg.f, maxConfig)
+		existing, _, err := readUpTo(cfg.f, MaxConfigFile)
 		if err != nil {
 			return nil, errorf("reading %s: %v: check its permissions", o.ConfigPath, config.Bare(err))
 		}
@@ -189,9 +184,6 @@ func check(o Options) (_ *checked, err error) {
 	return t, nil
 }
 
-// maxConfig bounds a config file read to see whether install wrote it.
-const maxConfig = 1 << 20
-
 // CheckPaths checks --bin-dir, --config and the binary's name (""
 // is DefaultName) as given, before anything is read or written.
 func CheckPaths(binDir, configPath, name string) error {
@@ -204,18 +196,15 @@ func CheckPaths(binDir, configPath, name string) error {
 	if configPath == "" {
 		return errorf("--config is required: give the kubelet's --image-credential-provider-config file")
 	}
-	for _, p := range [][2]string{{"--bin-dir", binDir}, {"--config", configPath}} {
-		if err := PathArg(p[0], p[1]); err != nil {
-			return err
-		}
+	if err := PathArg("--bin-dir", binDir); err != nil {
+		return err
 	}
-	return nil
+	return PathArg("--config", configPath)
 }
 
 // PathArg checks a path given on the command line (flag names it): one
-// line of printable characters, absolute. The kubelet, the config and the
-// credential helper link name files by absolute path, and a relative one
-// would be resolved against another directory than this process's.
+// line of printable characters, absolute (the kubelet, the config and the
+// credential helper link would resolve a relative one elsewhere).
 func PathArg(flag, path string) error {
 	if shown := secret.Printable(path); shown != path {
 		return errorf("%s %s has a control or invisible character: give the path without it", flag, strconv.Quote(path))
@@ -230,7 +219,6 @@ func PathArg(flag, path string) error {
 // error if it is not usable.
 type Verifier func(ctx context.Context, exe *os.File) error
 
-// verifyTimeout bounds one run of the binary under test.
 const verifyTimeout = 10 * time.Second
 
 // VersionCheck runs `<exe> version --short` in an empty environment and
@@ -241,9 +229,8 @@ func VersionCheck(want string) Verifier {
 	return func(ctx context.Context, exe *os.File) error {
 		var out []byte
 		var err error
-		// The file just written may still be open for writing in a child
-		// forked meanwhile by this process, until that child execs
-		// (ETXTBSY): retry briefly.
+		// A child forked meanwhile by this process holds the file open for
+		// writing until it execs (ETXTBSY): retry briefly.
 		for range 10 {
 			out, err = runVersion(ctx, exe)
 			if err == nil || !errors.Is(err, syscall.ETXTBSY) || ctx.Err() != nil {
@@ -265,19 +252,14 @@ func VersionCheck(want string) Verifier {
 	}
 }
 
-// childExe is the path under which the child runs the file passed as its
-// first extra descriptor (3).
-const childExe = "/proc/self/fd/3"
-
 func runVersion(ctx context.Context, exe *os.File) ([]byte, error) {
 	tctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(tctx, childExe, "version", "--short")
+	// The child runs exe, its first extra descriptor (3).
+	cmd := exec.CommandContext(tctx, "/proc/self/fd/3", "version", "--short")
 	cmd.ExtraFiles = []*os.File{exe}
 	cmd.Env = []string{}
-	// A killed binary's children must not keep the check waiting for its
-	// output.
-	cmd.WaitDelay = time.Second
+	cmd.WaitDelay = time.Second // a killed binary's children must not keep the check waiting
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

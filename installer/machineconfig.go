@@ -11,14 +11,11 @@ import (
 )
 
 // KubensWrapper is the script OpenShift's kubelet.service starts the
-// kubelet through (ExecStart=/usr/local/bin/kubenswrapper /usr/bin/kubelet
-// …), written by the Machine Config Operator's 01-<pool>-kubelet
-// MachineConfig.
+// kubelet through, written by the 01-<pool>-kubelet MachineConfig.
 const KubensWrapper = "/usr/local/bin/kubenswrapper"
 
 // poolName matches a MachineConfigPool name (a DNS label). Compiled on
-// first use: the {0,50} repeat makes a large program (about 0.8 ms and
-// 40 KB at start-up), which every kubelet invocation would otherwise pay.
+// first use: the {0,50} repeat costs every kubelet invocation ~0.8 ms.
 var poolName = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$`)
 })
@@ -41,27 +38,22 @@ fi
 `
 }
 
-// MachineConfig renders an OpenShift MachineConfig for pool that adds
-// --image-credential-provider-config=config and -bin-dir=binDir (as the
-// host sees them) to the kubelet's command line.
+// MachineConfig renders an OpenShift MachineConfig for pool that adds the
+// two kubelet flags (config and binDir as the host sees them).
 //
 // OpenShift's kubelet.service has no variable for extra flags (its
-// ExecStart expands only ${…} variables, each as exactly one word), and a
-// drop-in that replaces ExecStart would freeze the command line of one
-// OpenShift release across upgrades. So the MachineConfig replaces the
-// small wrapper the unit starts the kubelet through with one that does
-// the same and appends the two flags; the Machine Config Operator merges
-// it over its own (a later name wins) and takes it away again when the
-// MachineConfig is deleted. The binary and the config are not in it: the
-// DaemonSet installs them.
+// ExecStart expands only ${…}, each as one word), and a drop-in replacing
+// ExecStart would freeze one release's command line across upgrades. So it
+// replaces the kubelet's wrapper with one that appends the flags; the
+// Machine Config Operator merges it over its own (a later name wins) and
+// takes it away with the MachineConfig. The DaemonSet installs the binary
+// and the config.
 func MachineConfig(pool, config, binDir string) ([]byte, error) {
 	if !poolName().MatchString(pool) {
 		return nil, errorf("--machineconfig-pool %q is not a pool name (a DNS label such as worker or master)", pool)
 	}
-	for _, f := range []struct{ flag, value string }{{"--config", config}, {"--bin-dir", binDir}} {
-		if err := kubeletFlagPath(f.flag, f.value); err != nil {
-			return nil, err
-		}
+	if err := kubeletFlagPaths(config, binDir); err != nil {
+		return nil, err
 	}
 	script := kubensWrapperScript(config, binDir)
 	mc := map[string]any{

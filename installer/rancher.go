@@ -31,27 +31,25 @@ var rancherDefaults = map[string]string{
 
 func rancherDir(l Layout) string { return "/etc/rancher/" + string(l) }
 
+func rancherDropinPath(l Layout) string { return rancherDir(l) + "/config.yaml.d/" + rancherDropin }
+
 // rancherUnit returns the unit of l present on h (of two, the enabled
 // one), "" if none.
 func rancherUnit(h Host, l Layout) (string, error) {
 	var present, enabled []string
 	for _, u := range rancherUnits[l] {
-		for _, d := range unitDirs {
-			if h.exists(path.Join(d, u)) {
-				present = append(present, u)
-				break
-			}
+		if slices.ContainsFunc(unitDirs, func(d string) bool { return h.exists(path.Join(d, u)) }) {
+			present = append(present, u)
 		}
 	}
 	if len(present) < 2 {
 		return strings.Join(present, ""), nil
 	}
 	for _, u := range present {
-		for _, e := range h.readDir("/etc/systemd/system") {
-			if strings.HasSuffix(e.Name(), ".wants") && h.exists("/etc/systemd/system/"+e.Name()+"/"+u) {
-				enabled = append(enabled, u)
-				break
-			}
+		if slices.ContainsFunc(h.readDir("/etc/systemd/system"), func(e fs.DirEntry) bool {
+			return strings.HasSuffix(e.Name(), ".wants") && h.exists("/etc/systemd/system/"+e.Name()+"/"+u)
+		}) {
+			enabled = append(enabled, u)
 		}
 	}
 	if len(enabled) == 1 {
@@ -99,6 +97,17 @@ func rancherFiles(h Host, l Layout) ([]rancherFile, error) {
 	return out, nil
 }
 
+// readRancherDropin returns the wiring's drop-in of l, if it is there and
+// parses.
+func readRancherDropin(h Host, l Layout) []rancherFile {
+	b, err := h.read(rancherDropinPath(l))
+	var keys map[string]any
+	if err != nil || yaml.Unmarshal(b, &keys) != nil {
+		return nil
+	}
+	return []rancherFile{{path: rancherDropinPath(l), keys: keys}}
+}
+
 // rancherSetting is a value and the file that set it.
 type rancherSetting struct{ value, file string }
 
@@ -130,13 +139,12 @@ func rancherMerge(files []rancherFile) (options map[string]rancherSetting, kubel
 	return options, kubeletArgs
 }
 
-// planRancher sets k3s's (RKE2's) own options image-credential-provider-
-// bin-dir and -config in a config.yaml.d drop-in. The options, not
-// kubelet-arg: k3s passes them to the kubelet itself, and a kubelet-arg key
-// in a drop-in would replace the operator's kubelet-arg list (only
+// planRancher sets k3s's (RKE2's) own options for the two flags in a
+// config.yaml.d drop-in, not kubelet-arg: k3s passes them to the kubelet,
+// and a kubelet-arg key would replace the operator's list (only
 // "kubelet-arg+" appends).
 func planRancher(w Wiring, l Layout, st *wiringState) (layoutPlan, error) {
-	lp := layoutPlan{mode: 0o644, path: rancherDir(l) + "/config.yaml.d/" + rancherDropin, mkdir: rancherDir(l) + "/config.yaml.d"}
+	lp := layoutPlan{path: rancherDropinPath(l)}
 	if !w.Host.exists(rancherDir(l)) {
 		return lp, errorf("%s does not exist: this node does not run %s; give the --configure-kubelet of its layout", rancherDir(l), l)
 	}
@@ -219,15 +227,7 @@ func planRancher(w Wiring, l Layout, st *wiringState) (layoutPlan, error) {
 	lp.conflicts = append(lp.conflicts, w.runningKubelet(st)...)
 
 	// Wired: the files as they are, ours included, already give the flags.
-	cur, err := w.Host.read(lp.path)
-	current := files
-	if err == nil {
-		var keys map[string]any
-		if yaml.Unmarshal(cur, &keys) == nil {
-			current = slices.Insert(slices.Clone(files), at, rancherFile{path: lp.path, keys: keys})
-		}
-	}
-	effective, _ := rancherMerge(current)
+	effective, _ := rancherMerge(slices.Insert(slices.Clone(files), at, readRancherDropin(w.Host, l)...))
 	lp.wired = len(lp.overrides) == 0 && effective[FlagConfig].value == w.Config && effective[FlagBinDir].value == w.BinDir
 	return lp, nil
 }

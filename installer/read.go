@@ -18,8 +18,8 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
 
-// MaxConfigFile bounds a file of the kubelet's config read by root on the
-// node's say-so; the largest real one is a few KiB.
+// MaxConfigFile bounds a configuration, unit or environment file read by
+// root on the node's say-so; the largest real one is a few KiB.
 const MaxConfigFile = 1 << 20
 
 // ConfigVersions are the API versions of CredentialProviderConfig the
@@ -28,8 +28,7 @@ const MaxConfigFile = 1 << 20
 var ConfigVersions = []string{"kubelet.config.k8s.io/v1", "kubelet.config.k8s.io/v1beta1", "kubelet.config.k8s.io/v1alpha1"}
 
 // KubeletConfig is a CredentialProviderConfig as the kubelet reads it: the
-// files it came from, each file's apiVersion, and the providers of all of
-// them.
+// files it came from, each file's apiVersion, and all their providers.
 type KubeletConfig struct {
 	Files       []string
 	APIVersions []string
@@ -38,11 +37,10 @@ type KubeletConfig struct {
 
 // ReadKubeletConfig reads --image-credential-provider-config as the kubelet
 // does: a file, or a directory whose *.json, *.yaml and *.yml files are read
-// in lexicographic order (os.ReadDir's) and whose providers are taken together (a name
-// twice is an error). Every file is decoded strictly, in any of
-// ConfigVersions. Only what root can trust is read (hostfile.ReadTrusted:
-// root's, not writable by others, regular, at most MaxConfigFile); a file
-// that does not decode is a *DecodeError, which holds none of its content.
+// in name order, their providers taken together (a name twice is an error),
+// each decoded strictly in any of ConfigVersions. Only what root can trust
+// is read (hostfile.ReadTrusted, at most MaxConfigFile); a file that does
+// not decode is a *DecodeError, which holds none of its content.
 func ReadKubeletConfig(path string) (*KubeletConfig, error) {
 	if err := hostfile.CheckPath(path); err != nil {
 		return nil, err
@@ -206,15 +204,11 @@ func decodeProblem(data []byte, err error) *DecodeError {
 
 // lineOf is the number after the first "line " in a decoder's message.
 func lineOf(msg string) int {
-	_, rest, ok := strings.Cut(msg, "line ")
-	if !ok {
-		return 0
+	_, rest, _ := strings.Cut(msg, "line ")
+	if end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' }); end >= 0 {
+		rest = rest[:end]
 	}
-	end := 0
-	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
-		end++
-	}
-	n, _ := strconv.Atoi(rest[:end])
+	n, _ := strconv.Atoi(rest)
 	return n
 }
 

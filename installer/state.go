@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"slices"
 )
 
 // StatePath is where the kubelet wiring keeps, as the host sees it, the
@@ -48,10 +49,8 @@ func digest(b []byte) string {
 }
 
 func (st *wiringState) record(path string) *fileRecord {
-	for i := range st.Files {
-		if st.Files[i].Path == path {
-			return &st.Files[i]
-		}
+	if i := slices.IndexFunc(st.Files, func(r fileRecord) bool { return r.Path == path }); i >= 0 {
+		return &st.Files[i]
 	}
 	return nil
 }
@@ -79,10 +78,7 @@ func (r *fileRecord) unchangedSince(content []byte) (written, previous bool) {
 	if content != nil && digest(content) == r.Written {
 		return true, false
 	}
-	if (content == nil) == !r.Existed && (content == nil || bytes.Equal(content, r.Previous)) {
-		return false, true
-	}
-	return false, false
+	return false, (content == nil) == !r.Existed && (content == nil || bytes.Equal(content, r.Previous))
 }
 
 // readState returns the state on h and its raw bytes (nil: none).

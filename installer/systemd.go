@@ -31,9 +31,8 @@ var DefaultSystemctl = []string{"nsenter", "--target", "1", "--mount", "--uts", 
 // Systemctl runs Command, then "restart" and the unit.
 type Systemctl struct {
 	Command []string
-	// Root, when not "" or "/", is the host's root: Command[0] is looked up
-	// there and run chrooted into it, so that an image without nsenter uses
-	// the host's.
+	// Root, when not "" or "/", is the host's root, where Command[0] is
+	// looked up and run chrooted: an image without nsenter uses the host's.
 	Root string
 }
 

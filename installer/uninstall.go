@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/icr-credential-provider/icr-credential-provider/config"
 	"github.com/icr-credential-provider/icr-credential-provider/credhelper"
 	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
@@ -27,25 +25,17 @@ const PluginPackage = "github.com/icr-credential-provider/icr-credential-provide
 type RemoveOptions struct {
 	BinDir, ConfigPath string // as given to install
 	Name               string // the binary's name; "": DefaultName
-	// Executable is this program: a binary with its content is ours even
-	// without build info.
-	Executable string
-	// Host maps the API key file the config names (a host path) to a path
-	// this process can open.
-	Host Host
+	Executable         string // this program: a binary with its content is ours even without build info
+	Host               Host   // maps the API key file the config names (a host path) to a path to open
 	// HelperDir is install's --credential-helper; the link there is ours
 	// if it points at one of HelperTargets.
 	HelperDir     string
 	HelperTargets []string
-	// Force removes files install did not write (never a directory, never
-	// through a link).
-	Force bool
+	Force         bool // removes files install did not write (never a directory, never through a link)
 }
 
 // Removal is what uninstall removes, checked before anything is.
-type Removal struct {
-	items []removeItem
-}
+type Removal struct{ items []removeItem }
 
 // removeItem is one file to remove: the entry name of dir, as long as it
 // is still the file fi that was checked.
@@ -58,8 +48,7 @@ func (it removeItem) path() string { return filepath.Join(it.dir, it.name) }
 
 // PlanRemove finds the files to remove. A file that install did not write
 // is an error naming it, unless Force; so is, always, a file or directory
-// another user can change (hostfile's rule: uninstall removes as root).
-// Nothing is removed then.
+// another user can change (uninstall removes as root).
 func PlanRemove(o RemoveOptions) (*Removal, error) {
 	o.Name = cmp.Or(o.Name, DefaultName)
 	if err := CheckPaths(o.BinDir, o.ConfigPath, o.Name); err != nil {
@@ -90,7 +79,7 @@ func PlanRemove(o RemoveOptions) (*Removal, error) {
 	}
 
 	cfg, cfgFi, err := ownedFile(o.ConfigPath, "config", o.Force, func(f *os.File) ([]byte, bool, error) {
-		b, _, err := readUpTo(f, maxConfig)
+		b, _, err := readUpTo(f, MaxConfigFile)
 		return b, WrittenByInstaller(b), err
 	}, "was not written by icr-credential-provider install (its first line is not the installer's): remove it by hand, or give --force")
 	if err != nil {
@@ -123,9 +112,8 @@ func PlanRemove(o RemoveOptions) (*Removal, error) {
 	return r, nil
 }
 
-// lstatIn opens dir under hostfile's rule and describes its entry name,
-// which must be trusted too; nil if either is missing. The caller closes
-// the Dir when the FileInfo is not nil.
+// lstatIn opens dir and describes its entry name (lstatTrusted); nil if
+// either is missing. The caller closes the Dir when the FileInfo is not nil.
 func lstatIn(dir, name, what string) (fs.FileInfo, *hostfile.Dir, error) {
 	d, err := hostfile.OpenDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -142,10 +130,10 @@ func lstatIn(dir, name, what string) (fs.FileInfo, *hostfile.Dir, error) {
 	return fi, d, nil
 }
 
-// ownedFile describes the file p (nil if missing) when ours (nil: always)
-// says it is install's, or force, and returns what ours read of it; a link
-// is install's only with force (install never makes one there), a
-// directory never. The file is opened without following a link.
+// ownedFile describes the file p (nil if missing), opened without following
+// a link, when ours (nil: always) says it is install's, or force, and returns
+// what ours read of it; a link is install's only with force (install never
+// makes one), a directory never.
 func ownedFile(p, what string, force bool, ours func(*os.File) ([]byte, bool, error), notOurs string) ([]byte, fs.FileInfo, error) {
 	fi, d, err := lstatIn(filepath.Dir(p), filepath.Base(p), what)
 	if err != nil || fi == nil {
@@ -178,8 +166,7 @@ func ownedFile(p, what string, force bool, ours func(*os.File) ([]byte, bool, er
 	return cmp0(b), fi, nil
 }
 
-// ownBinary reports whether f is a build of the plugin, or has exe's
-// content.
+// ownBinary reports whether f is a build of the plugin, or has exe's content.
 func ownBinary(f *os.File, exe string) bool {
 	if info, err := buildinfo.Read(f); err == nil && info.Path == PluginPackage {
 		return true
@@ -199,8 +186,8 @@ func ownBinary(f *os.File, exe string) bool {
 func (r *Removal) Empty() bool { return len(r.items) == 0 }
 
 // Apply removes the files: the link, the config and its key file, then the
-// binary. Each is removed relative to its directory opened again under
-// hostfile's rule, and only if it is still the file checked.
+// binary, each from its directory opened again, only if still the file
+// checked.
 func (r *Removal) Apply() ([]FileResult, error) {
 	var out []FileResult
 	for _, it := range r.items {
@@ -250,13 +237,7 @@ func StillWired(w Wiring, config string) []string {
 		if err != nil {
 			continue
 		}
-		if b, err := w.Host.read(rancherDir(l) + "/config.yaml.d/" + rancherDropin); err == nil {
-			var keys map[string]any
-			if yaml.Unmarshal(b, &keys) == nil {
-				files = append(files, rancherFile{path: rancherDir(l) + "/config.yaml.d/" + rancherDropin, keys: keys})
-			}
-		}
-		if opts, kargs := rancherMerge(files); opts[FlagConfig].value == config {
+		if opts, kargs := rancherMerge(append(files, readRancherDropin(w.Host, l)...)); opts[FlagConfig].value == config {
 			out = append(out, fmt.Sprintf("%s sets %s: %s", opts[FlagConfig].file, FlagConfig, config))
 		} else {
 			for _, a := range kargs {

@@ -11,7 +11,6 @@ import (
 // or drop-in of the same name in an earlier one masks the later ones.
 var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
 
-// unitFile is one file of a unit, as read.
 type unitFile struct {
 	Path    string
 	Content []byte
@@ -28,10 +27,9 @@ type serviceSettings struct {
 	EnvironmentFrom  []string // the file of each Environment entry
 }
 
-// findUnit returns the files of unit on h in the order systemd applies
-// them: the unit file from the most important directory, then the *.conf
-// drop-ins of every <unit>.d directory sorted by name (a name in a more
-// important directory masks the same name in a later one).
+// findUnit returns the files of unit on h in systemd's order: the unit file
+// from the most important directory, then the *.conf drop-ins of every
+// <unit>.d by name (a name in a more important directory masks a later one).
 func findUnit(h Host, unit string) ([]unitFile, error) {
 	var files []unitFile
 	for _, d := range unitDirs {

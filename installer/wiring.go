@@ -17,8 +17,7 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/hostfile"
 )
 
-// Layout is how a node starts its kubelet, which decides where the kubelet
-// flags go.
+// Layout is how a node starts its kubelet: where the kubelet flags go.
 type Layout string
 
 // Layouts.
@@ -47,18 +46,19 @@ const (
 	FlagBinDir = "image-credential-provider-bin-dir"
 )
 
+var kubeletFlags = []string{FlagConfig, FlagBinDir}
+
 // Wiring is one change of how the kubelet starts: the two flags added
 // (install) or the host files put back as they were (uninstall).
 type Wiring struct {
-	Host   Host
-	Layout Layout // auto: detected
-	// Config and BinDir are the flags' values, as the host sees them.
-	Config, BinDir string
+	Host           Host
+	Layout         Layout // auto: detected
+	Config, BinDir string // the flags' values, as the host sees them
 	// Force overrides the flags set elsewhere to other paths, and restores
 	// a host file changed since install wired it.
 	Force bool
-	// ProcDir is the host's /proc, where a running kubelet's flags are
-	// read ("": Host.Path("/proc"); "-": not read).
+	// ProcDir is the host's /proc, where a running kubelet's flags are read
+	// ("": Host.Path("/proc"); "-": not read).
 	ProcDir string
 	Systemd Systemd
 	Health  Health
@@ -67,15 +67,14 @@ type Wiring struct {
 // Plan is what a Wiring changes on this host, found before anything
 // changes; Apply changes it.
 type Plan struct {
-	w       Wiring
-	Layout  Layout
-	Unit    string
-	Notes   []string // findings that do not stop the wiring
-	changes []change
-	restart bool // a restart is due even without a change
-	state   *wiringState
-	// the state file's content before (nil: none), for a rollback
-	stateBefore []byte
+	w           Wiring
+	Layout      Layout
+	Unit        string
+	Notes       []string // findings that do not stop the wiring
+	changes     []change
+	restart     bool // a restart is due even without a change
+	state       *wiringState
+	stateBefore []byte // the state file's content before (nil: none), for a rollback
 	uninstall   bool
 }
 
@@ -108,19 +107,16 @@ const (
 	Restored Action = "restored" // back to its content before install
 )
 
-// layoutPlan is what a layout wants: one host file's content, and what
-// stands in the way.
+// layoutPlan is what a layout wants: one host file's content (its
+// directory created if missing), and what stands in the way.
 type layoutPlan struct {
 	unit  string
-	path  string // the host file the layout writes
-	wired bool   // the flags are in force from the files already
-	// after is the file's content given its content before install.
-	after func(base []byte) ([]byte, error)
-	mode  fs.FileMode // of a new file
-	mkdir string      // a host directory to create first if missing
+	path  string                            // the host file the layout writes
+	wired bool                              // the flags are in force from the files already
+	after func(base []byte) ([]byte, error) // the file's content given its content before install
 	// conflicts are settings of the flags to other paths, which the wiring
-	// overrides only with Force; overrides are settings that would win over
-	// the wiring's, refused always.
+	// overrides only with Force; overrides would win over the wiring's
+	// settings, refused always.
 	conflicts, overrides []string
 }
 
@@ -130,10 +126,8 @@ func PlanInstall(w Wiring) (*Plan, error) {
 	if err := w.Host.Check(); err != nil {
 		return nil, err
 	}
-	for _, f := range []struct{ flag, value string }{{"--config", w.Config}, {"--bin-dir", w.BinDir}} {
-		if err := kubeletFlagPath(f.flag, f.value); err != nil {
-			return nil, err
-		}
+	if err := kubeletFlagPaths(w.Config, w.BinDir); err != nil {
+		return nil, err
 	}
 	st, raw, err := readState(w.Host)
 	if err != nil {
@@ -201,20 +195,17 @@ func PlanInstall(w Wiring) (*Plan, error) {
 	for _, c := range lp.conflicts {
 		p.Notes = append(p.Notes, c+": overridden (--force)")
 	}
-	mode := lp.mode
-	if cur != nil {
-		mode = curMode
-	}
 	if rec == nil {
 		st.Files = append(st.Files, fileRecord{Path: lp.path, Existed: cur != nil, Previous: cur, Mode: curMode})
 		rec = &st.Files[len(st.Files)-1]
 	}
 	rec.Written = digest(after)
-	if lp.mkdir != "" && !w.Host.exists(lp.mkdir) && !slices.Contains(st.Dirs, lp.mkdir) {
-		st.Dirs = append(st.Dirs, lp.mkdir)
+	if dir := path.Dir(lp.path); !w.Host.exists(dir) && !slices.Contains(st.Dirs, dir) {
+		st.Dirs = append(st.Dirs, dir)
 	}
 	st.Layout, st.Unit, st.Config, st.BinDir = layout, lp.unit, w.Config, w.BinDir
-	p.changes = []change{{Path: lp.path, local: local, before: cur, beforeMode: curMode, after: after, mode: mode}}
+	// A new file's mode, 0, is putHost's 0644.
+	p.changes = []change{{Path: lp.path, local: local, before: cur, beforeMode: curMode, after: after, mode: curMode}}
 	return p, p.prepare()
 }
 
@@ -225,15 +216,19 @@ func more(list []string) string {
 	return ""
 }
 
-// kubeletFlagPath requires a path the kubelet's command line, an
-// environment file and a YAML value carry without quoting.
-func kubeletFlagPath(flag, p string) error {
-	if !path.IsAbs(p) {
-		return errorf("%s %q: the kubelet needs an absolute path", flag, p)
-	}
-	for _, r := range p {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+@", r)) {
-			return errorf("%s %q has %q, which the kubelet's command line would need quoted: choose a path of letters, digits and / . _ - + @", flag, p, r)
+// kubeletFlagPaths requires paths for --config and --bin-dir that the
+// kubelet's command line, an environment file and a YAML value carry
+// without quoting.
+func kubeletFlagPaths(config, binDir string) error {
+	for _, f := range [][2]string{{"--config", config}, {"--bin-dir", binDir}} {
+		flag, p := f[0], f[1]
+		if !path.IsAbs(p) {
+			return errorf("%s %q: the kubelet needs an absolute path", flag, p)
+		}
+		for _, r := range p {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+@", r)) {
+				return errorf("%s %q has %q, which the kubelet's command line would need quoted: choose a path of letters, digits and / . _ - + @", flag, p, r)
+			}
 		}
 	}
 	return nil
@@ -260,9 +255,9 @@ func (h Host) readWritable(p string) (string, []byte, fs.FileMode, error) {
 	return local, cmp0(b), fi.Mode().Perm(), nil
 }
 
-// prepare checks that every directory written can be written, so that
-// Apply fails as little as can be. (writablePath and readState checked
-// that only root can change them.)
+// prepare checks that every directory Apply writes can be written, so that
+// it fails as little as can be (writablePath and readState checked that
+// only root can change them).
 func (p *Plan) prepare() error {
 	if len(p.changes) == 0 {
 		return nil
@@ -394,9 +389,8 @@ func (p *Plan) Apply(ctx context.Context) (WiringResult, error) {
 	return res, p.finish()
 }
 
-// CheckHealthy returns Apply's error for a kubelet not healthy before
-// anything changes, for an installer to check before it writes its own
-// files.
+// CheckHealthy returns Apply's error for a kubelet not healthy before any
+// change, for an installer to check before it writes its own files.
 func (p *Plan) CheckHealthy(ctx context.Context) error {
 	if !p.Changed() || p.uninstall {
 		return nil
@@ -501,10 +495,7 @@ func putHost(local string, data []byte, mode fs.FileMode) error {
 	if data == nil {
 		return removeFile(local)
 	}
-	if mode == 0 {
-		mode = 0o644
-	}
-	_, err := writeFile(local, data, mode, putOptions{fixMode: true})
+	_, err := writeFile(local, data, cmp.Or(mode, 0o644), putOptions{fixMode: true})
 	return err
 }
 
@@ -575,9 +566,9 @@ func kubensWrapped(h Host) bool {
 	return err == nil && bytes.Contains(b, []byte("kubenswrapper"))
 }
 
-// ProcArgs are the command lines of the trusted processes under dir
-// (hostfile.Processes) whose executable is one of names: a user's process
-// named kubelet is not the kubelet.
+// ProcArgs are the command lines of the trusted processes under dir whose
+// executable is one of names (hostfile.Processes): a user's process named
+// kubelet is not the kubelet.
 func ProcArgs(dir string, names ...string) [][]string {
 	var out [][]string
 	for _, p := range hostfile.Processes(dir, names...) {
@@ -620,24 +611,24 @@ func (w Wiring) want(flag string) string {
 }
 
 // ours reports whether v is the wiring's value of flag, now or as wired
-// before.
+// before (st).
 func (w Wiring) ours(st *wiringState, flag, v string) bool {
-	wired := st.BinDir
-	if flag == FlagConfig {
-		wired = st.Config
-	}
-	return v == w.want(flag) || wired != "" && v == wired
+	wired := Wiring{Config: st.Config, BinDir: st.BinDir}
+	return v == w.want(flag) || v != "" && v == wired.want(flag)
+}
+
+// foreign returns the values of flag in args that are not ours.
+func (w Wiring) foreign(st *wiringState, args []string, flag string) []string {
+	return slices.DeleteFunc(flagValues(args, flag), func(v string) bool { return w.ours(st, flag, v) })
 }
 
 // runningKubelet reports a running kubelet's flags set to other paths.
 func (w Wiring) runningKubelet(st *wiringState) []string {
 	var out []string
 	for _, argv := range ProcArgs(w.procDir(), "kubelet") {
-		for _, f := range []string{FlagConfig, FlagBinDir} {
-			for _, v := range flagValues(argv[1:], f) {
-				if !w.ours(st, f, v) {
-					out = append(out, fmt.Sprintf("the running kubelet has --%s=%s, from a setting the installer did not find", f, v))
-				}
+		for _, f := range kubeletFlags {
+			for _, v := range w.foreign(st, argv[1:], f) {
+				out = append(out, fmt.Sprintf("the running kubelet has --%s=%s, from a setting the installer did not find", f, v))
 			}
 		}
 	}
@@ -669,11 +660,10 @@ var kubeadmEnvFiles = []string{"/etc/default/kubelet", "/etc/sysconfig/kubelet"}
 const extraArgs = "KUBELET_EXTRA_ARGS"
 
 // planKubeadm appends the flags to KUBELET_EXTRA_ARGS in the environment
-// file the kubelet unit reads it from (/etc/default/kubelet or
-// /etc/sysconfig/kubelet): kubeadm's documented place for operator flags,
-// last on the kubelet's command line, never rewritten by kubeadm.
+// file the kubelet unit reads it from (kubeadmEnvFiles): kubeadm's place
+// for operator flags, last on the command line, never rewritten by kubeadm.
 func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
-	lp := layoutPlan{unit: "kubelet.service", mode: 0o644}
+	lp := layoutPlan{unit: "kubelet.service"}
 	dropin := kubeadmDropin(w.Host)
 	if dropin == "" {
 		return lp, errorf("no kubeadm kubelet drop-in (10-kubeadm.conf) in %s: this node's kubelet is not set up by kubeadm's packages; give the --configure-kubelet of its layout, or wire it by hand", strings.Join(kubeletDropinDirs(), ", "))
@@ -701,15 +691,11 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 		return lp, errorf("the kubelet unit reads no EnvironmentFile=%s: wire the kubelet by hand (docs/kubelet-wiring.md)", strings.Join(kubeadmEnvFiles, " or "))
 	}
 	lp.path = s.EnvironmentFiles[target]
-	lp.mkdir = path.Dir(lp.path)
 
 	// Every other place the flags can come from, in command-line order.
-	for _, f := range []string{FlagConfig, FlagBinDir} {
+	for _, f := range kubeletFlags {
 		for i := range words {
-			for _, v := range flagValues(words[i:min(i+2, len(words))], f) {
-				if w.ours(st, f, v) {
-					continue
-				}
+			for _, v := range w.foreign(st, words[i:min(i+2, len(words))], f) {
 				msg := fmt.Sprintf("the kubelet's ExecStart (%s) sets --%s=%s", s.ExecStartFrom, f, v)
 				if i > at {
 					lp.overrides = append(lp.overrides, msg+" after $"+extraArgs)
@@ -720,10 +706,8 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 		}
 		for i, a := range s.Environment {
 			name, value, _ := strings.Cut(a, "=")
-			for _, v := range flagValues(strings.Fields(value), f) {
-				if !w.ours(st, f, v) {
-					lp.conflicts = append(lp.conflicts, fmt.Sprintf("%s sets --%s=%s in %s", s.EnvironmentFrom[i], f, v, name))
-				}
+			for _, v := range w.foreign(st, strings.Fields(value), f) {
+				lp.conflicts = append(lp.conflicts, fmt.Sprintf("%s sets --%s=%s in %s", s.EnvironmentFrom[i], f, v, name))
 			}
 		}
 	}
@@ -743,11 +727,9 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 			if i > target && a.Name == extraArgs {
 				lp.overrides = append(lp.overrides, fmt.Sprintf("%s sets %s after %s", ef, extraArgs, lp.path))
 			}
-			for _, f := range []string{FlagConfig, FlagBinDir} {
-				for _, v := range flagValues(strings.Fields(a.Value), f) {
-					if !w.ours(st, f, v) {
-						lp.conflicts = append(lp.conflicts, fmt.Sprintf("%s sets --%s=%s in %s", ef, f, v, a.Name))
-					}
+			for _, f := range kubeletFlags {
+				for _, v := range w.foreign(st, strings.Fields(a.Value), f) {
+					lp.conflicts = append(lp.conflicts, fmt.Sprintf("%s sets --%s=%s in %s", ef, f, v, a.Name))
 				}
 			}
 		}
@@ -757,7 +739,7 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 	value, _ := envValue(current, extraArgs)
 	tokens := strings.Fields(value)
 	lp.wired = true
-	for _, f := range []string{FlagConfig, FlagBinDir} {
+	for _, f := range kubeletFlags {
 		vs := flagValues(tokens, f)
 		if len(vs) == 0 || vs[len(vs)-1] != w.want(f) {
 			lp.wired = false
