@@ -11,11 +11,9 @@ import (
 const APIKeyMode = 0o600
 
 // CheckAPIKey reads and validates the API key in src (a mounted Secret's
-// key file: a link into the Secret's ..data is followed, a FIFO or device
-// refused) with the plugin's own parser, and checks that dst can be
-// written (its directory exists, only root can change it, and it is
-// writable; dst is a regular file or missing), so that an installer fails
-// before changing anything. The key never appears in an error.
+// key file: a link into its ..data is followed, a FIFO or device refused)
+// with the plugin's own parser, and checks that dst can be written, so that
+// an installer fails before changing anything. No error shows the key.
 func CheckAPIKey(src, dst string) (key string, err error) {
 	key, _, err = config.LoadAPIKeyFile(src)
 	if err != nil {
@@ -34,10 +32,9 @@ func CheckAPIKey(src, dst string) (key string, err error) {
 	return key, probeWritable(d)
 }
 
-// WriteAPIKey writes key to dst (0600, atomically) unless dst holds it
-// already; then only the mode is fixed, through the open file. The
-// content is the bare key and a newline, whatever form the Secret held it
-// in.
+// WriteAPIKey writes the bare key and a newline to dst (0600, atomically),
+// whatever form the Secret held it in, unless dst holds it already; then
+// only the mode is fixed, through the open file.
 func WriteAPIKey(key, dst string) (Action, error) {
 	return writeFile(dst, []byte(key+"\n"), APIKeyMode, putOptions{fixMode: true})
 }

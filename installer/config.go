@@ -34,10 +34,9 @@ const DefaultCacheDuration = 10 * time.Minute
 // ProviderAPIVersion is the exec protocol version the config asks for.
 const ProviderAPIVersion = "credentialprovider.kubelet.k8s.io/v1"
 
-// DefaultMatchImages are the matchImages globs covering every registry the
-// plugin serves by default. Globs match label by label: "*.icr.io" matches
-// neither "icr.io" nor "private.us.icr.io". It also matches cp.icr.io, which
-// gets an empty answer.
+// DefaultMatchImages cover every registry the plugin serves by default.
+// Globs match label by label: "*.icr.io" matches neither "icr.io" nor
+// "private.us.icr.io"; it matches cp.icr.io, which gets an empty answer.
 func DefaultMatchImages() []string {
 	return []string{"icr.io", "*.icr.io", "private.icr.io", "private.*.icr.io", "registry.bluemix.net", "registry.*.bluemix.net"}
 }
@@ -87,13 +86,6 @@ func APIKeyFileWritten(content []byte) string {
 	return ""
 }
 
-// secretEnv are variables that would put a secret into a world-readable
-// file, and the file variable to use instead.
-var secretEnv = map[string]string{
-	"IBMCLOUD_API_KEY": "ICR_API_KEY_FILE",
-	"ICR_API_KEY":      "ICR_API_KEY_FILE",
-}
-
 // Config renders the CredentialProviderConfig for p: the marker line, then
 // YAML, checked by decoding it strictly again.
 func Config(p Provider) ([]byte, error) {
@@ -109,8 +101,8 @@ func Config(p Provider) ([]byte, error) {
 		return nil, fmt.Errorf("default cache duration %v is negative", p.DefaultCacheDuration)
 	}
 	for _, e := range p.Env {
-		if alt, ok := secretEnv[e.Name]; ok {
-			return nil, fmt.Errorf("%s would put a secret into the kubelet config: reference a file with %s instead", e.Name, alt)
+		if e.Name == "IBMCLOUD_API_KEY" || e.Name == "ICR_API_KEY" {
+			return nil, fmt.Errorf("%s would put a secret into the kubelet config: reference a file with ICR_API_KEY_FILE instead", e.Name)
 		}
 	}
 	cfg := kubeletv1.CredentialProviderConfig{

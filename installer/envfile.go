@@ -2,6 +2,7 @@ package installer
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 )
 
@@ -155,8 +156,5 @@ func appendToEnvVar(content []byte, name string, words []string) ([]byte, error)
 	if strings.TrimSpace(last.Value) != "" {
 		add = " " + add
 	}
-	out := make([]byte, 0, len(content)+len(add))
-	out = append(out, content[:at]...)
-	out = append(out, add...)
-	return append(out, content[at:]...), nil
+	return slices.Concat(content[:at], []byte(add), content[at:]), nil
 }

@@ -168,28 +168,39 @@ func hostFileError(p string, err error) error {
 	return errorf("cannot read %s: %v: check the file (and that --host-root is the host's /)", p, config.Bare(err))
 }
 
-// writablePath is the local path at which to write the host's file p: its
-// directory's links followed within Root; p itself must be a regular file
-// or missing, never a link (a write through it would land where it points).
-func (h Host) writablePath(p string) (string, error) {
+// readWritable returns the local path at which to write the host's file p,
+// its directory's links followed within Root, and the content (nil: absent)
+// and mode of the file there. p itself must be a regular file or missing,
+// never a link (a write through it would land where it points).
+func (h Host) readWritable(p string) (string, []byte, fs.FileMode, error) {
 	dir := filepath.Dir(p)
 	local, err := h.resolve(dir)
 	if err != nil {
-		return "", errorf("%s: %v", dir, err)
+		return "", nil, 0, errorf("%s: %v", dir, err)
 	}
 	target := filepath.Join(local, filepath.Base(p))
 	fi, err := os.Lstat(target)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return "", errorf("%s: %v", p, config.Bare(err))
+		return "", nil, 0, errorf("%s: %v", p, config.Bare(err))
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return "", errorf("%s on the host is a symbolic link: the installer does not write through links into host configuration; make it a regular file, or wire the kubelet by hand", p)
+		return "", nil, 0, errorf("%s on the host is a symbolic link: the installer does not write through links into host configuration; make it a regular file, or wire the kubelet by hand", p)
 	case !fi.Mode().IsRegular():
-		return "", errorf("%s on the host is not a regular file (%v): remove it or wire the kubelet by hand", p, fi.Mode().Type())
+		return "", nil, 0, errorf("%s on the host is not a regular file (%v): remove it or wire the kubelet by hand", p, fi.Mode().Type())
 	}
 	if err := CheckTrusted(target, "the kubelet's"); err != nil {
-		return "", err
+		return "", nil, 0, err
 	}
-	return target, nil
+	b, err := os.ReadFile(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return target, nil, 0, nil
+	}
+	if err == nil {
+		fi, err = os.Stat(target)
+	}
+	if err != nil {
+		return "", nil, 0, hostFileError(p, err)
+	}
+	return target, cmp0(b), fi.Mode().Perm(), nil
 }

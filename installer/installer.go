@@ -32,6 +32,8 @@ const (
 	Created   Action = "created"
 	Updated   Action = "updated"
 	Unchanged Action = "unchanged"
+	Removed   Action = "removed"  // by uninstall
+	Restored  Action = "restored" // by uninstall: back to its content before install
 )
 
 // Options is one installation.
@@ -101,9 +103,9 @@ func Install(ctx context.Context, o Options) (Result, error) {
 }
 
 // Check returns the error Install would return before it writes anything:
-// the paths, the directories (existing, writable, and only root can
-// change them: hostfile's rule, which --force does not override), the
-// files in the way, a config not written by install, the executable.
+// the paths, the directories (existing, writable, only root can change
+// them, even with --force), the files in the way, a config not written by
+// install, the executable.
 func Check(o Options) error {
 	o.Provider.Name = cmp.Or(o.Provider.Name, DefaultName)
 	t, err := check(o)
@@ -134,8 +136,7 @@ func check(o Options) (_ *checked, err error) {
 	if o.Executable == "" {
 		return nil, errorf("no executable to install")
 	}
-	binary := filepath.Join(o.BinDir, o.Provider.Name)
-	if err := Distinct(Target{"the binary", binary}, Target{"--config", o.ConfigPath}); err != nil {
+	if err := Distinct(Target{"the binary", filepath.Join(o.BinDir, o.Provider.Name)}, Target{"--config", o.ConfigPath}); err != nil {
 		return nil, err
 	}
 	t := &checked{}

@@ -160,24 +160,19 @@ func planRancher(w Wiring, l Layout, st *wiringState) (layoutPlan, error) {
 	if err != nil {
 		return lp, err
 	}
-	flags := []string{FlagBinDir, FlagConfig}
-	var buf strings.Builder
-	buf.WriteString(Marker + "; changes here are lost at the next install.\n")
-	fmt.Fprintf(&buf, "# The kubelet's image credential provider, as %s options; 'icr-credential-provider uninstall' removes this file.\n", l)
-	for _, f := range flags {
-		fmt.Fprintf(&buf, "%s: %s\n", f, w.want(f))
-	}
-	content := []byte(buf.String())
+	content := fmt.Appendf(nil, "%s; changes here are lost at the next install.\n"+
+		"# The kubelet's image credential provider, as %s options; 'icr-credential-provider uninstall' removes this file.\n"+
+		"%s: %s\n%s: %s\n", Marker, l, FlagBinDir, w.BinDir, FlagConfig, w.Config)
 	lp.after = func([]byte) ([]byte, error) { return content, nil }
 
 	// Where k3s reads ours: files[at:] come after it.
-	at := len(files)
-	for i, f := range files {
-		if path.Base(f.path) > rancherDropin && path.Dir(f.path) == path.Dir(lp.path) {
-			at = i
-			break
-		}
+	at := slices.IndexFunc(files, func(f rancherFile) bool {
+		return path.Base(f.path) > rancherDropin && path.Dir(f.path) == path.Dir(lp.path)
+	})
+	if at < 0 {
+		at = len(files)
 	}
+	flags := []string{FlagBinDir, FlagConfig}
 
 	options, kargs := rancherMerge(files)
 	for _, a := range kargs {

@@ -119,7 +119,7 @@ func ReadProvider(path, name string) (ProviderEntry, error) {
 	return e, nil
 }
 
-// ProviderEntry is what the plugin is run with: its arguments and the
+// ProviderEntry is what the plugin is run with: arguments, and the
 // environment the config adds.
 type ProviderEntry struct {
 	Args []string
@@ -170,9 +170,8 @@ func decodeAnyVersion(data []byte) (string, *kubeletv1.CredentialProviderConfig,
 }
 
 // decodeProblem says where and what kind of problem err (from
-// sigs.k8s.io/yaml) is, from the error's type where it has one and from
-// the decoders' fixed wording otherwise; the error's own text, which
-// quotes the file, is dropped.
+// sigs.k8s.io/yaml) is, from its type or the decoders' fixed wording; its
+// text, which quotes the file, is dropped.
 func decodeProblem(data []byte, err error) *DecodeError {
 	msg := err.Error()
 	de := &DecodeError{Line: lineOf(msg), Kind: "it is not valid YAML"}

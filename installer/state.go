@@ -11,27 +11,22 @@ import (
 	"slices"
 )
 
-// StatePath is where the kubelet wiring keeps, as the host sees it, the
-// content each host file had before install first changed it (or that it
-// did not exist), so that uninstall and a failed restart put back exactly
-// that. Root only (0600): the files it holds are the host's kubelet
-// configuration.
+// StatePath is where the kubelet wiring keeps (as the host sees it, root
+// only: 0600) each host file's content before install first changed it, or
+// that it did not exist, for uninstall and a failed restart to put back.
 const StatePath = "/var/lib/icr-credential-provider/wiring.json"
 
 // wiringState is the content of StatePath.
 type wiringState struct {
 	Layout Layout `json:"layout"`
 	Unit   string `json:"unit"`
-	// Config and BinDir are the paths wired, as the host sees them.
-	Config string `json:"config"`
+	Config string `json:"config"` // the paths wired, as the host sees them
 	BinDir string `json:"binDir"`
-	// RestartPending is set while the files are changed and the kubelet
-	// not yet restarted healthy with them: a run interrupted there restarts
-	// it next time.
+	// RestartPending is set while the files are changed and the kubelet not
+	// yet restarted healthy with them: the next run restarts it.
 	RestartPending bool         `json:"restartPending,omitempty"`
 	Files          []fileRecord `json:"files"`
-	// Dirs are directories the wiring created, removed again when empty.
-	Dirs []string `json:"dirs,omitempty"`
+	Dirs           []string     `json:"dirs,omitempty"` // created by the wiring, removed again when empty
 }
 
 // fileRecord is one host file the wiring changed.

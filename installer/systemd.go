@@ -123,18 +123,16 @@ type Health struct {
 // the error says what the last probe saw.
 func (hc Health) Wait(ctx context.Context) error {
 	url := cmp.Or(hc.URL, DefaultHealthzURL)
-	timeout := hc.Timeout
+	timeout, interval := hc.Timeout, hc.Interval
 	if timeout <= 0 {
 		timeout = DefaultKubeletTimeout
 	}
-	interval := hc.Interval
 	if interval <= 0 {
 		interval = defaultInterval
 	}
 	client := hc.Client
 	if client == nil {
-		// The endpoint is node-local, as the metadata service is: never
-		// through a proxy, a short connect timeout.
+		// Node-local, as the metadata service: never through a proxy.
 		client = &http.Client{Timeout: 5 * time.Second, Transport: iam.NewMetadataTransport(2 * time.Second)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)

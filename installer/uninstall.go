@@ -37,8 +37,7 @@ type RemoveOptions struct {
 // Removal is what uninstall removes, checked before anything is.
 type Removal struct{ items []removeItem }
 
-// removeItem is one file to remove: the entry name of dir, as long as it
-// is still the file fi that was checked.
+// removeItem is the entry name of dir, removed only if still the file fi.
 type removeItem struct {
 	what, dir, name string
 	fi              fs.FileInfo
@@ -171,10 +170,7 @@ func ownBinary(f *os.File, exe string) bool {
 	if info, err := buildinfo.Read(f); err == nil && info.Path == PluginPackage {
 		return true
 	}
-	if exe == "" {
-		return false
-	}
-	b, err := os.ReadFile(exe)
+	b, err := os.ReadFile(exe) // "" fails too
 	if err != nil {
 		return false
 	}
@@ -220,8 +216,7 @@ func (it removeItem) remove() (bool, error) {
 
 // StillWired returns where the kubelet is still told to use config (as the
 // host sees it) once the wiring is gone: a running kubelet's command line,
-// or k3s's and RKE2's options. Removing the binary then would stop that
-// kubelet from starting again.
+// or k3s's and RKE2's options. Without the binary it would not start again.
 func StillWired(w Wiring, config string) []string {
 	var out []string
 	for _, argv := range ProcArgs(w.procDir(), "kubelet") {
@@ -230,11 +225,8 @@ func StillWired(w Wiring, config string) []string {
 		}
 	}
 	for _, l := range []Layout{LayoutK3s, LayoutRKE2} {
-		if !w.Host.exists(rancherDir(l)) {
-			continue
-		}
 		files, err := rancherFiles(w.Host, l)
-		if err != nil {
+		if err != nil || !w.Host.exists(rancherDir(l)) {
 			continue
 		}
 		if opts, kargs := rancherMerge(append(files, readRancherDropin(w.Host, l)...)); opts[FlagConfig].value == config {

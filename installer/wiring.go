@@ -101,12 +101,6 @@ type WiringResult struct {
 	Notes     []string
 }
 
-// Actions of uninstall.
-const (
-	Removed  Action = "removed"
-	Restored Action = "restored" // back to its content before install
-)
-
 // layoutPlan is what a layout wants: one host file's content (its
 // directory created if missing), and what stands in the way.
 type layoutPlan struct {
@@ -234,39 +228,12 @@ func kubeletFlagPaths(config, binDir string) error {
 	return nil
 }
 
-// readWritable returns writablePath(p), and the content (nil: absent) and
-// mode of the file there.
-func (h Host) readWritable(p string) (string, []byte, fs.FileMode, error) {
-	local, err := h.writablePath(p)
-	if err != nil {
-		return "", nil, 0, err
-	}
-	b, err := os.ReadFile(local)
-	if errors.Is(err, fs.ErrNotExist) {
-		return local, nil, 0, nil
-	}
-	if err != nil {
-		return "", nil, 0, hostFileError(p, err)
-	}
-	fi, err := os.Stat(local)
-	if err != nil {
-		return "", nil, 0, hostFileError(p, err)
-	}
-	return local, cmp0(b), fi.Mode().Perm(), nil
-}
-
 // prepare checks that every directory Apply writes can be written, so that
 // it fails as little as can be (writablePath and readState checked that
 // only root can change them).
 func (p *Plan) prepare() error {
-	if len(p.changes) == 0 {
-		return nil
-	}
-	dirs := []string{p.w.Host.Path(path.Dir(StatePath))}
-	for _, c := range p.changes {
-		dirs = append(dirs, filepath.Dir(c.local))
-	}
-	for _, d := range dirs {
+	for _, t := range p.Targets() {
+		d := filepath.Dir(t.Path)
 		// A directory Apply creates: its parent must be writable.
 		for _, err := os.Stat(d); err != nil && d != p.w.Host.Root; _, err = os.Stat(d) {
 			d = filepath.Dir(d)
@@ -538,27 +505,23 @@ func detectLayout(h Host) (Layout, error) {
 	if h.exists("/etc/machine-config-daemon") || kubensWrapped(h) {
 		return "", errorf("this is an OpenShift node: the Machine Config Operator owns kubelet.service and reverts changes to it; use 'install --print-machineconfig' and 'oc apply' instead (docs/kubelet-wiring.md)")
 	}
-	var found []Layout
+	var found []string
 	if kubeadmDropin(h) != "" {
-		found = append(found, LayoutKubeadm)
+		found = append(found, string(LayoutKubeadm))
 	}
 	for _, l := range []Layout{LayoutK3s, LayoutRKE2} {
 		// rancherUnit's error (both units, not one enabled) is planRancher's to report.
 		if u, err := rancherUnit(h, l); h.exists(rancherDir(l)) && (u != "" || err != nil) {
-			found = append(found, l)
+			found = append(found, string(l))
 		}
 	}
 	switch len(found) {
 	case 1:
-		return found[0], nil
+		return Layout(found[0]), nil
 	case 0:
 		return "", errorf("no known kubelet layout under --host-root %s: looked for kubeadm's 10-kubeadm.conf in %s, /etc/rancher/k3s with a k3s or k3s-agent unit, /etc/rancher/rke2 with an rke2-server or rke2-agent unit; wire the kubelet by hand (docs/kubelet-wiring.md) or give --configure-kubelet=none", h.Root, strings.Join(kubeletDropinDirs(), ", "))
 	}
-	var names []string
-	for _, l := range found {
-		names = append(names, string(l))
-	}
-	return "", errorf("more than one kubelet layout under --host-root %s (%s): give --configure-kubelet with the one that starts this node's kubelet", h.Root, strings.Join(names, ", "))
+	return "", errorf("more than one kubelet layout under --host-root %s (%s): give --configure-kubelet with the one that starts this node's kubelet", h.Root, strings.Join(found, ", "))
 }
 
 func kubensWrapped(h Host) bool {
@@ -737,14 +700,10 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 	lp.conflicts = append(lp.conflicts, w.runningKubelet(st)...)
 
 	value, _ := envValue(current, extraArgs)
-	tokens := strings.Fields(value)
-	lp.wired = true
-	for _, f := range kubeletFlags {
-		vs := flagValues(tokens, f)
-		if len(vs) == 0 || vs[len(vs)-1] != w.want(f) {
-			lp.wired = false
-		}
-	}
+	lp.wired = !slices.ContainsFunc(kubeletFlags, func(f string) bool {
+		vs := flagValues(strings.Fields(value), f)
+		return len(vs) == 0 || vs[len(vs)-1] != w.want(f)
+	})
 	add := []string{"--" + FlagConfig + "=" + w.Config, "--" + FlagBinDir + "=" + w.BinDir}
 	lp.after = func(base []byte) ([]byte, error) {
 		out, err := appendToEnvVar(base, extraArgs, add)
