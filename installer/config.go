@@ -148,8 +148,7 @@ func DecodeConfig(data []byte) (*kubeletv1.CredentialProviderConfig, error) {
 	return cfg, nil
 }
 
-// WrittenByInstaller reports whether a config file's content carries the
-// marker on its first line.
+// WrittenByInstaller reports whether content's first line carries the Marker.
 func WrittenByInstaller(content []byte) bool {
 	first, _, _ := bytes.Cut(content, []byte("\n"))
 	return strings.HasPrefix(strings.TrimSpace(string(first)), Marker)

@@ -106,8 +106,7 @@ func parseEnvFile(content []byte) []envAssign {
 	return out
 }
 
-// envValue is the value of the last assignment of name, and whether there
-// is one.
+// envValue is the value of the last assignment of name, if there is one.
 func envValue(content []byte, name string) (string, bool) {
 	var v string
 	found := false

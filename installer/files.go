@@ -123,8 +123,7 @@ func lstatTrusted(d *hostfile.Dir, name, what string) (fs.FileInfo, error) {
 	return fi, nil
 }
 
-// readUpTo reads at most n bytes of f from its start, and whether there is
-// more.
+// readUpTo reads up to n bytes of f from its start, and whether there is more.
 func readUpTo(f *os.File, n int) ([]byte, bool, error) {
 	b, err := io.ReadAll(io.NewSectionReader(f, 0, int64(n)+1))
 	return b[:min(len(b), n)], len(b) > n, err
@@ -183,8 +182,12 @@ func replace(ctx context.Context, d *hostfile.Dir, name string, data []byte, per
 	var wrote fs.FileInfo
 	defer func() {
 		w.Close()
-		if err != nil {
-			removeIfSame(d, tmp, wrote)
+		if err == nil {
+			return
+		}
+		// Only if still the file written (nil: unknown), never another process's.
+		if now, lerr := d.Lstat(tmp); lerr == nil && (wrote == nil || os.SameFile(now, wrote)) {
+			_ = d.Remove(tmp)
 		}
 	}()
 	if wrote, err = w.Stat(); err != nil {
@@ -235,8 +238,7 @@ func replace(ctx context.Context, d *hostfile.Dir, name string, data []byte, per
 	return nil
 }
 
-// reopen opens the file of w again, read-only, through /proc/self/fd,
-// whatever its name now refers to.
+// reopen opens w's file again, read-only, through /proc/self/fd, whatever its name.
 func reopen(w *os.File) (*os.File, error) {
 	r, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(w.Fd())))
 	if err != nil {
@@ -249,14 +251,6 @@ func reopen(w *os.File) (*os.File, error) {
 		return nil, errorf("/proc/self/fd did not give the copied binary back: install needs the host's /proc semantics")
 	}
 	return r, nil
-}
-
-// removeIfSame removes the entry name of d if it is still the file fi
-// (nil: unknown, removed), never what another process put there.
-func removeIfSame(d *hostfile.Dir, name string, fi fs.FileInfo) {
-	if now, err := d.Lstat(name); err == nil && (fi == nil || os.SameFile(now, fi)) {
-		_ = d.Remove(name)
-	}
 }
 
 // tempPattern names temporary files: hidden, never taken for a provider.

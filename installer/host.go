@@ -17,8 +17,7 @@ import (
 // and unit files are the host's; Path turns them into paths to open.
 type Host struct{ Root string }
 
-// NewHost returns the Host at root ("" is "/"), which must be an absolute
-// directory.
+// NewHost returns the Host at root ("" is "/"), which must be absolute.
 func NewHost(root string) (Host, error) {
 	root = filepath.Clean(cmp.Or(root, "/"))
 	if !filepath.IsAbs(root) {
@@ -53,8 +52,7 @@ func Paths(root, binDir, configPath string) (h Host, hostBinDir, hostConfig stri
 // Path is the host's path p as this process sees it.
 func (h Host) Path(p string) string { return filepath.Join(h.Root, p) }
 
-// HostPath is the host's view of local, a path this process sees under
-// Root; what the kubelet is told.
+// HostPath is the host's view of local, a path under Root: what the kubelet is told.
 func (h Host) HostPath(flag, local string) (string, error) {
 	rel, err := filepath.Rel(h.Root, filepath.Clean(local))
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
@@ -153,8 +151,7 @@ func (h Host) read(p string) ([]byte, error) {
 	return os.ReadFile(local)
 }
 
-// readDir lists the host's directory p (links followed); a missing
-// directory is empty.
+// readDir lists the host's directory p (links followed); a missing one is empty.
 func (h Host) readDir(p string) []fs.DirEntry {
 	local, err := h.resolve(p)
 	if err != nil {

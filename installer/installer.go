@@ -216,8 +216,7 @@ func PathArg(flag, path string) error {
 	return nil
 }
 
-// Verifier runs a freshly copied binary, open read-only, and returns an
-// error if it is not usable.
+// Verifier runs a freshly copied binary, open read-only: nil if it is usable.
 type Verifier func(ctx context.Context, exe *os.File) error
 
 const verifyTimeout = 10 * time.Second

@@ -20,24 +20,6 @@ var poolName = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$`)
 })
 
-// kubensWrapperScript is OpenShift's kubenswrapper with the kubelet flags
-// added when it starts the kubelet.
-func kubensWrapperScript(config, binDir string) string {
-	return `#!/bin/sh
-# Written by icr-credential-provider install --print-machineconfig: OpenShift's
-# kubenswrapper, which kubelet.service starts the kubelet through, with the
-# kubelet's image credential provider flags added.
-case "$1" in
-*/kubelet) set -- "$@" --` + FlagConfig + `=` + config + ` --` + FlagBinDir + `=` + binDir + ` ;;
-esac
-if [ -x /usr/bin/kubensenter ]; then
-  exec /usr/bin/kubensenter "$@"
-else
-  exec "$@"
-fi
-`
-}
-
 // MachineConfig renders an OpenShift MachineConfig for pool that adds the
 // two kubelet flags (config and binDir as the host sees them).
 //
@@ -55,7 +37,19 @@ func MachineConfig(pool, config, binDir string) ([]byte, error) {
 	if err := kubeletFlagPaths(config, binDir); err != nil {
 		return nil, err
 	}
-	script := kubensWrapperScript(config, binDir)
+	script := `#!/bin/sh
+# Written by icr-credential-provider install --print-machineconfig: OpenShift's
+# kubenswrapper, which kubelet.service starts the kubelet through, with the
+# kubelet's image credential provider flags added.
+case "$1" in
+*/kubelet) set -- "$@" --` + FlagConfig + `=` + config + ` --` + FlagBinDir + `=` + binDir + ` ;;
+esac
+if [ -x /usr/bin/kubensenter ]; then
+  exec /usr/bin/kubensenter "$@"
+else
+  exec "$@"
+fi
+`
 	mc := map[string]any{
 		"apiVersion": "machineconfiguration.openshift.io/v1",
 		"kind":       "MachineConfig",

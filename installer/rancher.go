@@ -15,8 +15,7 @@ import (
 // config.yaml.d: after the operator's usual 00-89 files, before 99.
 const rancherDropin = "90-icr-credential-provider.yaml"
 
-// rancherUnits are the units that run k3s's and RKE2's kubelet, server
-// first.
+// rancherUnits are the units that run k3s's and RKE2's kubelet, server first.
 var rancherUnits = map[Layout][]string{
 	LayoutK3s:  {"k3s.service", "k3s-agent.service"},
 	LayoutRKE2: {"rke2-server.service", "rke2-agent.service"},
@@ -97,8 +96,7 @@ func rancherFiles(h Host, l Layout) ([]rancherFile, error) {
 	return out, nil
 }
 
-// readRancherDropin returns the wiring's drop-in of l, if it is there and
-// parses.
+// readRancherDropin returns the wiring's drop-in of l, if it exists and parses.
 func readRancherDropin(h Host, l Layout) []rancherFile {
 	b, err := h.read(rancherDropinPath(l))
 	var keys map[string]any

@@ -573,8 +573,7 @@ func (w Wiring) want(flag string) string {
 	return w.BinDir
 }
 
-// ours reports whether v is the wiring's value of flag, now or as wired
-// before (st).
+// ours reports whether v is the wiring's value of flag, now or as wired before.
 func (w Wiring) ours(st *wiringState, flag, v string) bool {
 	wired := Wiring{Config: st.Config, BinDir: st.BinDir}
 	return v == w.want(flag) || v != "" && v == wired.want(flag)
@@ -615,8 +614,7 @@ func kubeadmDropin(h Host) string {
 	return ""
 }
 
-// kubeadmEnvFiles are where kubeadm's drop-in reads KUBELET_EXTRA_ARGS
-// from: Debian's and RHEL's.
+// kubeadmEnvFiles are where kubeadm's drop-in reads KUBELET_EXTRA_ARGS: Debian's, RHEL's.
 var kubeadmEnvFiles = []string{"/etc/default/kubelet", "/etc/sysconfig/kubelet"}
 
 // extraArgs is the variable kubeadm leaves to the operator.
