@@ -41,10 +41,9 @@ func DefaultMatchImages() []string {
 	return []string{"icr.io", "*.icr.io", "private.icr.io", "private.*.icr.io", "registry.bluemix.net", "registry.*.bluemix.net"}
 }
 
-// ServiceAccountTokenAttributes is the tokenAttributes block of
-// service-account mode: the kubelet passes the pod's service-account token
-// (audience iam) and the profile annotations; pods without a service
-// account still get the node identity.
+// ServiceAccountTokenAttributes is service-account mode's tokenAttributes:
+// the kubelet passes the pod's service-account token (audience iam) and the
+// profile annotations; pods without one still get the node identity.
 func ServiceAccountTokenAttributes() *kubeletv1.ServiceAccountTokenAttributes {
 	return &kubeletv1.ServiceAccountTokenAttributes{
 		ServiceAccountTokenAudience:          provider.ServiceAccountAudience,

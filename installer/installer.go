@@ -222,9 +222,9 @@ type Verifier func(ctx context.Context, exe *os.File) error
 const verifyTimeout = 10 * time.Second
 
 // VersionCheck runs `<exe> version --short` in an empty environment and
-// requires it to succeed and print a version; if want is not empty, exactly
-// that version. The file run is exe itself (/proc/self/fd/3 in the child),
-// not a path another process could point elsewhere.
+// requires it to print one version (exactly want, if not empty). It runs
+// exe itself, through /proc/self/fd/3, not a path another process could
+// point elsewhere.
 func VersionCheck(want string) Verifier {
 	return func(ctx context.Context, exe *os.File) error {
 		var out []byte

@@ -21,15 +21,13 @@ var poolName = sync.OnceValue(func() *regexp.Regexp {
 })
 
 // MachineConfig renders an OpenShift MachineConfig for pool that adds the
-// two kubelet flags (config and binDir as the host sees them).
-//
-// OpenShift's kubelet.service has no variable for extra flags (its
-// ExecStart expands only ${…}, each as one word), and a drop-in replacing
-// ExecStart would freeze one release's command line across upgrades. So it
-// replaces the kubelet's wrapper with one that appends the flags; the
-// Machine Config Operator merges it over its own (a later name wins) and
-// takes it away with the MachineConfig. The DaemonSet installs the binary
-// and the config.
+// two kubelet flags (config and binDir as the host sees them). OpenShift's
+// kubelet.service has no variable for extra flags (its ExecStart expands
+// only ${…}, each as one word), and a drop-in replacing ExecStart would
+// freeze one release's command line across upgrades. So it replaces the
+// kubelet's wrapper with one that appends the flags; the Machine Config
+// Operator merges it over its own (a later name wins) and takes it away
+// with the MachineConfig. The DaemonSet installs the binary and config.
 func MachineConfig(pool, config, binDir string) ([]byte, error) {
 	if !poolName().MatchString(pool) {
 		return nil, errorf("--machineconfig-pool %q is not a pool name (a DNS label such as worker or master)", pool)

@@ -44,10 +44,9 @@ func NewSystemctl(command, hostRoot string) (Systemctl, error) {
 		return Systemctl{Command: strings.Fields(command)}, nil
 	}
 	s := Systemctl{Command: DefaultSystemctl}
-	if _, err := exec.LookPath(s.Command[0]); err == nil || hostRoot == "" || hostRoot == "/" {
-		return s, nil
+	if _, err := exec.LookPath(s.Command[0]); err != nil && hostRoot != "" && hostRoot != "/" {
+		s.Root = hostRoot
 	}
-	s.Root = hostRoot
 	return s, nil
 }
 
