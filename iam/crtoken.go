@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -86,11 +85,11 @@ func ParseServiceAccountToken(saToken string) (ServiceAccount, error) {
 	} else {
 		_ = json.Unmarshal(c.Aud, &sa.Audience)
 	}
-	if exp, err := c.Exp.Int64(); err == nil && exp > 0 {
-		sa.Expiry = time.Unix(exp, 0)
-	} else {
+	exp, err := c.Exp.Int64()
+	if err != nil || exp <= 0 {
 		return ServiceAccount{}, errors.New("the service-account token has no expiry: the kubelet only passes bound tokens, check tokenAttributes")
 	}
+	sa.Expiry = time.Unix(exp, 0)
 	return sa, nil
 }
 
@@ -125,8 +124,7 @@ func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSo
 func (s *CRTokenSource) ServiceAccount() ServiceAccount { return s.sa }
 
 func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
-	now := s.opts.Now()
-	if !now.Before(s.sa.Expiry) {
+	if !s.opts.Now().Before(s.sa.Expiry) {
 		return token.Token{}, &Error{Service: "IAM", Op: "exchange the token of service account " + s.sa.String(), Reason: ReasonConfig,
 			Message: "the service-account token expired at " + s.sa.Expiry.UTC().Format(time.RFC3339),
 			Fix:     "check the node's clock; the kubelet passes fresh tokens"}
@@ -170,15 +168,10 @@ func (s *CRTokenSource) exchange(client *http.Client) (*core.IamTokenServerRespo
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
+	// The caller judges the status and a broken-off body by what the
+	// transport saw; only a 2xx's JSON is its to check.
 	var out core.IamTokenServerResponse
-	if err := json.Unmarshal(body, &out); err != nil {
+	if body, err := io.ReadAll(resp.Body); err != nil || json.Unmarshal(body, &out) != nil {
 		return nil, errors.New("the answer is not a JSON token response")
 	}
 	return &out, nil

@@ -59,6 +59,9 @@ func (o Options) withDefaults() Options {
 	if o.MetadataTimeout <= 0 {
 		o.MetadataTimeout = DefaultMetadataTime
 	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -105,6 +108,7 @@ func iamCaller(opts Options, fix func(*Error)) caller {
 		retryTimeouts:  true,
 		now:            opts.Now,
 		fix:            fix,
+		sleep:          sleepCtx,
 	}
 }
 

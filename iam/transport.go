@@ -75,14 +75,11 @@ func RunLoopbackOnly(m TestingM) int {
 }
 
 // NewIAMTransport returns the transport for IAM: proxies from the
-// environment (HTTPS_PROXY, NO_PROXY, … that the plugin inherits from the
-// kubelet), TLS 1.2 or later, bounded dial and handshake times. System TLS
-// roots are loaded lazily on the first handshake, so building it is cheap.
-//
-// The rest is http.DefaultTransport's settings, written out rather than
-// cloned: Clone sets up HTTP/2 on the default transport first, work every
-// invocation would pay even when it makes no IAM call (the warm path). This
-// transport sets up HTTP/2 for itself on its first request, as a clone does.
+// environment the plugin inherits from the kubelet (HTTPS_PROXY, NO_PROXY,
+// …), TLS 1.2 or later, bounded dial and handshake times; system TLS roots
+// load on the first handshake. The rest is http.DefaultTransport's settings
+// written out: cloning it would set up HTTP/2 in every invocation, even
+// those that call no IAM (the warm path); this one does on its first request.
 func NewIAMTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -155,14 +152,11 @@ func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	resp, err := t.base.RoundTrip(req)
 	t.x.mu.Lock()
 	defer t.x.mu.Unlock()
-	t.x.path = req.URL.Path
-	t.x.status, t.x.header, t.x.netErr, t.x.bodyErr, t.x.body = 0, nil, nil, nil, nil
+	t.x.observed = observed{path: req.URL.Path, netErr: err}
 	if err != nil {
-		t.x.netErr = err
 		return nil, err
 	}
-	t.x.status = resp.StatusCode
-	t.x.header = resp.Header.Clone()
+	t.x.status, t.x.header = resp.StatusCode, resp.Header.Clone()
 	resp.Body = &recordingBody{r: io.LimitReader(resp.Body, maxBody), c: resp.Body, x: t.x}
 	return resp, nil
 }

@@ -82,6 +82,7 @@ func NewVPCSource(profile Profile, opts Options) *VPCSource {
 		retryTimeouts:  false, // a disabled metadata service hangs: say so at once
 		now:            opts.Now,
 		fix:            s.fix,
+		sleep:          sleepCtx,
 	}
 	return s
 }
@@ -92,12 +93,10 @@ func NewVPCSource(profile Profile, opts Options) *VPCSource {
 func (s *VPCSource) Token(ctx context.Context) (token.Token, error) {
 	silenceSDK()
 	tok, err := s.token(ctx, s.opts.MetadataVersion)
-	var e *Error
-	if errors.As(err, &e) && e.Reason == ReasonNotSupported && e.Path != "" {
+	if e, ok := errors.AsType[*Error](err); ok && e.Reason == ReasonNotSupported {
 		if other := otherVersion(s.opts.MetadataVersion); other != "" {
 			tok2, err2 := s.token(ctx, other)
-			var e2 *Error
-			if err2 == nil || !errors.As(err2, &e2) || e2.Reason != ReasonNotSupported {
+			if e2, ok := errors.AsType[*Error](err2); !ok || e2.Reason != ReasonNotSupported {
 				return tok2, err2 // the other paths exist: their answer counts
 			}
 		}
