@@ -161,7 +161,7 @@ func (m *Memory) setToken(hash string, t token.Token, now time.Time) {
 // memory is served from there; anything else is asked of the wrapped
 // source, and a fresh token it hands out is kept. Safe for concurrent use.
 type Reused struct {
-	src  token.Source
+	src  Fetcher
 	hash string
 	o    Options
 }
@@ -169,7 +169,7 @@ type Reused struct {
 var _ Fetcher = (*Reused)(nil)
 
 // Reuse wraps src, normally a *File, with the process's memory.
-func Reuse(src token.Source, key string, opts Options) *Reused {
+func Reuse(src Fetcher, key string, opts Options) *Reused {
 	return &Reused{src: src, hash: hashKey(key), o: opts.withDefaults()}
 }
 
@@ -186,13 +186,7 @@ func (r *Reused) Fetch(ctx context.Context) (Result, error) {
 		r.o.Logger.V(4).Info("Using the cached token", "from", FromMemory.String())
 		return Result{Token: t, Origin: FromMemory}, nil
 	}
-	var res Result
-	var err error
-	if f, ok := r.src.(Fetcher); ok {
-		res, err = f.Fetch(ctx)
-	} else {
-		res.Token, err = r.src.Token(ctx)
-	}
+	res, err := r.src.Fetch(ctx)
 	if err == nil && !res.Stale && res.Token.Fresh(r.o.Now()) {
 		r.o.Memory.setToken(r.hash, res.Token, r.o.Now())
 	}

@@ -463,14 +463,14 @@ func (d *disk) openLock() (int, error) {
 // is removed, so that nothing stops the write that follows. If the lock
 // cannot be had in time the caller refreshes without it: one extra call to
 // the source is better than none.
-func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), locked bool, settled *record) {
+func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), latest *record) {
 	fd, err := d.openLock()
 	if err != nil {
 		d.warn("Token cache lock unavailable; refreshing without cross-process coordination", err)
-		return nil, false, nil
+		return nil, nil
 	}
 	defer func() {
-		if !locked {
+		if unlock == nil {
 			closeFd(fd)
 		}
 	}()
@@ -482,19 +482,20 @@ func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record
 			if _, problem := d.readRecord(); problem != "" {
 				d.dropEntry(problem)
 			}
-			return func() { closeFd(fd) }, true, nil // closing releases the flock
+			rec := d.read()
+			return func() { closeFd(fd) }, &rec // closing releases the flock
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			d.log.V(2).Info("Could not lock the token cache; calling the token source directly", "err", err.Error())
-			return nil, false, nil
+			return nil, nil
 		}
 		if rec, problem := d.readRecord(); problem == "" && settles(rec) {
-			return nil, false, &rec
+			return nil, &rec
 		}
 		wait := min(poll, time.Until(deadline))
 		if wait <= 0 || ctx.Err() != nil {
 			d.log.V(2).Info("Timed out waiting for another process to refresh the token; calling the token source directly")
-			return nil, false, nil
+			return nil, nil
 		}
 		timer.Reset(wait)
 		select {
