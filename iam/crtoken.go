@@ -121,8 +121,6 @@ func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSo
 	return s, nil
 }
 
-func (s *CRTokenSource) ServiceAccount() ServiceAccount { return s.sa }
-
 func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
 	if !s.opts.Now().Before(s.sa.Expiry) {
 		return token.Token{}, &Error{Service: "IAM", Op: "exchange the token of service account " + s.sa.String(), Reason: ReasonConfig,

@@ -144,12 +144,11 @@ func (s *VPCSource) Describe() string {
 
 func (s *VPCSource) fix(e *Error) {
 	identityStep := strings.HasSuffix(e.Path, "/token")
-	if e.Path != "" {
-		if identityStep {
-			e.Op = "get the instance identity token"
-		} else {
-			e.Op = "exchange the instance identity token for an IAM token of " + s.profile.String()
-		}
+	switch {
+	case identityStep:
+		e.Op = "get the instance identity token"
+	case e.Path != "":
+		e.Op = "exchange the instance identity token for an IAM token of " + s.profile.String()
 	}
 	const link = "'ibmcloud iam trusted-profile-link-create %s --name NAME --cr-type VSI --link-crn INSTANCE_CRN' (the instance's CRN: 'ibmcloud is instance INSTANCE --output JSON')"
 	switch e.Reason {
