@@ -26,22 +26,21 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// DefaultStaleMinRemaining is the least remaining life a cached token must
-// have to be served when refreshing it failed (stale-if-error): one about to
-// expire would fail the pull anyway, and the error says why.
-const DefaultStaleMinRemaining = time.Minute
-
-// StaleRefreshBudget bounds a refresh when a cached token could be served if
-// it failed, so that a hung IAM delays the pull by this much only.
-const StaleRefreshBudget = 5 * time.Second
-
-// DefaultLockWait is the longest wait for another process or goroutine
-// already refreshing the same identity before calling the source itself.
-const DefaultLockWait = 20 * time.Second
-
-// lockSafetySlice is the part of the context's remaining time (at most half
-// of it) that waiting for the lock leaves for the caller's own call.
-const lockSafetySlice = 10 * time.Second
+const (
+	// DefaultStaleMinRemaining is the least remaining life a cached token
+	// must have to be served when refreshing it failed (stale-if-error): one
+	// about to expire would fail the pull anyway, and the error says why.
+	DefaultStaleMinRemaining = time.Minute
+	// StaleRefreshBudget bounds a refresh when a cached token could be served
+	// if it failed, so that a hung IAM delays the pull by this much only.
+	StaleRefreshBudget = 5 * time.Second
+	// DefaultLockWait is the longest wait for another process or goroutine
+	// already refreshing the same identity before calling the source itself.
+	DefaultLockWait = 20 * time.Second
+	// lockSafetySlice is the part of the context's remaining time (at most
+	// half of it) that waiting for the lock leaves for the caller's own call.
+	lockSafetySlice = 10 * time.Second
+)
 
 // ErrInvalidToken is returned when the wrapped source succeeds but
 // yields a token that is empty or already expired.
@@ -91,7 +90,6 @@ const (
 	FromDisk                 // the on-disk cache held it, maybe from another process
 )
 
-// String returns "source", "memory" or "disk".
 func (o Origin) String() string {
 	switch o {
 	case FromMemory:

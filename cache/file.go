@@ -21,8 +21,7 @@ type File struct {
 	hash string
 	o    Options
 	sys  sysOps
-	// diskOff: the directory was found unusable. warned: the one loud disk
-	// warning was logged.
+	// The directory proved unusable; the one loud disk warning was logged.
 	diskOff, warned atomic.Bool
 }
 
@@ -173,8 +172,7 @@ func (f *File) recordFailure(st store, rec record, err error, now time.Time, sta
 			next.tok = t
 		}
 	}
-	// The cause is known only in this process, for errors.Is and errors.As
-	// through RecentFailureError.Unwrap.
+	// Only this process knows the cause (for RecentFailureError.Unwrap).
 	f.o.Memory.record(f.hash).setCause(next.fail)
 	if err := st.write(next); err != nil {
 		f.warn("Could not record the failed token refresh; other invocations will try again", err)
@@ -284,10 +282,7 @@ func (m *memRecord) withCause(rec record) record {
 // record returns hash's record in m, created on first use.
 func (m *Memory) record(hash string) *memRecord {
 	k := "record/" + hash
-	if v, ok := m.c.Get(k); ok {
-		return v.(*memRecord)
-	}
-	_ = m.c.Add(k, &memRecord{sem: make(chan struct{}, 1)}, 0) // fails if added meanwhile
+	_ = m.c.Add(k, &memRecord{sem: make(chan struct{}, 1)}, 0) // fails if there is one
 	v, _ := m.c.Get(k)
 	return v.(*memRecord)
 }
