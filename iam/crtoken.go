@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -137,30 +138,25 @@ func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
 	return tok, nil
 }
 
-// exchange performs the cr-token grant with go-sdk-core's request builder:
-// its ContainerAuthenticator reads the token from a file, and this one must
+// exchange performs the cr-token grant itself: go-sdk-core's
+// ContainerAuthenticator reads the token from a file, and this one must
 // never touch the disk.
 func (s *CRTokenSource) exchange(client *http.Client) (*core.IamTokenServerResponse, error) {
-	b := core.NewRequestBuilder(core.POST)
-	if _, err := b.ResolveRequestURL(s.opts.IAMURL, "/identity/token", nil); err != nil {
-		return nil, &Error{Reason: ReasonConfig, Err: errors.New("invalid IAM URL")}
-	}
-	b.AddHeader("Content-Type", "application/x-www-form-urlencoded")
-	b.AddHeader("Accept", "application/json")
-	b.AddFormData("grant_type", "", "", GrantTypeCRToken)
-	b.AddFormData("cr_token", "", "", s.token)
+	form := url.Values{"grant_type": {GrantTypeCRToken}, "cr_token": {s.token}}
 	switch {
 	case s.profile.ID != "":
-		b.AddFormData("profile_id", "", "", s.profile.ID)
+		form.Set("profile_id", s.profile.ID)
 	case s.profile.Name != "":
-		b.AddFormData("profile_name", "", "", s.profile.Name)
+		form.Set("profile_name", s.profile.Name)
 	case s.profile.CRN != "":
-		b.AddFormData("profile_crn", "", "", s.profile.CRN)
+		form.Set("profile_crn", s.profile.CRN)
 	}
-	req, err := b.Build()
+	req, err := http.NewRequest(http.MethodPost, s.opts.IAMURL+"/identity/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, &Error{Reason: ReasonConfig, Err: errors.New("cannot build the IAM request")}
+		return nil, &Error{Reason: ReasonConfig, Err: errors.New("invalid IAM URL")}
 	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err

@@ -75,9 +75,8 @@ var silenceSDK = sync.OnceFunc(func() {
 	core.SetLogger(core.NewLogger(core.LevelNone, log.New(io.Discard, "", 0), log.New(io.Discard, "", 0)))
 })
 
-// APIKeySource exchanges an IAM API key for access tokens
-// (grant_type=urn:ibm:params:oauth:grant-type:apikey). Safe for concurrent
-// use.
+// APIKeySource exchanges an IAM API key for access tokens (grant type
+// urn:ibm:params:oauth:grant-type:apikey). Safe for concurrent use.
 type APIKeySource struct {
 	apiKey string
 	origin string

@@ -55,11 +55,9 @@ func RunLoopbackOnly(m TestingM) int {
 	var mu sync.Mutex
 	var tried []string
 	RestrictDials(func(network, addr string) error {
-		host, _, err := net.SplitHostPort(addr)
-		if err == nil {
-			if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
-				return nil
-			}
+		// (ParseIP's nil for a name is no loopback address.)
+		if host, _, err := net.SplitHostPort(addr); err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback()) {
+			return nil
 		}
 		mu.Lock()
 		tried = append(tried, addr)
@@ -129,9 +127,7 @@ type observed struct {
 func (x *exchange) snapshot() observed {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	o := x.observed
-	o.body = append([]byte(nil), o.body...)
-	return o
+	return x.observed // a later append to body does not show in the copy
 }
 
 // recordingTransport binds a context to every request the SDK makes (the
@@ -157,14 +153,14 @@ func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, err
 	}
 	t.x.status, t.x.header = resp.StatusCode, resp.Header.Clone()
-	resp.Body = &recordingBody{r: io.LimitReader(resp.Body, maxBody), c: resp.Body, x: t.x}
+	resp.Body = &recordingBody{ReadCloser: resp.Body, r: io.LimitReader(resp.Body, maxBody), x: t.x}
 	return resp, nil
 }
 
 type recordingBody struct {
-	r io.Reader
-	c io.Closer
-	x *exchange
+	io.ReadCloser // the body, closed as is
+	r             io.Reader
+	x             *exchange
 }
 
 func (b *recordingBody) Read(p []byte) (int, error) {
@@ -180,8 +176,6 @@ func (b *recordingBody) Read(p []byte) (int, error) {
 	b.x.mu.Unlock()
 	return n, err
 }
-
-func (b *recordingBody) Close() error { return b.c.Close() }
 
 // clientFor returns an http.Client for one attempt of one SDK call; ctx
 // bounds the attempt (the SDK's calls take no context of their own).

@@ -13,8 +13,7 @@ import (
 )
 
 // MetadataVersions are the VPC metadata API versions go-sdk-core speaks: the
-// first (its default) uses the /instance_identity/v1 paths, the second the
-// /identity/v1 paths.
+// first (its default) has the /instance_identity/v1 paths, the second /identity/v1.
 var MetadataVersions = []string{"2022-03-01", "2025-08-26"}
 
 // Profile selects the trusted profile a VPC instance assumes. At most one
@@ -87,9 +86,8 @@ func NewVPCSource(profile Profile, opts Options) *VPCSource {
 	return s
 }
 
-// Token obtains a new token through the metadata service, with the
-// configured API version's paths, or the other version's if the service
-// does not know them (404).
+// Token obtains a new token through the metadata service with the configured
+// API version's paths, or the other's if the service does not know them (404).
 func (s *VPCSource) Token(ctx context.Context) (token.Token, error) {
 	silenceSDK()
 	tok, err := s.token(ctx, s.opts.MetadataVersion)
