@@ -173,10 +173,9 @@ func Reuse(src Fetcher, key string, opts Options) *Reused {
 
 // Token returns a fresh token, or a stale one if refreshing failed and
 // stale-if-error applies; use Fetch to tell the two apart.
-func (r *Reused) Token(ctx context.Context) (token.Token, error) {
-	res, err := r.Fetch(ctx)
-	return res.Token, err
-}
+func (r *Reused) Token(ctx context.Context) (token.Token, error) { return tokenOf(r.Fetch(ctx)) }
+
+func tokenOf(r Result, err error) (token.Token, error) { return r.Token, err }
 
 // Fetch is Token with the details (Result).
 func (r *Reused) Fetch(ctx context.Context) (Result, error) {

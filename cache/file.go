@@ -35,10 +35,7 @@ func NewFile(src token.Source, key string, opts Options) *File {
 
 // Token returns a fresh token, or a stale one if refreshing failed and
 // stale-if-error applies; use Fetch to tell the two apart.
-func (f *File) Token(ctx context.Context) (token.Token, error) {
-	r, err := f.Fetch(ctx)
-	return r.Token, err
-}
+func (f *File) Token(ctx context.Context) (token.Token, error) { return tokenOf(f.Fetch(ctx)) }
 
 // Fetch returns the stored token if it is fresh; otherwise it waits for the
 // identity's lock — returning as soon as another caller stores a fresh token
