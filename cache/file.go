@@ -91,7 +91,7 @@ func (f *File) answer(rec record, log bool) (r Result, err error, ok bool) {
 	}
 	canServe := f.staleUsable(rec.tok, now)
 	until := rec.fail.until(now, canServe)
-	if until.IsZero() || !now.Before(until) {
+	if !now.Before(until) { // (also when until is zero: no failure in force)
 		return Result{}, nil, false
 	}
 	rfe := &RecentFailureError{Message: rec.fail.message, FailedAt: rec.fail.at, RetryNotBefore: until, now: now, cause: rec.fail.cause}

@@ -71,11 +71,9 @@ func ParseServiceAccountToken(saToken string) (ServiceAccount, error) {
 		return ServiceAccount{}, errors.New("the service-account token is not a Kubernetes service-account token: " + err.Error())
 	}
 	sa := ServiceAccount{Namespace: c.K8s.Namespace, Name: c.K8s.ServiceAccount.Name, UID: c.K8s.ServiceAccount.UID}
-	if sa.Namespace == "" || sa.Name == "" {
-		// Legacy tokens carry only sub = system:serviceaccount:NS:NAME.
-		if rest, ok := strings.CutPrefix(c.Sub, "system:serviceaccount:"); ok {
-			sa.Namespace, sa.Name, _ = strings.Cut(rest, ":")
-		}
+	// Legacy tokens carry only sub = system:serviceaccount:NS:NAME.
+	if rest, ok := strings.CutPrefix(c.Sub, "system:serviceaccount:"); ok && (sa.Namespace == "" || sa.Name == "") {
+		sa.Namespace, sa.Name, _ = strings.Cut(rest, ":")
 	}
 	if sa.Namespace == "" || sa.Name == "" {
 		return ServiceAccount{}, errors.New("the token names no service account (no kubernetes.io claims): it is not a Kubernetes service-account token")

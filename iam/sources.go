@@ -30,9 +30,8 @@ const (
 type Options struct {
 	IAMURL      string // IAM base URL (DefaultIAMURL)
 	MetadataURL string // VPC metadata service base URL (DefaultMetadataURL)
-	// MetadataVersion is one of MetadataVersions ("": go-sdk-core's
-	// default); if the service does not know its paths (404), the other
-	// version's are tried.
+	// MetadataVersion is one of MetadataVersions ("": go-sdk-core's default);
+	// if the service does not know its paths (404), the other's are tried.
 	MetadataVersion   string
 	Transport         http.RoundTripper // IAM calls (NewIAMTransport())
 	MetadataTransport http.RoundTripper // metadata calls (NewMetadataTransport())

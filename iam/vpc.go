@@ -12,8 +12,8 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// MetadataVersions are the VPC metadata API versions go-sdk-core speaks: the
-// first (its default) has the /instance_identity/v1 paths, the second /identity/v1.
+// MetadataVersions are the VPC metadata API versions go-sdk-core speaks: its
+// default (/instance_identity/v1 paths) first, the /identity/v1 one second.
 var MetadataVersions = []string{"2022-03-01", "2025-08-26"}
 
 // Profile selects the trusted profile a VPC instance assumes. At most one
