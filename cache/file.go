@@ -162,7 +162,6 @@ func (f *File) recordFailure(st store, rec record, err error, now time.Time, sta
 	if stale {
 		backoff = OutageBackoff
 	}
-	// Other processes show the message: secrets out, then cut.
 	next := record{fail: failure{at: now, retryNotBefore: now.Add(backoff), message: failureMessage(err.Error()), cause: err}}
 	for _, t := range []token.Token{rec.tok, cur.tok} {
 		if t.Valid(now) && t.Expiry.After(next.tok.Expiry) && !permanent(err) {
