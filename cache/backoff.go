@@ -58,8 +58,8 @@ func (f failure) until(now time.Time, canServe bool) time.Time {
 	return f.retryNotBefore
 }
 
-// failureMessage is a failure message read from an entry: another process
-// wrote it (or someone planted it), so it goes through secret.Line again.
+// failureMessage is a failed refresh's message as stored and as read back
+// (someone may have planted it): one line, without secrets, cut.
 func failureMessage(msg string) string { return secret.Line(msg, maxFailureMessage) }
 
 // RecentFailureError is the error Fetch returns, without calling the

@@ -26,22 +26,21 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// DefaultStaleMinRemaining is the least remaining life a cached token must
-// have to be served when refreshing it failed (stale-if-error): one about to
-// expire would fail the pull anyway, and the error says why.
-const DefaultStaleMinRemaining = time.Minute
-
-// StaleRefreshBudget bounds a refresh when a cached token could be served if
-// it failed, so that a hung IAM delays the pull by this much only.
-const StaleRefreshBudget = 5 * time.Second
-
-// DefaultLockWait is the longest wait for another process or goroutine
-// already refreshing the same identity before calling the source itself.
-const DefaultLockWait = 20 * time.Second
-
-// lockSafetySlice is the part of the context's remaining time (at most half
-// of it) that waiting for the lock leaves for the caller's own call.
-const lockSafetySlice = 10 * time.Second
+const (
+	// DefaultStaleMinRemaining is the least remaining life a cached token
+	// must have to be served when refreshing it failed (stale-if-error): one
+	// about to expire would fail the pull anyway, and the error says why.
+	DefaultStaleMinRemaining = time.Minute
+	// StaleRefreshBudget bounds a refresh when a cached token could be served
+	// if it failed, so that a hung IAM delays the pull by this much only.
+	StaleRefreshBudget = 5 * time.Second
+	// DefaultLockWait is the longest wait for another process or goroutine
+	// already refreshing the same identity before calling the source itself.
+	DefaultLockWait = 20 * time.Second
+	// lockSafetySlice is the part of the context's remaining time (at most
+	// half of it) that waiting for the lock leaves for the caller's own call.
+	lockSafetySlice = 10 * time.Second
+)
 
 // ErrInvalidToken is returned when the wrapped source succeeds but
 // yields a token that is empty or already expired.
@@ -91,7 +90,6 @@ const (
 	FromDisk                 // the on-disk cache held it, maybe from another process
 )
 
-// String returns "source", "memory" or "disk".
 func (o Origin) String() string {
 	switch o {
 	case FromMemory:
@@ -161,7 +159,7 @@ func (m *Memory) setToken(hash string, t token.Token, now time.Time) {
 // memory is served from there; anything else is asked of the wrapped
 // source, and a fresh token it hands out is kept. Safe for concurrent use.
 type Reused struct {
-	src  token.Source
+	src  Fetcher
 	hash string
 	o    Options
 }
@@ -169,16 +167,15 @@ type Reused struct {
 var _ Fetcher = (*Reused)(nil)
 
 // Reuse wraps src, normally a *File, with the process's memory.
-func Reuse(src token.Source, key string, opts Options) *Reused {
+func Reuse(src Fetcher, key string, opts Options) *Reused {
 	return &Reused{src: src, hash: hashKey(key), o: opts.withDefaults()}
 }
 
 // Token returns a fresh token, or a stale one if refreshing failed and
 // stale-if-error applies; use Fetch to tell the two apart.
-func (r *Reused) Token(ctx context.Context) (token.Token, error) {
-	res, err := r.Fetch(ctx)
-	return res.Token, err
-}
+func (r *Reused) Token(ctx context.Context) (token.Token, error) { return tokenOf(r.Fetch(ctx)) }
+
+func tokenOf(r Result, err error) (token.Token, error) { return r.Token, err }
 
 // Fetch is Token with the details (Result).
 func (r *Reused) Fetch(ctx context.Context) (Result, error) {
@@ -186,13 +183,7 @@ func (r *Reused) Fetch(ctx context.Context) (Result, error) {
 		r.o.Logger.V(4).Info("Using the cached token", "from", FromMemory.String())
 		return Result{Token: t, Origin: FromMemory}, nil
 	}
-	var res Result
-	var err error
-	if f, ok := r.src.(Fetcher); ok {
-		res, err = f.Fetch(ctx)
-	} else {
-		res.Token, err = r.src.Token(ctx)
-	}
+	res, err := r.src.Fetch(ctx)
 	if err == nil && !res.Stale && res.Token.Fresh(r.o.Now()) {
 		r.o.Memory.setToken(r.hash, res.Token, r.o.Now())
 	}

@@ -28,22 +28,18 @@ import (
 //	                                writer), renamed over the entry
 //	sweep.stamp                     the time of the last sweep
 
-// Entry format versions. Version 2 added the failed-refresh record and made
-// the token optional; version 1 (a token only) is still read; any other
-// version is ignored and replaced.
 const (
+	// Entry format versions: 2 added the failed-refresh record and made the
+	// token optional; 1 (a token only) is still read; others are replaced.
 	entryVersion   = 2
 	entryVersionV1 = 1
-)
-
-// maxEntrySize bounds what is read from an entry; IAM tokens are a few KiB.
-const maxEntrySize = 1 << 20
-
-// Lock polling backs off from minLockPoll to maxLockPoll, so that waiters
-// see a refreshed entry within a few tens of milliseconds.
-const (
+	// maxEntrySize bounds what is read from an entry; tokens are a few KiB.
+	maxEntrySize = 1 << 20
+	// Lock polling backs off from minLockPoll to maxLockPoll, so that
+	// waiters see a refreshed entry within a few tens of milliseconds.
 	minLockPoll = time.Millisecond
 	maxLockPoll = 20 * time.Millisecond
+	sweepStamp  = "sweep.stamp"
 )
 
 // Identities come and go (one per service-account token), so files
@@ -54,8 +50,6 @@ const (
 	SweepEvery = 10 * time.Minute
 	SweepAge   = 3 * time.Hour
 )
-
-const sweepStamp = "sweep.stamp"
 
 // ErrUnsafeDir is wrapped by the error about a cache directory the disk
 // store will not use: reached through a symbolic link or a directory others
@@ -117,11 +111,10 @@ func (d *disk) entryName() string { return d.hash + ".json" }
 // error that keeps tokens in memory only. Safe for concurrent use.
 func CheckDir(dir string) error {
 	fd, err := openCacheDir(dir, false)
-	if err != nil {
-		return err
+	if err == nil {
+		closeFd(fd)
 	}
-	closeFd(fd)
-	return nil
+	return err
 }
 
 // Clear removes the cache's files, and nothing else, from dir (missing: no
@@ -201,11 +194,7 @@ func (d *disk) tidy(now time.Time) {
 		switch {
 		case !ok:
 		case kind == ".tmp":
-			d.abandoned(name, func() {
-				if syscall.Unlinkat(d.fd, name) == nil {
-					d.log.V(2).Info("Removed a temporary token cache file left by a killed writer", "file", name)
-				}
-			})
+			d.removeAbandoned(name)
 		case sweep && unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && now.Sub(time.Unix(st.Mtim.Unix())) >= SweepAge:
 			if syscall.Unlinkat(d.fd, name) == nil {
 				removed++
@@ -217,11 +206,11 @@ func (d *disk) tidy(now time.Time) {
 	}
 }
 
-// abandoned calls remove if the temporary file name has no live writer: a
-// writer holds its identity's lock and a flock on the file (gone if it was
+// removeAbandoned removes the temporary file name if it has no live writer:
+// a writer holds its identity's lock and a flock on the file (gone if it was
 // killed). Both are taken here, without waiting, and held while the file is
 // removed, so that no writer that has just created its file is cut short.
-func (d *disk) abandoned(name string, remove func()) {
+func (d *disk) removeAbandoned(name string) {
 	const flags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOCTTY | syscall.O_CLOEXEC
 	if lock, err := syscall.Openat(d.fd, name[:64]+".lock", flags, 0); err == nil {
 		defer closeFd(lock)
@@ -229,16 +218,18 @@ func (d *disk) abandoned(name string, remove func()) {
 			return // a refresh of that identity is under way
 		}
 	}
-	fd, err := syscall.Openat(d.fd, name, flags, 0)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) { // a symbolic link is never ours in use
-			remove()
-		}
+	switch fd, err := syscall.Openat(d.fd, name, flags, 0); {
+	case errors.Is(err, syscall.ELOOP): // a symbolic link is never ours in use
+	case err != nil:
 		return
+	default:
+		defer closeFd(fd)
+		if syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			return // its writer is alive
+		}
 	}
-	defer closeFd(fd)
-	if syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-		remove()
+	if syscall.Unlinkat(d.fd, name) == nil {
+		d.log.V(2).Info("Removed a temporary token cache file left by a killed writer", "file", name)
 	}
 }
 
@@ -463,42 +454,40 @@ func (d *disk) openLock() (int, error) {
 // is removed, so that nothing stops the write that follows. If the lock
 // cannot be had in time the caller refreshes without it: one extra call to
 // the source is better than none.
-func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), locked bool, settled *record) {
+func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), latest *record) {
 	fd, err := d.openLock()
 	if err != nil {
 		d.warn("Token cache lock unavailable; refreshing without cross-process coordination", err)
-		return nil, false, nil
+		return nil, nil
 	}
 	defer func() {
-		if !locked {
+		if unlock == nil {
 			closeFd(fd)
 		}
 	}()
-	timer := time.NewTimer(time.Hour) // reset before every wait
-	defer timer.Stop()
 	for poll := minLockPoll; ; poll = min(2*poll, maxLockPoll) {
 		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			if _, problem := d.readRecord(); problem != "" {
 				d.dropEntry(problem)
 			}
-			return func() { closeFd(fd) }, true, nil // closing releases the flock
+			rec := d.read()
+			return func() { closeFd(fd) }, &rec // closing releases the flock
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			d.log.V(2).Info("Could not lock the token cache; calling the token source directly", "err", err.Error())
-			return nil, false, nil
+			return nil, nil
 		}
 		if rec, problem := d.readRecord(); problem == "" && settles(rec) {
-			return nil, false, &rec
+			return nil, &rec
 		}
 		wait := min(poll, time.Until(deadline))
 		if wait <= 0 || ctx.Err() != nil {
 			d.log.V(2).Info("Timed out waiting for another process to refresh the token; calling the token source directly")
-			return nil, false, nil
+			return nil, nil
 		}
-		timer.Reset(wait)
 		select {
-		case <-timer.C:
+		case <-time.After(wait):
 		case <-ctx.Done():
 		}
 	}
@@ -520,14 +509,9 @@ func (d *disk) dropEntry(reason string) {
 // followed), then the directory synced. Readers see the old entry or the
 // new one, never a part.
 func (d *disk) write(rec record) (err error) {
-	e := entry{Version: entryVersion, KeySHA256: d.hash, AccessToken: rec.tok.AccessToken}
-	if rec.tok.AccessToken != "" {
-		e.IssuedAt, e.Expiry = rec.tok.IssuedAt, rec.tok.Expiry
-	}
-	if !rec.fail.at.IsZero() {
-		e.RefreshFailedAt, e.RetryNotBefore, e.Error = rec.fail.at, rec.fail.retryNotBefore, rec.fail.message
-	}
-	b, err := json.Marshal(e)
+	b, err := json.Marshal(entry{Version: entryVersion, KeySHA256: d.hash,
+		AccessToken: rec.tok.AccessToken, IssuedAt: rec.tok.IssuedAt, Expiry: rec.tok.Expiry,
+		RefreshFailedAt: rec.fail.at, RetryNotBefore: rec.fail.retryNotBefore, Error: rec.fail.message})
 	if err != nil {
 		return fmt.Errorf("encode token cache entry: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/icr-credential-provider/icr-credential-provider/secret"
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
@@ -22,8 +21,7 @@ type File struct {
 	hash string
 	o    Options
 	sys  sysOps
-	// diskOff: the directory was found unusable. warned: the one loud disk
-	// warning was logged.
+	// The directory proved unusable; the one loud disk warning was logged.
 	diskOff, warned atomic.Bool
 }
 
@@ -37,10 +35,7 @@ func NewFile(src token.Source, key string, opts Options) *File {
 
 // Token returns a fresh token, or a stale one if refreshing failed and
 // stale-if-error applies; use Fetch to tell the two apart.
-func (f *File) Token(ctx context.Context) (token.Token, error) {
-	r, err := f.Fetch(ctx)
-	return r.Token, err
-}
+func (f *File) Token(ctx context.Context) (token.Token, error) { return tokenOf(f.Fetch(ctx)) }
 
 // Fetch returns the stored token if it is fresh; otherwise it waits for the
 // identity's lock — returning as soon as another caller stores a fresh token
@@ -62,20 +57,17 @@ func (f *File) Fetch(ctx context.Context) (Result, error) {
 	if r, err, ok := f.answer(rec, true); ok {
 		return r, err
 	}
-	unlock, locked, settled := st.lock(ctx, f.lockDeadline(ctx), func(r record) bool {
+	unlock, latest := st.lock(ctx, f.lockDeadline(ctx), func(r record) bool {
 		_, _, ok := f.answer(r, false)
 		return ok
 	})
-	if unlock != nil {
+	locked := unlock != nil
+	if locked {
 		defer unlock()
 	}
-	if locked || settled != nil {
+	if latest != nil {
 		// Another caller may have refreshed, or failed to, meanwhile.
-		if settled != nil {
-			rec = mem.withCause(*settled)
-		} else {
-			rec = mem.withCause(st.read())
-		}
+		rec = mem.withCause(*latest)
 		if r, err, ok := f.answer(rec, true); ok {
 			return r, err
 		}
@@ -99,7 +91,7 @@ func (f *File) answer(rec record, log bool) (r Result, err error, ok bool) {
 	}
 	canServe := f.staleUsable(rec.tok, now)
 	until := rec.fail.until(now, canServe)
-	if until.IsZero() || !now.Before(until) {
+	if !now.Before(until) { // (also when until is zero: no failure in force)
 		return Result{}, nil, false
 	}
 	rfe := &RecentFailureError{Message: rec.fail.message, FailedAt: rec.fail.at, RetryNotBefore: until, now: now, cause: rec.fail.cause}
@@ -160,27 +152,23 @@ func (f *File) refresh(ctx context.Context, st store, rec record, locked bool) (
 // record keeps the best still-valid token (a failure never hides one),
 // unless the failure is permanent: then the token is retired.
 func (f *File) recordFailure(st store, rec record, err error, now time.Time, stale bool) {
+	// A caller that gave up waiting for the lock may have stored a token
+	// since: a fresh one stands, a later one is kept.
+	cur := st.read()
+	if cur.tok.Fresh(now) {
+		return
+	}
 	backoff := FailureBackoff
 	if stale {
 		backoff = OutageBackoff
 	}
-	// Other processes show the message: secrets out, then cut.
-	next := record{fail: failure{at: now, retryNotBefore: now.Add(backoff), message: secret.Line(err.Error(), maxFailureMessage), cause: err}}
-	if rec.tok.Valid(now) && !permanent(err) {
-		next.tok = rec.tok
-	}
-	// A caller that gave up waiting for the lock may have stored a token
-	// since: a fresh one stands, a later one is kept.
-	if cur := st.read(); cur.tok.Valid(now) {
-		if cur.tok.Fresh(now) {
-			return
-		}
-		if !permanent(err) && (next.tok.AccessToken == "" || cur.tok.Expiry.After(next.tok.Expiry)) {
-			next.tok = cur.tok
+	next := record{fail: failure{at: now, retryNotBefore: now.Add(backoff), message: failureMessage(err.Error()), cause: err}}
+	for _, t := range []token.Token{rec.tok, cur.tok} {
+		if t.Valid(now) && t.Expiry.After(next.tok.Expiry) && !permanent(err) {
+			next.tok = t
 		}
 	}
-	// The cause is known only in this process, for errors.Is and errors.As
-	// through RecentFailureError.Unwrap.
+	// Only this process knows the cause (for RecentFailureError.Unwrap).
 	f.o.Memory.record(f.hash).setCause(next.fail)
 	if err := st.write(next); err != nil {
 		f.warn("Could not record the failed token refresh; other invocations will try again", err)
@@ -218,10 +206,10 @@ func (f *File) lockDeadline(ctx context.Context) time.Time {
 type store interface {
 	// read returns the record; an untrusted or missing one reads as empty.
 	read() record
-	// lock takes the identity's lock, waiting until deadline, or returns
-	// early (locked false) with a record that settles accepts; neither: the
-	// wait timed out. A non-nil unlock releases the lock.
-	lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), locked bool, settled *record)
+	// lock takes the identity's lock, waiting until deadline, and returns
+	// unlock and the record read under the lock; or returns early, unlock
+	// nil, with a record that settles accepts; or neither: the wait failed.
+	lock(ctx context.Context, deadline time.Time, settles func(record) bool) (unlock func(), latest *record)
 	// write replaces the record atomically.
 	write(record) error
 	close()
@@ -290,10 +278,7 @@ func (m *memRecord) withCause(rec record) record {
 // record returns hash's record in m, created on first use.
 func (m *Memory) record(hash string) *memRecord {
 	k := "record/" + hash
-	if v, ok := m.c.Get(k); ok {
-		return v.(*memRecord)
-	}
-	_ = m.c.Add(k, &memRecord{sem: make(chan struct{}, 1)}, 0) // fails if added meanwhile
+	_ = m.c.Add(k, &memRecord{sem: make(chan struct{}, 1)}, 0) // fails if there is one
 	v, _ := m.c.Get(k)
 	return v.(*memRecord)
 }
@@ -313,26 +298,20 @@ func (m *memRecord) write(r record) error {
 	return nil
 }
 
-func (m *memRecord) lock(ctx context.Context, deadline time.Time, _ func(record) bool) (func(), bool, *record) {
-	release := func() { <-m.sem }
+func (m *memRecord) lock(ctx context.Context, deadline time.Time, _ func(record) bool) (func(), *record) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	select {
-	case m.sem <- struct{}{}:
-		return release, true, nil
+	case m.sem <- struct{}{}: // tried first: a free lock is taken even after the deadline
 	default:
+		select {
+		case m.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, nil
+		}
 	}
-	wait := time.Until(deadline)
-	if wait <= 0 {
-		return nil, false, nil
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case m.sem <- struct{}{}:
-		return release, true, nil
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return nil, false, nil
+	rec := m.read()
+	return func() { <-m.sem }, &rec
 }
 
 func (m *memRecord) close() {}

@@ -19,23 +19,19 @@ import (
 // Retry policy for token calls; every wait respects the context, which
 // carries the invocation's deadline (the kubelet waits a minute at most).
 const (
-	// DefaultMaxAttempts bounds the tries of one token call.
-	DefaultMaxAttempts = 4
-	// The wait between tries starts at backoffBase and doubles, with full
+	DefaultMaxAttempts = 4 // tries of one token call
+	// The wait between tries starts at backoffBase and doubles, with
 	// jitter, up to backoffMax.
 	backoffBase = 250 * time.Millisecond
 	backoffMax  = 4 * time.Second
-	// maxRetryAfter is the longest Retry-After honoured; more is a failure
-	// now, not a wait.
+	// maxRetryAfter is the longest Retry-After honoured; more fails now.
 	maxRetryAfter = 20 * time.Second
-	// MaxLifetime is the longest token lifetime believed. IAM and VPC
-	// identity tokens last an hour at most; a service that says more is
-	// broken or hostile, and is refused rather than handed to the kubelet
-	// as a day-long cacheDuration.
+	// MaxLifetime is the longest token lifetime believed: IAM and VPC
+	// tokens last an hour at most, and a broken or hostile service's day
+	// is not handed to the kubelet as its cacheDuration.
 	MaxLifetime = 24 * time.Hour
 )
 
-// sdkCall is one go-sdk-core operation over the given client.
 type sdkCall func(client *http.Client) (*core.IamTokenServerResponse, error)
 
 // caller runs sdkCalls with timeouts, retries, panic containment and error
@@ -49,7 +45,7 @@ type caller struct {
 	retryTimeouts  bool // a hung metadata service is not retried
 	now            func() time.Time
 	fix            func(e *Error)                                   // adds this source's remedy
-	sleep          func(ctx context.Context, d time.Duration) error // tests replace it
+	sleep          func(ctx context.Context, d time.Duration) error // sleepCtx; tests replace it
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -64,16 +60,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // run performs op with retries and returns a validated token, whose secret
 // it adds to the process's secret set.
 func (c *caller) run(ctx context.Context, op string, call sdkCall) (token.Token, error) {
-	maxAttempts := c.maxAttempts
-	if maxAttempts <= 0 {
-		maxAttempts = DefaultMaxAttempts
-	}
-	sleep := c.sleep
-	if sleep == nil {
-		sleep = sleepCtx
-	}
 	var last *Error
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
+	for attempt := 1; attempt <= c.maxAttempts; attempt++ {
 		if ctx.Err() != nil {
 			break
 		}
@@ -84,30 +72,22 @@ func (c *caller) run(ctx context.Context, op string, call sdkCall) (token.Token,
 		}
 		err.Attempts = attempt
 		last = err
-		if !err.Temporary() || err.Reason == ReasonDeadline || ctx.Err() != nil ||
-			(err.Reason == ReasonTimeout && !c.retryTimeouts) || attempt == maxAttempts {
+		if attempt == c.maxAttempts || !err.Temporary() || err.Reason == ReasonDeadline || ctx.Err() != nil ||
+			(err.Reason == ReasonTimeout && !c.retryTimeouts) || err.RetryAfter > maxRetryAfter {
 			break
 		}
-		wait := backoff(attempt)
-		if err.RetryAfter > 0 {
-			if err.RetryAfter > maxRetryAfter {
-				break
-			}
-			wait = err.RetryAfter
-		}
+		wait := cmp.Or(err.RetryAfter, backoff(attempt))
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+100*time.Millisecond {
 			break // no time left for another try
 		}
-		if sleep(ctx, wait) != nil {
+		if c.sleep(ctx, wait) != nil {
 			break
 		}
 	}
 	if last == nil {
 		last = &Error{Service: c.service, Endpoint: c.endpoint, Op: op, Reason: ReasonDeadline, Err: ctx.Err()}
 	}
-	if c.fix != nil {
-		c.fix(last)
-	}
+	c.fix(last)
 	// What the service said is kept whole, but never with a secret in it.
 	last.Message, last.Code = secret.Redact(last.Message), secret.Redact(last.Code)
 	return token.Token{}, last
@@ -122,15 +102,21 @@ func backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.Token, e *Error) {
+func (c *caller) once(ctx context.Context, op string, call sdkCall) (token.Token, *Error) {
 	timeout := c.attemptTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left < timeout || timeout <= 0 {
 			timeout = left
 		}
 	}
+	base := Error{Service: c.service, Endpoint: c.endpoint, Op: op}
+	fail := func(r Reason, msg string, cause error) (token.Token, *Error) {
+		e := base
+		e.Reason, e.Message, e.Err = r, msg, cause
+		return token.Token{}, &e
+	}
 	if timeout <= 0 {
-		return token.Token{}, &Error{Service: c.service, Endpoint: c.endpoint, Op: op, Reason: ReasonDeadline, Err: context.DeadlineExceeded}
+		return fail(ReasonDeadline, "", context.DeadlineExceeded)
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -149,54 +135,41 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 	}()
 
 	o := x.snapshot()
-	status, header, netErr, bodyErr, body := o.status, o.header, o.netErr, o.bodyErr, o.body
-	registerTokens(body)
-	base := Error{Service: c.service, Endpoint: c.endpoint, Op: op, Status: status, Path: o.path}
-	if d, perr := http.ParseTime(header.Get("Date")); perr == nil {
+	registerTokens(o.body)
+	base.Status, base.Path = o.status, o.path
+	if d, perr := http.ParseTime(o.header.Get("Date")); perr == nil {
 		base.ServerDate = d
 	}
-	fail := func(r Reason, cause error) (token.Token, *Error) {
-		e := base
-		e.Reason, e.Err = r, cause
-		return token.Token{}, &e
-	}
-	malformed := func(msg string, cause error) (token.Token, *Error) {
-		e := base
-		e.Reason, e.Message, e.Err = ReasonMalformed, msg, cause
-		return token.Token{}, &e
-	}
 
-	var local *Error
-	if status == 0 && netErr == nil && errors.As(err, &local) {
-		return fail(local.Reason, local.Err)
+	if local, ok := errors.AsType[*Error](err); ok && o.status == 0 && o.netErr == nil {
+		return fail(local.Reason, "", local.Err)
 	}
-	switch {
-	case netErr != nil || (err != nil && status == 0):
-		cause := cmp.Or(netErr, err)
+	switch status := o.status; {
+	case o.netErr != nil || (err != nil && status == 0):
+		cause := cmp.Or(o.netErr, err)
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fail(ReasonDeadline, ctx.Err()) // cancelled (SIGTERM)
+			return fail(ReasonDeadline, "", ctx.Err()) // cancelled (SIGTERM)
 		}
 		if isTimeout(cause) || attemptCtx.Err() != nil {
-			return fail(ReasonTimeout, fmt.Errorf("no answer within %s", timeout.Round(time.Millisecond)))
+			return fail(ReasonTimeout, "", fmt.Errorf("no answer within %s", timeout.Round(time.Millisecond)))
 		}
-		var p errPanic
-		if errors.As(cause, &p) {
-			return fail(ReasonInternal, cause)
+		if errors.As(cause, new(errPanic)) {
+			return fail(ReasonInternal, "", cause)
 		}
-		return fail(ReasonUnreachable, cause)
+		return fail(ReasonUnreachable, "", cause)
 	case status < 200 || status > 299:
 		e := base
-		e.Code, e.Message = serviceError(body)
+		e.Code, e.Message = serviceError(o.body)
 		if e.Message == "" && e.Code == "" {
 			e.Message = http.StatusText(status)
 		}
 		switch {
 		case status == http.StatusTooManyRequests:
 			e.Reason = ReasonRateLimited
-			e.RetryAfter = retryAfter(header, time.Now())
+			e.RetryAfter = retryAfter(o.header, time.Now())
 		case status >= 500:
 			e.Reason = ReasonUnavailable
-			e.RetryAfter = retryAfter(header, time.Now())
+			e.RetryAfter = retryAfter(o.header, time.Now())
 		case (status == http.StatusNotFound && (e.Code == "" || e.Code == "not_found")) || status == http.StatusMethodNotAllowed:
 			// The path itself is unknown: a wrong URL or API version. A
 			// 404 naming a resource (a profile) is a rejection.
@@ -209,27 +182,27 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 
 	// A 2xx. The SDK ignores JSON errors in success bodies and panics on
 	// some missing fields, so check the body as well as what it produced.
-	if bodyErr != nil {
-		if isTimeout(bodyErr) {
-			return fail(ReasonTimeout, fmt.Errorf("answer body did not arrive within %s", timeout.Round(time.Millisecond)))
+	if o.bodyErr != nil {
+		if isTimeout(o.bodyErr) {
+			return fail(ReasonTimeout, "", fmt.Errorf("answer body did not arrive within %s", timeout.Round(time.Millisecond)))
 		}
-		return malformed("the answer broke off", bodyErr)
+		return fail(ReasonMalformed, "the answer broke off", o.bodyErr)
 	}
-	if msg := numberField(body, "expires_in"); msg != "" {
-		return malformed(msg, nil)
+	if msg := numberField(o.body, "expires_in"); msg != "" {
+		return fail(ReasonMalformed, msg, nil)
 	}
 	if err != nil {
-		return malformed("missing or invalid fields", err)
+		return fail(ReasonMalformed, "missing or invalid fields", err)
 	}
 	if resp == nil || resp.AccessToken == "" {
-		return malformed("no access_token in the answer", nil)
+		return fail(ReasonMalformed, "no access_token in the answer", nil)
 	}
 	if resp.ExpiresIn <= 0 {
-		return malformed(fmt.Sprintf("expires_in is %d, not a positive number of seconds", resp.ExpiresIn), nil)
+		return fail(ReasonMalformed, fmt.Sprintf("expires_in is %d, not a positive number of seconds", resp.ExpiresIn), nil)
 	}
-	if resp.ExpiresIn > int64(MaxLifetime/time.Second) {
-		// Also keeps the conversion to a time.Duration from overflowing.
-		return malformed(fmt.Sprintf("expires_in is %d s, more than the %s any IAM token lasts", resp.ExpiresIn, MaxLifetime), nil)
+	if resp.ExpiresIn > int64(MaxLifetime/time.Second) { // (also keeps time.Duration from overflowing)
+		msg := fmt.Sprintf("expires_in is %d s, more than the %s any IAM token lasts", resp.ExpiresIn, MaxLifetime)
+		return fail(ReasonMalformed, msg, nil)
 	}
 	lifetime := time.Duration(resp.ExpiresIn) * time.Second
 	// Cross-check with the absolute expiration, measured against the
@@ -238,7 +211,7 @@ func (c *caller) once(ctx context.Context, op string, call sdkCall) (tok token.T
 	if resp.Expiration > 0 && !base.ServerDate.IsZero() {
 		abs := time.Unix(resp.Expiration, 0).Sub(base.ServerDate)
 		if abs <= 0 {
-			return malformed(fmt.Sprintf("the token's expiration %s is not after the answer's Date %s: it is already expired",
+			return fail(ReasonMalformed, fmt.Sprintf("the token's expiration %s is not after the answer's Date %s: it is already expired",
 				time.Unix(resp.Expiration, 0).UTC().Format(time.RFC3339), base.ServerDate.UTC().Format(time.RFC3339)), nil)
 		}
 		lifetime = min(lifetime, abs)

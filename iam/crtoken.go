@@ -5,9 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -71,11 +71,9 @@ func ParseServiceAccountToken(saToken string) (ServiceAccount, error) {
 		return ServiceAccount{}, errors.New("the service-account token is not a Kubernetes service-account token: " + err.Error())
 	}
 	sa := ServiceAccount{Namespace: c.K8s.Namespace, Name: c.K8s.ServiceAccount.Name, UID: c.K8s.ServiceAccount.UID}
-	if sa.Namespace == "" || sa.Name == "" {
-		// Legacy tokens carry only sub = system:serviceaccount:NS:NAME.
-		if rest, ok := strings.CutPrefix(c.Sub, "system:serviceaccount:"); ok {
-			sa.Namespace, sa.Name, _ = strings.Cut(rest, ":")
-		}
+	// Legacy tokens carry only sub = system:serviceaccount:NS:NAME.
+	if rest, ok := strings.CutPrefix(c.Sub, "system:serviceaccount:"); ok && (sa.Namespace == "" || sa.Name == "") {
+		sa.Namespace, sa.Name, _ = strings.Cut(rest, ":")
 	}
 	if sa.Namespace == "" || sa.Name == "" {
 		return ServiceAccount{}, errors.New("the token names no service account (no kubernetes.io claims): it is not a Kubernetes service-account token")
@@ -86,11 +84,11 @@ func ParseServiceAccountToken(saToken string) (ServiceAccount, error) {
 	} else {
 		_ = json.Unmarshal(c.Aud, &sa.Audience)
 	}
-	if exp, err := c.Exp.Int64(); err == nil && exp > 0 {
-		sa.Expiry = time.Unix(exp, 0)
-	} else {
+	exp, err := c.Exp.Int64()
+	if err != nil || exp <= 0 {
 		return ServiceAccount{}, errors.New("the service-account token has no expiry: the kubelet only passes bound tokens, check tokenAttributes")
 	}
+	sa.Expiry = time.Unix(exp, 0)
 	return sa, nil
 }
 
@@ -122,11 +120,8 @@ func NewCRTokenSource(saToken string, profile Profile, opts Options) (*CRTokenSo
 	return s, nil
 }
 
-func (s *CRTokenSource) ServiceAccount() ServiceAccount { return s.sa }
-
 func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
-	now := s.opts.Now()
-	if !now.Before(s.sa.Expiry) {
+	if !s.opts.Now().Before(s.sa.Expiry) {
 		return token.Token{}, &Error{Service: "IAM", Op: "exchange the token of service account " + s.sa.String(), Reason: ReasonConfig,
 			Message: "the service-account token expired at " + s.sa.Expiry.UTC().Format(time.RFC3339),
 			Fix:     "check the node's clock; the kubelet passes fresh tokens"}
@@ -141,44 +136,34 @@ func (s *CRTokenSource) Token(ctx context.Context) (token.Token, error) {
 	return tok, nil
 }
 
-// exchange performs the cr-token grant with go-sdk-core's request builder:
-// its ContainerAuthenticator reads the token from a file, and this one must
+// exchange performs the cr-token grant itself: go-sdk-core's
+// ContainerAuthenticator reads the token from a file, and this one must
 // never touch the disk.
 func (s *CRTokenSource) exchange(client *http.Client) (*core.IamTokenServerResponse, error) {
-	b := core.NewRequestBuilder(core.POST)
-	if _, err := b.ResolveRequestURL(s.opts.IAMURL, "/identity/token", nil); err != nil {
-		return nil, &Error{Reason: ReasonConfig, Err: errors.New("invalid IAM URL")}
-	}
-	b.AddHeader("Content-Type", "application/x-www-form-urlencoded")
-	b.AddHeader("Accept", "application/json")
-	b.AddFormData("grant_type", "", "", GrantTypeCRToken)
-	b.AddFormData("cr_token", "", "", s.token)
+	form := url.Values{"grant_type": {GrantTypeCRToken}, "cr_token": {s.token}}
 	switch {
 	case s.profile.ID != "":
-		b.AddFormData("profile_id", "", "", s.profile.ID)
+		form.Set("profile_id", s.profile.ID)
 	case s.profile.Name != "":
-		b.AddFormData("profile_name", "", "", s.profile.Name)
+		form.Set("profile_name", s.profile.Name)
 	case s.profile.CRN != "":
-		b.AddFormData("profile_crn", "", "", s.profile.CRN)
+		form.Set("profile_crn", s.profile.CRN)
 	}
-	req, err := b.Build()
+	req, err := http.NewRequest(http.MethodPost, s.opts.IAMURL+"/identity/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, &Error{Reason: ReasonConfig, Err: errors.New("cannot build the IAM request")}
+		return nil, &Error{Reason: ReasonConfig, Err: errors.New("invalid IAM URL")}
 	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
+	// The caller judges the status and a broken-off body by what the
+	// transport saw; only a 2xx's JSON is its to check.
 	var out core.IamTokenServerResponse
-	if err := json.Unmarshal(body, &out); err != nil {
+	if body, err := io.ReadAll(resp.Body); err != nil || json.Unmarshal(body, &out) != nil {
 		return nil, errors.New("the answer is not a JSON token response")
 	}
 	return &out, nil

@@ -30,9 +30,8 @@ const (
 type Options struct {
 	IAMURL      string // IAM base URL (DefaultIAMURL)
 	MetadataURL string // VPC metadata service base URL (DefaultMetadataURL)
-	// MetadataVersion is one of MetadataVersions ("": go-sdk-core's
-	// default); if the service does not know its paths (404), the other
-	// version's are tried.
+	// MetadataVersion is one of MetadataVersions ("": go-sdk-core's default);
+	// if the service does not know its paths (404), the other's are tried.
 	MetadataVersion   string
 	Transport         http.RoundTripper // IAM calls (NewIAMTransport())
 	MetadataTransport http.RoundTripper // metadata calls (NewMetadataTransport())
@@ -59,6 +58,9 @@ func (o Options) withDefaults() Options {
 	if o.MetadataTimeout <= 0 {
 		o.MetadataTimeout = DefaultMetadataTime
 	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -72,9 +74,8 @@ var silenceSDK = sync.OnceFunc(func() {
 	core.SetLogger(core.NewLogger(core.LevelNone, log.New(io.Discard, "", 0), log.New(io.Discard, "", 0)))
 })
 
-// APIKeySource exchanges an IAM API key for access tokens
-// (grant_type=urn:ibm:params:oauth:grant-type:apikey). Safe for concurrent
-// use.
+// APIKeySource exchanges an IAM API key for access tokens (grant type
+// urn:ibm:params:oauth:grant-type:apikey). Safe for concurrent use.
 type APIKeySource struct {
 	apiKey string
 	origin string
@@ -105,6 +106,7 @@ func iamCaller(opts Options, fix func(*Error)) caller {
 		retryTimeouts:  true,
 		now:            opts.Now,
 		fix:            fix,
+		sleep:          sleepCtx,
 	}
 }
 

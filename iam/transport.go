@@ -55,11 +55,9 @@ func RunLoopbackOnly(m TestingM) int {
 	var mu sync.Mutex
 	var tried []string
 	RestrictDials(func(network, addr string) error {
-		host, _, err := net.SplitHostPort(addr)
-		if err == nil {
-			if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
-				return nil
-			}
+		// (ParseIP's nil for a name is no loopback address.)
+		if host, _, err := net.SplitHostPort(addr); err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback()) {
+			return nil
 		}
 		mu.Lock()
 		tried = append(tried, addr)
@@ -75,14 +73,11 @@ func RunLoopbackOnly(m TestingM) int {
 }
 
 // NewIAMTransport returns the transport for IAM: proxies from the
-// environment (HTTPS_PROXY, NO_PROXY, … that the plugin inherits from the
-// kubelet), TLS 1.2 or later, bounded dial and handshake times. System TLS
-// roots are loaded lazily on the first handshake, so building it is cheap.
-//
-// The rest is http.DefaultTransport's settings, written out rather than
-// cloned: Clone sets up HTTP/2 on the default transport first, work every
-// invocation would pay even when it makes no IAM call (the warm path). This
-// transport sets up HTTP/2 for itself on its first request, as a clone does.
+// environment the plugin inherits from the kubelet (HTTPS_PROXY, NO_PROXY,
+// …), TLS 1.2 or later, bounded dial and handshake times; system TLS roots
+// load on the first handshake. The rest is http.DefaultTransport's settings
+// written out: cloning it would set up HTTP/2 in every invocation, even
+// those that call no IAM (the warm path); this one does on its first request.
 func NewIAMTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -132,9 +127,7 @@ type observed struct {
 func (x *exchange) snapshot() observed {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	o := x.observed
-	o.body = append([]byte(nil), o.body...)
-	return o
+	return x.observed // a later append to body does not show in the copy
 }
 
 // recordingTransport binds a context to every request the SDK makes (the
@@ -155,22 +148,19 @@ func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	resp, err := t.base.RoundTrip(req)
 	t.x.mu.Lock()
 	defer t.x.mu.Unlock()
-	t.x.path = req.URL.Path
-	t.x.status, t.x.header, t.x.netErr, t.x.bodyErr, t.x.body = 0, nil, nil, nil, nil
+	t.x.observed = observed{path: req.URL.Path, netErr: err}
 	if err != nil {
-		t.x.netErr = err
 		return nil, err
 	}
-	t.x.status = resp.StatusCode
-	t.x.header = resp.Header.Clone()
-	resp.Body = &recordingBody{r: io.LimitReader(resp.Body, maxBody), c: resp.Body, x: t.x}
+	t.x.status, t.x.header = resp.StatusCode, resp.Header.Clone()
+	resp.Body = &recordingBody{ReadCloser: resp.Body, r: io.LimitReader(resp.Body, maxBody), x: t.x}
 	return resp, nil
 }
 
 type recordingBody struct {
-	r io.Reader
-	c io.Closer
-	x *exchange
+	io.ReadCloser // the body, closed as is
+	r             io.Reader
+	x             *exchange
 }
 
 func (b *recordingBody) Read(p []byte) (int, error) {
@@ -186,8 +176,6 @@ func (b *recordingBody) Read(p []byte) (int, error) {
 	b.x.mu.Unlock()
 	return n, err
 }
-
-func (b *recordingBody) Close() error { return b.c.Close() }
 
 // clientFor returns an http.Client for one attempt of one SDK call; ctx
 // bounds the attempt (the SDK's calls take no context of their own).

@@ -12,9 +12,8 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/token"
 )
 
-// MetadataVersions are the VPC metadata API versions go-sdk-core speaks: the
-// first (its default) uses the /instance_identity/v1 paths, the second the
-// /identity/v1 paths.
+// MetadataVersions are the VPC metadata API versions go-sdk-core speaks: its
+// default (/instance_identity/v1 paths) first, the /identity/v1 one second.
 var MetadataVersions = []string{"2022-03-01", "2025-08-26"}
 
 // Profile selects the trusted profile a VPC instance assumes. At most one
@@ -82,22 +81,20 @@ func NewVPCSource(profile Profile, opts Options) *VPCSource {
 		retryTimeouts:  false, // a disabled metadata service hangs: say so at once
 		now:            opts.Now,
 		fix:            s.fix,
+		sleep:          sleepCtx,
 	}
 	return s
 }
 
-// Token obtains a new token through the metadata service, with the
-// configured API version's paths, or the other version's if the service
-// does not know them (404).
+// Token obtains a new token through the metadata service with the configured
+// API version's paths, or the other's if the service does not know them (404).
 func (s *VPCSource) Token(ctx context.Context) (token.Token, error) {
 	silenceSDK()
 	tok, err := s.token(ctx, s.opts.MetadataVersion)
-	var e *Error
-	if errors.As(err, &e) && e.Reason == ReasonNotSupported && e.Path != "" {
+	if e, ok := errors.AsType[*Error](err); ok && e.Reason == ReasonNotSupported {
 		if other := otherVersion(s.opts.MetadataVersion); other != "" {
 			tok2, err2 := s.token(ctx, other)
-			var e2 *Error
-			if err2 == nil || !errors.As(err2, &e2) || e2.Reason != ReasonNotSupported {
+			if e2, ok := errors.AsType[*Error](err2); !ok || e2.Reason != ReasonNotSupported {
 				return tok2, err2 // the other paths exist: their answer counts
 			}
 		}
@@ -145,12 +142,11 @@ func (s *VPCSource) Describe() string {
 
 func (s *VPCSource) fix(e *Error) {
 	identityStep := strings.HasSuffix(e.Path, "/token")
-	if e.Path != "" {
-		if identityStep {
-			e.Op = "get the instance identity token"
-		} else {
-			e.Op = "exchange the instance identity token for an IAM token of " + s.profile.String()
-		}
+	switch {
+	case identityStep:
+		e.Op = "get the instance identity token"
+	case e.Path != "":
+		e.Op = "exchange the instance identity token for an IAM token of " + s.profile.String()
 	}
 	const link = "'ibmcloud iam trusted-profile-link-create %s --name NAME --cr-type VSI --link-crn INSTANCE_CRN' (the instance's CRN: 'ibmcloud is instance INSTANCE --output JSON')"
 	switch e.Reason {
