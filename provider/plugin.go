@@ -50,13 +50,9 @@ const StaleCacheDuration = time.Minute
 // the plugin speaks, newest first.
 var SupportedVersions = []string{"v1", "v1beta1", "v1alpha1"}
 
-// Request is what the plugin needs to know about one kubelet request.
+// Request is what picks the identity that answers a kubelet request.
 type Request struct {
-	Image string // as the kubelet passed it
-	Host  string // the image's registry host, lower case, with port if any
-	// ServiceAccountToken is the pod's service-account token, if the kubelet
-	// passes one. A secret: never log it.
-	ServiceAccountToken       string
+	ServiceAccountToken       string            // the pod's, if the kubelet passes one; a secret: never log it
 	ServiceAccountAnnotations map[string]string // as the kubelet passed them
 }
 
@@ -129,36 +125,34 @@ func ReadInput(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
 		data []byte
 		err  error
 	}
-	check := func(res result) ([]byte, error) {
-		if res.err != nil {
-			return nil, fmt.Errorf("cannot read stdin: %v", res.err)
-		}
-		if int64(len(res.data)) > limit {
-			return nil, fmt.Errorf("stdin is larger than %d KiB", limit>>10)
-		}
-		return res.data, nil
-	}
+	var res result
 	if c, ok := r.(complete); ok {
-		data, err := io.ReadAll(io.LimitReader(c.Reader, limit+1))
-		return check(result{data, err})
-	}
-	// ctx.Done before the read starts: whatever a context does when first
-	// waited on (listen for SIGTERM) is done before the read can block.
-	stop := ctx.Done()
-	done := make(chan result, 1)
-	go func() {
-		data, err := io.ReadAll(io.LimitReader(r, limit+1))
-		done <- result{data, err}
-	}()
-	select {
-	case res := <-done:
-		return check(res)
-	case <-stop:
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, errors.New("stdin did not end within the invocation's time limit")
+		res.data, res.err = io.ReadAll(io.LimitReader(c.Reader, limit+1))
+	} else {
+		// ctx.Done before the read starts: whatever a context does when first
+		// waited on (listen for SIGTERM) is done before the read can block.
+		stop := ctx.Done()
+		done := make(chan result, 1)
+		go func() {
+			data, err := io.ReadAll(io.LimitReader(r, limit+1))
+			done <- result{data, err}
+		}()
+		select {
+		case res = <-done:
+		case <-stop:
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, errors.New("stdin did not end within the invocation's time limit")
+			}
+			return nil, errors.New("stdin did not end before the process was told to stop")
 		}
-		return nil, errors.New("stdin did not end before the process was told to stop")
 	}
+	if res.err != nil {
+		return nil, fmt.Errorf("cannot read stdin: %v", res.err)
+	}
+	if int64(len(res.data)) > limit {
+		return nil, fmt.Errorf("stdin is larger than %d KiB", limit>>10)
+	}
+	return res.data, nil
 }
 
 // DecodeRequest reads and decodes one request, returning it with the API
@@ -292,8 +286,7 @@ func (p *Plugin) Respond(ctx context.Context, req *credentialprovider.Credential
 			CacheDuration: &metav1.Duration{Duration: NotServedCacheDuration},
 		}, nil
 	}
-	src, err := p.source(Request{Image: req.Image, Host: host,
-		ServiceAccountToken: req.ServiceAccountToken, ServiceAccountAnnotations: req.ServiceAccountAnnotations})
+	src, err := p.source(Request{ServiceAccountToken: req.ServiceAccountToken, ServiceAccountAnnotations: req.ServiceAccountAnnotations})
 	if err != nil {
 		return nil, err
 	}
