@@ -73,9 +73,7 @@ type Config struct {
 	TokenSource      string
 	CacheDir         string
 	Registries       []string
-	// Memory is this process's in-process token store (not a flag); nil:
-	// package cache's.
-	Memory *cache.Memory
+	Memory           *cache.Memory // this process's token store (not a flag); nil: package cache's
 }
 
 // AddFlags registers the settings on fs.
@@ -266,8 +264,7 @@ func (c *Config) Select(getenv func(string) string) (Selection, error) {
 	if err := c.Validate(); err != nil {
 		return Selection{}, err
 	}
-	envKey := getenv != nil && strings.TrimSpace(getenv(APIKeyEnv)) != ""
-	keyConfigured := c.APIKeyFile != "" || envKey
+	keyConfigured := c.APIKeyFile != "" || getenv != nil && strings.TrimSpace(getenv(APIKeyEnv)) != ""
 	mode := c.mode()
 	if mode == SourceVPCMetadata || (mode == SourceAuto && !keyConfigured) {
 		why := "--token-source vpc-metadata"
