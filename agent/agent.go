@@ -1,13 +1,11 @@
 // Package agent is the node agent's logic (cmd/icr-node-agent, the
-// DaemonSet's long-running container). It does two things no plugin run
-// can:
+// DaemonSet's long-running container). It does two things no plugin run can:
 //
 //   - it refreshes the node identity's token in the plugin's shared cache
-//     ahead of the plugin's refresh point — through the same cache code,
-//     lock and files — so that in steady state no kubelet-started run of
-//     the plugin waits for the metadata service or IAM, and an IAM outage
-//     shorter than the lead costs nothing;
-//   - it runs doctor's checks that need no image, and reports the result
+//     (same cache code, lock and files) ahead of the plugin's refresh point,
+//     so that no kubelet-started plugin run waits for the metadata service
+//     or IAM, and an IAM outage shorter than the lead costs nothing;
+//   - it runs doctor's checks that need no image and reports the result
 //     where operators look: a Node condition, an Event on every change, and
 //     Prometheus metrics.
 //
@@ -58,7 +56,7 @@ type Options struct {
 	ProbeRegistry, ProbeImage string
 	Publisher                 Publisher           // receives every check result (nil: none)
 	Metrics                   *Metrics            // updated if set
-	Getenv                    func(string) string // reads the environment ($IBMCLOUD_API_KEY)
+	Getenv                    func(string) string // reads the environment ($IBMCLOUD_API_KEY); nil reads nothing
 	IAM                       iam.Options         // tunes the token sources
 	Now                       func() time.Time    // the clock (time.Now)
 	Log                       klog.Logger         // one line per change of state
@@ -85,9 +83,6 @@ func New(o Options) *Agent {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.Getenv == nil {
-		o.Getenv = func(string) string { return "" }
 	}
 	if o.Log.GetSink() == nil {
 		o.Log = klog.Background()

@@ -18,18 +18,15 @@ const maxMessage = 1024
 
 // Health is the outcome of one round of checks.
 type Health struct {
-	// OK is true when no check failed (warnings do not count).
-	OK bool
+	OK bool // no check failed (warnings do not count)
 	// Reason is a CamelCase code: "CredentialsReady", or the first failed
 	// check's ID ("identity.trusted-profile" is IdentityTrustedProfile).
 	Reason string
 	// Message is the first failed check's cause and fix (or, when all
 	// passed, what was checked), one line, no secret.
 	Message string
-	// Checks are doctor's checks.
-	Checks []doctor.Check
-	// At is when the checks ran.
-	At time.Time
+	Checks  []doctor.Check // doctor's
+	At      time.Time      // when the checks ran
 }
 
 // healthOf reads a doctor report.
