@@ -100,8 +100,7 @@ func CheckPath(path string) error {
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("%s is a relative path", path)
 	}
-	links := 0
-	cur := "/"
+	links, cur := 0, "/"
 	fi, err := os.Lstat(cur)
 	if err != nil {
 		return err

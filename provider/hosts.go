@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -260,17 +261,8 @@ func ServerHost(serverURL string) (host string, ok bool) {
 		s = s[:i]
 	}
 	h, err := NormalizeHost(s)
-	if err != nil {
+	if err != nil || scheme == "http" && !IsLoopback((&url.URL{Host: h}).Hostname()) {
 		return "", false
-	}
-	if scheme == "http" {
-		name := h
-		if n, _, err := net.SplitHostPort(h); err == nil {
-			name = n
-		}
-		if !IsLoopback(name) {
-			return "", false
-		}
 	}
 	return h, true
 }
