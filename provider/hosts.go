@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -57,18 +56,15 @@ func NewHostSet(extra []string) (*HostSet, error) {
 		}
 		h.add(norm)
 	}
-	sort.Strings(h.list)
+	slices.Sort(h.list)
+	h.list = slices.Compact(h.list)
 	return h, nil
 }
 
 // add adds a normalised host; "h:443" and h are both answered for (the
 // kubelet matches a response's auth keys port by port).
 func (h *HostSet) add(host string) {
-	for _, k := range []string{host, withoutHTTPSPort(host)} {
-		if !slices.Contains(h.list, k) {
-			h.list = append(h.list, k)
-		}
-	}
+	h.list = append(h.list, host, withoutHTTPSPort(host))
 	h.hosts[withoutHTTPSPort(host)] = true
 }
 

@@ -59,10 +59,8 @@ type Request struct {
 // Plugin answers kubelet requests. Its fields are read-only once in use;
 // Run is safe for concurrent use.
 type Plugin struct {
-	Hosts *HostSet // the registries served
-	// Node is the node's identity, for every service account that asks for
-	// no identity of its own.
-	Node token.Source
+	Hosts *HostSet     // the registries served
+	Node  token.Source // the node's identity, for every service account that asks for none of its own
 	// Workload returns the identity a pod's service account asks for; nil
 	// when workload identities are off. Such a service account never gets
 	// the node identity instead.
@@ -82,13 +80,12 @@ func inputErrorf(format string, args ...any) error {
 
 const sampleHint = "the kubelet sends a CredentialProviderRequest; by hand, pipe one such as examples/requests/v1.json"
 
-// versionCodecs decode a request of one API version (of SupportedVersions)
-// into the internal type and encode the response back into that version:
-// the kubelet's scheme with that version alone, through its JSON serializer
-// alone, the two pieces the kubelet's codec factory puts together for JSON
-// (the tests hold the bytes equal). Each is built on first use. The whole
-// factory (every version, every serializer) cost the first decode and
-// encode 0.06-0.35 ms more.
+// versionCodecs decode a request of one of SupportedVersions into the
+// internal type and encode the response back into that version: the
+// kubelet's scheme and JSON serializer for that version alone, the pieces
+// its codec factory puts together (the tests hold the bytes equal). Each is
+// built on first use: the whole factory cost the first decode and encode
+// 0.06-0.35 ms more.
 var versionCodecs = map[string]func() runtime.Codec{
 	"v1":       codecFor(v1.SchemeGroupVersion, v1.AddToScheme),
 	"v1beta1":  codecFor(v1beta1.SchemeGroupVersion, v1beta1.AddToScheme),
