@@ -42,10 +42,8 @@ const (
 // Options configure an Agent.
 type Options struct {
 	KubeletConfig string // the kubelet's CredentialProviderConfig (file or directory) that install wrote
-	// BinDir is the kubelet's credential provider bin dir, for doctor's
-	// binary check ("" skips the search of the common dirs).
-	BinDir   string
-	NodeName string // the node's name (downward API), for jitter and messages
+	BinDir        string // the kubelet's provider bin dir, for doctor's binary check ("": search the common dirs)
+	NodeName      string // the node's name (downward API), for jitter and messages
 	// Lead is how long before the plugin's refresh point the agent
 	// refreshes; each node adds a jitter of up to half of it, fixed per
 	// node, so that a fleet does not refresh at once.

@@ -34,8 +34,7 @@ func healthOf(rep *doctor.Report) Health {
 	h := Health{OK: rep.OK, Checks: rep.Checks, Reason: "CredentialsReady"}
 	for _, c := range rep.Checks {
 		if c.Status == doctor.StatusFail {
-			h.Reason = reason(c.ID)
-			h.Message = c.Summary
+			h.Reason, h.Message = reason(c.ID), c.Summary
 			if c.Fix != "" {
 				h.Message += ": " + c.Fix
 			}
