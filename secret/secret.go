@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -212,15 +213,9 @@ func newIndex(secrets map[string]bool) *index {
 
 // distinct counts the different bytes of a short string.
 func distinct(s string) int {
-	var seen [256]bool
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if !seen[s[i]] {
-			seen[s[i]] = true
-			n++
-		}
-	}
-	return n
+	b := []byte(s)
+	slices.Sort(b)
+	return len(slices.Compact(b))
 }
 
 // redact marks every byte of text covered by a known piece, then replaces
