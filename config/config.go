@@ -327,11 +327,11 @@ func (c *Config) Node(getenv func(string) string, opts iam.Options) (*Identity, 
 	key, origin, warns := "", c.APIKeyFile, []string(nil)
 	if sel.KeyFromEnv {
 		origin = "$" + APIKeyEnv
-		key, err = apiKeyFromEnv(getenv(APIKeyEnv))
-	} else {
-		key, warns, err = LoadAPIKeyFile(c.APIKeyFile)
-	}
-	if err != nil {
+		var problem string
+		if key, problem = parseAPIKey([]byte(getenv(APIKeyEnv))); problem != "" {
+			return nil, &Error{Cause: origin + " " + problem, Fix: "set it to the API key alone, or use --api-key-file"}
+		}
+	} else if key, warns, err = LoadAPIKeyFile(c.APIKeyFile); err != nil {
 		return nil, err
 	}
 	src := iam.NewAPIKeySource(key, origin, opts)
