@@ -104,10 +104,9 @@ func codecFor(gv schema.GroupVersion, addVersion func(*runtime.Scheme) error) fu
 
 // Complete marks r as input whose reads cannot block: a regular file, or a
 // pipe whose writing end is closed (the kubelet writes the request and
-// closes the pipe as it starts the plugin). ReadInput reads it in the
-// calling goroutine and never waits on its context, so that a context that
-// sets something up when first waited on (the plugin's SIGTERM handling)
-// costs nothing here.
+// closes the pipe as it starts the plugin). ReadInput reads it directly,
+// never waiting on its context: a context that sets something up when first
+// waited on (the plugin's SIGTERM handling) costs nothing then.
 func Complete(r io.Reader) io.Reader { return complete{r} }
 
 type complete struct{ io.Reader }
