@@ -112,10 +112,8 @@ func Printable(text string) string {
 	for i := 0; i < len(text); {
 		r, size := utf8.DecodeRuneInString(text[i:])
 		switch {
-		case r == utf8.RuneError && size == 1:
+		case r == utf8.RuneError && size == 1, !printable(r) && r < utf8.RuneSelf: // a bad byte, an ASCII control
 			fmt.Fprintf(&b, `\x%02x`, text[i])
-		case !printable(r) && r < utf8.RuneSelf:
-			fmt.Fprintf(&b, `\x%02x`, r)
 		case !printable(r) && r <= 0xffff:
 			fmt.Fprintf(&b, `\u%04x`, r)
 		case !printable(r):
