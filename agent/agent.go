@@ -1,13 +1,11 @@
 // Package agent is the node agent's logic (cmd/icr-node-agent, the
-// DaemonSet's long-running container). It does two things no plugin run
-// can:
+// DaemonSet's long-running container). It does two things no plugin run can:
 //
 //   - it refreshes the node identity's token in the plugin's shared cache
-//     ahead of the plugin's refresh point — through the same cache code,
-//     lock and files — so that in steady state no kubelet-started run of
-//     the plugin waits for the metadata service or IAM, and an IAM outage
-//     shorter than the lead costs nothing;
-//   - it runs doctor's checks that need no image, and reports the result
+//     (same cache code, lock and files) ahead of the plugin's refresh point,
+//     so that no kubelet-started plugin run waits for the metadata service
+//     or IAM, and an IAM outage shorter than the lead costs nothing;
+//   - it runs doctor's checks that need no image and reports the result
 //     where operators look: a Node condition, an Event on every change, and
 //     Prometheus metrics.
 //
@@ -44,10 +42,8 @@ const (
 // Options configure an Agent.
 type Options struct {
 	KubeletConfig string // the kubelet's CredentialProviderConfig (file or directory) that install wrote
-	// BinDir is the kubelet's credential provider bin dir, for doctor's
-	// binary check ("" skips the search of the common dirs).
-	BinDir   string
-	NodeName string // the node's name (downward API), for jitter and messages
+	BinDir        string // the kubelet's provider bin dir, for doctor's binary check ("": search the common dirs)
+	NodeName      string // the node's name (downward API), for jitter and messages
 	// Lead is how long before the plugin's refresh point the agent
 	// refreshes; each node adds a jitter of up to half of it, fixed per
 	// node, so that a fleet does not refresh at once.
@@ -58,7 +54,7 @@ type Options struct {
 	ProbeRegistry, ProbeImage string
 	Publisher                 Publisher           // receives every check result (nil: none)
 	Metrics                   *Metrics            // updated if set
-	Getenv                    func(string) string // reads the environment ($IBMCLOUD_API_KEY)
+	Getenv                    func(string) string // reads the environment ($IBMCLOUD_API_KEY); nil reads nothing
 	IAM                       iam.Options         // tunes the token sources
 	Now                       func() time.Time    // the clock (time.Now)
 	Log                       klog.Logger         // one line per change of state
@@ -85,9 +81,6 @@ func New(o Options) *Agent {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.Getenv == nil {
-		o.Getenv = func(string) string { return "" }
 	}
 	if o.Log.GetSink() == nil {
 		o.Log = klog.Background()

@@ -18,18 +18,15 @@ const maxMessage = 1024
 
 // Health is the outcome of one round of checks.
 type Health struct {
-	// OK is true when no check failed (warnings do not count).
-	OK bool
+	OK bool // no check failed (warnings do not count)
 	// Reason is a CamelCase code: "CredentialsReady", or the first failed
 	// check's ID ("identity.trusted-profile" is IdentityTrustedProfile).
 	Reason string
 	// Message is the first failed check's cause and fix (or, when all
 	// passed, what was checked), one line, no secret.
 	Message string
-	// Checks are doctor's checks.
-	Checks []doctor.Check
-	// At is when the checks ran.
-	At time.Time
+	Checks  []doctor.Check // doctor's
+	At      time.Time      // when the checks ran
 }
 
 // healthOf reads a doctor report.
@@ -37,8 +34,7 @@ func healthOf(rep *doctor.Report) Health {
 	h := Health{OK: rep.OK, Checks: rep.Checks, Reason: "CredentialsReady"}
 	for _, c := range rep.Checks {
 		if c.Status == doctor.StatusFail {
-			h.Reason = reason(c.ID)
-			h.Message = c.Summary
+			h.Reason, h.Message = reason(c.ID), c.Summary
 			if c.Fix != "" {
 				h.Message += ": " + c.Fix
 			}

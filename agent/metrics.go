@@ -74,18 +74,18 @@ func (m *Metrics) refreshed(r cache.Result, err error) {
 
 func (m *Metrics) checked(h Health) {
 	m.lastRun.Set(float64(h.At.Unix()))
-	if h.OK {
-		m.ready.Set(1)
-	} else {
-		m.ready.Set(0)
-	}
+	m.ready.Set(one(h.OK))
 	for _, c := range h.Checks {
 		for _, s := range []doctor.Status{doctor.StatusOK, doctor.StatusWarn, doctor.StatusFail, doctor.StatusSkip} {
-			v := 0.0
-			if c.Status == s {
-				v = 1
-			}
-			m.check.WithLabelValues(c.ID, string(s)).Set(v)
+			m.check.WithLabelValues(c.ID, string(s)).Set(one(c.Status == s))
 		}
 	}
+}
+
+// one is a gauge's value for a condition: 1 if true, else 0.
+func one(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

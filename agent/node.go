@@ -28,9 +28,9 @@ type NodeStatus struct {
 
 func (p *NodeStatus) Publish(ctx context.Context, h Health, changed bool) error {
 	now := metav1.NewTime(h.At)
-	status := corev1.ConditionFalse
+	status, typ := corev1.ConditionFalse, corev1.EventTypeWarning
 	if h.OK {
-		status = corev1.ConditionTrue
+		status, typ = corev1.ConditionTrue, corev1.EventTypeNormal
 	}
 	if status != p.status || p.transition.IsZero() {
 		p.status, p.transition = status, now
@@ -52,10 +52,6 @@ func (p *NodeStatus) Publish(ctx context.Context, h Health, changed bool) error 
 	}
 	if !changed {
 		return nil
-	}
-	typ := corev1.EventTypeWarning
-	if h.OK {
-		typ = corev1.EventTypeNormal
 	}
 	ev := &corev1.Event{
 		// Named as the kubelet names its events: object name and time.

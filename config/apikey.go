@@ -55,15 +55,6 @@ func LoadAPIKeyFile(path string) (key string, warnings []string, err error) {
 	return key, warnings, nil
 }
 
-// apiKeyFromEnv reads the API key of $IBMCLOUD_API_KEY.
-func apiKeyFromEnv(v string) (string, error) {
-	key, problem := parseAPIKey([]byte(v))
-	if problem != "" {
-		return "", &Error{Cause: "$" + APIKeyEnv + " " + problem, Fix: "set it to the API key alone, or use --api-key-file"}
-	}
-	return key, nil
-}
-
 const keyEmpty = "is empty"
 
 // parseAPIKey extracts the key from a file's or variable's content into the

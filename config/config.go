@@ -73,9 +73,7 @@ type Config struct {
 	TokenSource      string
 	CacheDir         string
 	Registries       []string
-	// Memory is this process's in-process token store (not a flag); nil:
-	// package cache's.
-	Memory *cache.Memory
+	Memory           *cache.Memory // this process's token store (not a flag); nil: package cache's
 }
 
 // AddFlags registers the settings on fs.
@@ -266,8 +264,7 @@ func (c *Config) Select(getenv func(string) string) (Selection, error) {
 	if err := c.Validate(); err != nil {
 		return Selection{}, err
 	}
-	envKey := getenv != nil && strings.TrimSpace(getenv(APIKeyEnv)) != ""
-	keyConfigured := c.APIKeyFile != "" || envKey
+	keyConfigured := c.APIKeyFile != "" || getenv != nil && strings.TrimSpace(getenv(APIKeyEnv)) != ""
 	mode := c.mode()
 	if mode == SourceVPCMetadata || (mode == SourceAuto && !keyConfigured) {
 		why := "--token-source vpc-metadata"
@@ -330,11 +327,11 @@ func (c *Config) Node(getenv func(string) string, opts iam.Options) (*Identity, 
 	key, origin, warns := "", c.APIKeyFile, []string(nil)
 	if sel.KeyFromEnv {
 		origin = "$" + APIKeyEnv
-		key, err = apiKeyFromEnv(getenv(APIKeyEnv))
-	} else {
-		key, warns, err = LoadAPIKeyFile(c.APIKeyFile)
-	}
-	if err != nil {
+		var problem string
+		if key, problem = parseAPIKey([]byte(getenv(APIKeyEnv))); problem != "" {
+			return nil, &Error{Cause: origin + " " + problem, Fix: "set it to the API key alone, or use --api-key-file"}
+		}
+	} else if key, warns, err = LoadAPIKeyFile(c.APIKeyFile); err != nil {
 		return nil, err
 	}
 	src := iam.NewAPIKeySource(key, origin, opts)

@@ -13,16 +13,11 @@ const cacheSubdir = "icr-credential-provider"
 
 // HelperCacheDir is the token cache directory of credential-helper mode
 // without --cache-dir or ICR_CACHE_DIR (users' tools rarely run as root, and
-// cannot create DefaultCacheDir): for root DefaultCacheDir, shared with
-// kubelet mode; else $XDG_RUNTIME_DIR/icr-credential-provider (tmpfs, per
-// user) if $XDG_RUNTIME_DIR is an absolute, existing directory owned by euid
-// (after `sudo -u` it may name another user's); else one under the user's
-// cache directory. "" (no $HOME) turns the disk cache off. why says which
-// rule chose dir, for logs. getenv is os.Getenv if nil.
+// cannot create DefaultCacheDir), and why, for logs. For root it is
+// DefaultCacheDir, shared with kubelet mode. $XDG_RUNTIME_DIR (tmpfs, per
+// user) counts only if owned by euid: after `sudo -u` it may name another
+// user's. "" (no $HOME) turns the disk cache off.
 func HelperCacheDir(euid int, getenv func(string) string) (dir, why string) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
 	if euid == 0 {
 		return DefaultCacheDir, "running as root"
 	}

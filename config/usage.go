@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 )
@@ -11,8 +12,8 @@ import (
 // "--name type   usage (default x)", a boolean flag without a type, and
 // without pflag's "[=true|false]".
 func FlagUsages(fs *pflag.FlagSet) string {
-	var names, usages []string
-	width := 0
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Hidden {
 			return
@@ -31,12 +32,8 @@ func FlagUsages(fs *pflag.FlagSet) string {
 			}
 			usage += " (default " + d + ")"
 		}
-		names, usages = append(names, name), append(usages, usage)
-		width = max(width, len(name))
+		fmt.Fprintf(tw, "%s\t%s\n", name, usage)
 	})
-	var b strings.Builder
-	for i := range names {
-		fmt.Fprintf(&b, "%-*s   %s\n", width, names[i], usages[i])
-	}
+	tw.Flush()
 	return b.String()
 }

@@ -18,14 +18,12 @@ type hostList struct {
 }
 
 func (h *hostList) Set(v string) error {
-	var hosts []string
-	if v != "" {
-		hosts = strings.Split(v, ",")
-	}
 	if !h.changed {
 		*h.hosts = nil
 	}
-	*h.hosts = append(*h.hosts, hosts...)
+	if v != "" {
+		*h.hosts = append(*h.hosts, strings.Split(v, ",")...)
+	}
 	h.changed = true
 	return nil
 }
@@ -45,11 +43,11 @@ func (h *hostList) Append(v string) error {
 // maxValueQuote bounds a setting's value repeated in an error.
 const maxValueQuote = 80
 
-// checkValue is the rule for every setting's value: one line, no control
-// character (a line break, a tab, an escape), no invisible formatting
-// character, no byte that is not UTF-8: secret.IndexUnprintable. The kubelet config, an environment file and a command line
-// each read such a value otherwise than it was written. The value is
-// repeated, escaped, only if repeat.
+// checkValue is the rule for every setting's value (secret.IndexUnprintable):
+// one line, no control character (a line break, a tab, an escape), invisible
+// formatting character or byte that is not UTF-8, which the kubelet config,
+// an environment file and a command line each read otherwise than it was
+// written. The value is repeated, escaped, only if repeat.
 func checkValue(flag, value string, repeat bool) error {
 	i := secret.IndexUnprintable(value)
 	if i < 0 {

@@ -109,10 +109,7 @@ func (h *Helper) Run(ctx context.Context, action string, in io.Reader, out io.Wr
 	case "store":
 		err = h.Store(ctx, in)
 	case "erase":
-		var serverURL string
-		if serverURL, err = readServerURL(ctx, in); err == nil {
-			err = h.Erase(serverURL)
-		}
+		_, err = readServerURL(ctx, in) // nothing is stored, so nothing is removed
 	case "version":
 		answer = fmt.Appendf(nil, "%s (%s) %s", LinkName, Package, h.Version)
 	case "":
@@ -162,8 +159,7 @@ func (h *Helper) Store(ctx context.Context, in io.Reader) error {
 		return err
 	}
 	var c Credentials
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&c); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&c); err != nil {
 		return fmt.Errorf("store expects the JSON of a credential on stdin ({\"ServerURL\":…,\"Username\":…,\"Secret\":…}): %s", provider.DescribeJSONError(err, b))
 	}
 	if strings.TrimSpace(c.ServerURL) == "" {
@@ -172,19 +168,14 @@ func (h *Helper) Store(ctx context.Context, in io.Reader) error {
 	if strings.TrimSpace(c.Username) == "" {
 		return &ProtocolError{Message: MissingUsernameMessage, Hint: "store needs a Username in the credential on stdin"}
 	}
-	if host, ok := provider.ServerHost(c.ServerURL); !ok || !h.Hosts.Serves(host) {
-		h.warn(fmt.Sprintf("credentials for %s were not stored: %s keeps no credentials and does not serve that registry; route only ICR hosts to it with per-host credHelpers entries, not credsStore", quoteHost(c.ServerURL), LinkName))
+	host, ok := provider.ServerHost(c.ServerURL)
+	if (!ok || !h.Hosts.Serves(host)) && h.Warn != nil {
+		if !ok {
+			host = "that server URL" // never echo the input
+		}
+		h.Warn(fmt.Sprintf("credentials for %s were not stored: %s keeps no credentials and does not serve that registry; route only ICR hosts to it with per-host credHelpers entries, not credsStore", host, LinkName))
 	}
 	return nil
-}
-
-// Erase accepts any server URL: nothing is stored, so nothing is removed.
-func (h *Helper) Erase(serverURL string) error { return nil }
-
-func (h *Helper) warn(msg string) {
-	if h.Warn != nil {
-		h.Warn(msg)
-	}
 }
 
 // readServerURL reads the server URL of get and erase: all of stdin, white
@@ -211,12 +202,4 @@ func readInput(ctx context.Context, in io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("%v: the protocol sends a server URL or one small JSON object", err)
 	}
 	return b, nil
-}
-
-// quoteHost names serverURL's registry in a message without echoing input.
-func quoteHost(serverURL string) string {
-	if host, ok := provider.ServerHost(serverURL); ok {
-		return host
-	}
-	return "that server URL"
 }

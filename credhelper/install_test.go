@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-func TestInstallLink(t *testing.T) {
+func TestPlaceLink(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bin")
 	link := filepath.Join(dir, LinkName)
 	// A missing directory is the operator's mistake: never created.
-	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if err := PlaceLink("/usr/local/bin/icr-credential-provider", dir, false); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing directory: %v", err)
 	}
 	if err := CheckLink("/usr/local/bin/icr-credential-provider", dir, true); err == nil || !strings.Contains(err.Error(), "does not exist") {
@@ -32,7 +32,7 @@ func TestInstallLink(t *testing.T) {
 			t.Errorf("%d entries in %s, want only the link (no temporary left behind)", len(entries), dir)
 		}
 	}
-	if err := InstallLink("/usr/local/bin/icr-credential-provider", dir); err != nil {
+	if err := PlaceLink("/usr/local/bin/icr-credential-provider", dir, false); err != nil {
 		t.Fatal(err)
 	}
 	check("/usr/local/bin/icr-credential-provider")
@@ -54,18 +54,18 @@ func TestInstallLink(t *testing.T) {
 	if err := PlaceLink("", dir, false); err == nil {
 		t.Error("empty binary path accepted")
 	}
-	if err := InstallLink("/x", ""); err == nil {
+	if err := PlaceLink("/x", "", false); err == nil {
 		t.Error("empty directory accepted")
 	}
 }
 
 // A regular file of the link's name is someone's copy of a helper: it is
 // replaced only with force.
-func TestInstallLinkRegularFileNeedsForce(t *testing.T) {
+func TestPlaceLinkRegularFileNeedsForce(t *testing.T) {
 	dir := t.TempDir()
 	link := filepath.Join(dir, LinkName)
 	os.WriteFile(link, []byte("someone's helper"), 0o755)
-	err := InstallLink("/opt/icr/icr-credential-provider", dir)
+	err := PlaceLink("/opt/icr/icr-credential-provider", dir, false)
 	if err == nil || !strings.Contains(err.Error(), "regular file") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("err = %v", err)
 	}
@@ -80,42 +80,32 @@ func TestInstallLinkRegularFileNeedsForce(t *testing.T) {
 	}
 }
 
-func TestRemoveLink(t *testing.T) {
+// Uninstall (installer.PlanRemove) removes the link only when this says
+// it is install's, or with --force.
+func TestCheckLinkOwned(t *testing.T) {
 	const ours = "/opt/icr/icr-credential-provider"
 	tests := []struct {
-		name        string
-		setup       func(link string)
-		force       bool
-		wantRemoved bool
-		wantErr     string
+		name    string
+		setup   func(link string)
+		wantErr string
 	}{
-		{name: "missing", setup: func(string) {}},
-		{name: "ours", setup: func(l string) { os.Symlink(ours, l) }, wantRemoved: true},
+		{name: "ours", setup: func(l string) { os.Symlink(ours, l) }},
 		{name: "a link elsewhere", setup: func(l string) { os.Symlink("/usr/bin/other", l) }, wantErr: "points at /usr/bin/other"},
-		{name: "a link elsewhere, forced", setup: func(l string) { os.Symlink("/usr/bin/other", l) }, force: true, wantRemoved: true},
 		{name: "a regular file", setup: func(l string) { os.WriteFile(l, []byte("x"), 0o755) }, wantErr: "not a symbolic link"},
-		{name: "a directory, forced", setup: func(l string) { os.Mkdir(l, 0o755) }, force: true, wantErr: "is a directory"},
+		{name: "a directory", setup: func(l string) { os.Mkdir(l, 0o755) }, wantErr: "not a symbolic link"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			link := filepath.Join(dir, LinkName)
+			link := filepath.Join(t.TempDir(), LinkName)
 			tc.setup(link)
-			removed, err := RemoveLink(dir, []string{ours}, tc.force)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				if _, err := os.Lstat(link); err != nil {
-					t.Error("removed although refused")
-				}
-				return
+			fi, err := os.Lstat(link)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if err != nil || removed != tc.wantRemoved {
-				t.Fatalf("removed %v, err %v", removed, err)
-			}
-			if _, err := os.Lstat(link); err == nil {
-				t.Error("still there")
+			target, _ := os.Readlink(link)
+			err = CheckLinkOwned(link, fi, target, []string{ours})
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
 		})
 	}
@@ -139,9 +129,6 @@ func TestLinkDirMustBeTrusted(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("written to an untrusted directory: %v", entries)
-	}
-	if removed, err := RemoveLink(dir, []string{"/x"}, true); removed || err == nil {
-		t.Errorf("remove from an untrusted directory: %v %v", removed, err)
 	}
 
 	if os.Geteuid() != 0 {

@@ -100,8 +100,7 @@ func CheckPath(path string) error {
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("%s is a relative path", path)
 	}
-	links := 0
-	cur := "/"
+	links, cur := 0, "/"
 	fi, err := os.Lstat(cur)
 	if err != nil {
 		return err
@@ -263,13 +262,12 @@ func untrustedProcess(dir string) string {
 	if err != nil {
 		return "its status cannot be read"
 	}
-	uids := ""
-	for _, line := range strings.Split(string(status), "\n") {
+	var f []string // the last Uid line's: real, effective, saved, fs
+	for line := range strings.Lines(string(status)) {
 		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
-			uids = v
+			f = strings.Fields(v)
 		}
 	}
-	f := strings.Fields(uids)
 	if len(f) < 2 {
 		return "its status has no uid"
 	}

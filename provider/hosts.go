@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -52,29 +52,19 @@ func NewHostSet(extra []string) (*HostSet, error) {
 		}
 		norm, err := NormalizeHost(e)
 		if err != nil {
-			return nil, &HostError{Entry: e, Problem: err.Error()}
+			return nil, fmt.Errorf("--registries entry %q %v", e, err)
 		}
 		h.add(norm)
 	}
-	sort.Strings(h.list)
+	slices.Sort(h.list)
+	h.list = slices.Compact(h.list)
 	return h, nil
-}
-
-// HostError is a --registries entry that is not an exact host.
-type HostError struct{ Entry, Problem string }
-
-func (e *HostError) Error() string {
-	return fmt.Sprintf("--registries entry %q %s", e.Entry, e.Problem)
 }
 
 // add adds a normalised host; "h:443" and h are both answered for (the
 // kubelet matches a response's auth keys port by port).
 func (h *HostSet) add(host string) {
-	for _, k := range []string{host, withoutHTTPSPort(host)} {
-		if !slices.Contains(h.list, k) {
-			h.list = append(h.list, k)
-		}
-	}
+	h.list = append(h.list, host, withoutHTTPSPort(host))
 	h.hosts[withoutHTTPSPort(host)] = true
 }
 
@@ -146,13 +136,14 @@ func NormalizeHost(s string) (string, error) {
 // strings.ToLower: it maps the Kelvin sign U+212A to "k", so that
 // "u\u212a.icr.io" would become uk.icr.io.
 func lowerASCII(s string) (lower string, ok bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return "", false
-		}
+	if strings.ContainsFunc(s, nonASCII) {
+		return "", false
 	}
 	return strings.ToLower(s), true
 }
+
+// nonASCII reports a rune outside ASCII, invalid UTF-8's U+FFFD included.
+func nonASCII(r rune) bool { return r >= utf8.RuneSelf }
 
 // isDNSName reports whether s is a lower-case ASCII DNS name (IDNA in xn--
 // form) without a trailing dot whose last label is not all digits.
@@ -162,18 +153,19 @@ func isDNSName(s string) bool {
 	}
 	labels := strings.Split(s, ".")
 	for _, label := range labels {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' ||
+			strings.Trim(label, lowerAlpha+digits+"-") != "" {
 			return false
 		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
 	}
-	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
+	return strings.Trim(labels[len(labels)-1], digits) != ""
 }
+
+const (
+	lowerAlpha = "abcdefghijklmnopqrstuvwxyz"
+	alpha      = lowerAlpha + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	digits     = "0123456789"
+)
 
 // Image is an image reference split into its parts.
 type Image struct {
@@ -265,17 +257,8 @@ func ServerHost(serverURL string) (host string, ok bool) {
 		s = s[:i]
 	}
 	h, err := NormalizeHost(s)
-	if err != nil {
+	if err != nil || scheme == "http" && !IsLoopback((&url.URL{Host: h}).Hostname()) {
 		return "", false
-	}
-	if scheme == "http" {
-		name := h
-		if n, _, err := net.SplitHostPort(h); err == nil {
-			name = n
-		}
-		if !IsLoopback(name) {
-			return "", false
-		}
 	}
 	return h, true
 }
@@ -289,22 +272,13 @@ func unsafeInReference(r rune) bool {
 // notInServerURL reports the runes a server URL never holds: user info's
 // "@", non-ASCII (IDNA is sent in xn-- form), and unsafeInReference's.
 func notInServerURL(r rune) bool {
-	return r == '@' || r >= utf8.RuneSelf || unsafeInReference(r)
+	return r == '@' || nonASCII(r) || unsafeInReference(r)
 }
 
 // isScheme reports whether s is a URL scheme (RFC 3986: ALPHA *( ALPHA /
 // DIGIT / "+" / "-" / "." )).
 func isScheme(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
-			return false
-		}
-	}
-	return true
+	return s != "" && strings.IndexByte(alpha, s[0]) >= 0 && strings.Trim(s, alpha+digits+"+-.") == ""
 }
 
 // IsLoopback reports whether host (a name or an address, without a port)

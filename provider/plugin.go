@@ -50,23 +50,17 @@ const StaleCacheDuration = time.Minute
 // the plugin speaks, newest first.
 var SupportedVersions = []string{"v1", "v1beta1", "v1alpha1"}
 
-// Request is what the plugin needs to know about one kubelet request.
+// Request is what picks the identity that answers a kubelet request.
 type Request struct {
-	Image string // as the kubelet passed it
-	Host  string // the image's registry host, lower case, with port if any
-	// ServiceAccountToken is the pod's service-account token, if the kubelet
-	// passes one. A secret: never log it.
-	ServiceAccountToken       string
+	ServiceAccountToken       string            // the pod's, if the kubelet passes one; a secret: never log it
 	ServiceAccountAnnotations map[string]string // as the kubelet passed them
 }
 
 // Plugin answers kubelet requests. Its fields are read-only once in use;
 // Run is safe for concurrent use.
 type Plugin struct {
-	Hosts *HostSet // the registries served
-	// Node is the node's identity, for every service account that asks for
-	// no identity of its own.
-	Node token.Source
+	Hosts *HostSet     // the registries served
+	Node  token.Source // the node's identity, for every service account that asks for none of its own
 	// Workload returns the identity a pod's service account asks for; nil
 	// when workload identities are off. Such a service account never gets
 	// the node identity instead.
@@ -86,13 +80,12 @@ func inputErrorf(format string, args ...any) error {
 
 const sampleHint = "the kubelet sends a CredentialProviderRequest; by hand, pipe one such as examples/requests/v1.json"
 
-// versionCodecs decode a request of one API version (of SupportedVersions)
-// into the internal type and encode the response back into that version:
-// the kubelet's scheme with that version alone, through its JSON serializer
-// alone, the two pieces the kubelet's codec factory puts together for JSON
-// (the tests hold the bytes equal). Each is built on first use. The whole
-// factory (every version, every serializer) cost the first decode and
-// encode 0.06-0.35 ms more.
+// versionCodecs decode a request of one of SupportedVersions into the
+// internal type and encode the response back into that version: the
+// kubelet's scheme and JSON serializer for that version alone, the pieces
+// its codec factory puts together (the tests hold the bytes equal). Each is
+// built on first use: the whole factory cost the first decode and encode
+// 0.06-0.35 ms more.
 var versionCodecs = map[string]func() runtime.Codec{
 	"v1":       codecFor(v1.SchemeGroupVersion, v1.AddToScheme),
 	"v1beta1":  codecFor(v1beta1.SchemeGroupVersion, v1beta1.AddToScheme),
@@ -111,10 +104,9 @@ func codecFor(gv schema.GroupVersion, addVersion func(*runtime.Scheme) error) fu
 
 // Complete marks r as input whose reads cannot block: a regular file, or a
 // pipe whose writing end is closed (the kubelet writes the request and
-// closes the pipe as it starts the plugin). ReadInput reads it in the
-// calling goroutine and never waits on its context, so that a context that
-// sets something up when first waited on (the plugin's SIGTERM handling)
-// costs nothing here.
+// closes the pipe as it starts the plugin). ReadInput reads it directly,
+// never waiting on its context: a context that sets something up when first
+// waited on (the plugin's SIGTERM handling) costs nothing then.
 func Complete(r io.Reader) io.Reader { return complete{r} }
 
 type complete struct{ io.Reader }
@@ -129,36 +121,34 @@ func ReadInput(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
 		data []byte
 		err  error
 	}
-	check := func(res result) ([]byte, error) {
-		if res.err != nil {
-			return nil, fmt.Errorf("cannot read stdin: %v", res.err)
-		}
-		if int64(len(res.data)) > limit {
-			return nil, fmt.Errorf("stdin is larger than %d KiB", limit>>10)
-		}
-		return res.data, nil
-	}
+	var res result
 	if c, ok := r.(complete); ok {
-		data, err := io.ReadAll(io.LimitReader(c.Reader, limit+1))
-		return check(result{data, err})
-	}
-	// ctx.Done before the read starts: whatever a context does when first
-	// waited on (listen for SIGTERM) is done before the read can block.
-	stop := ctx.Done()
-	done := make(chan result, 1)
-	go func() {
-		data, err := io.ReadAll(io.LimitReader(r, limit+1))
-		done <- result{data, err}
-	}()
-	select {
-	case res := <-done:
-		return check(res)
-	case <-stop:
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, errors.New("stdin did not end within the invocation's time limit")
+		res.data, res.err = io.ReadAll(io.LimitReader(c.Reader, limit+1))
+	} else {
+		// ctx.Done before the read starts: whatever a context does when first
+		// waited on (listen for SIGTERM) is done before the read can block.
+		stop := ctx.Done()
+		done := make(chan result, 1)
+		go func() {
+			data, err := io.ReadAll(io.LimitReader(r, limit+1))
+			done <- result{data, err}
+		}()
+		select {
+		case res = <-done:
+		case <-stop:
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, errors.New("stdin did not end within the invocation's time limit")
+			}
+			return nil, errors.New("stdin did not end before the process was told to stop")
 		}
-		return nil, errors.New("stdin did not end before the process was told to stop")
 	}
+	if res.err != nil {
+		return nil, fmt.Errorf("cannot read stdin: %v", res.err)
+	}
+	if int64(len(res.data)) > limit {
+		return nil, fmt.Errorf("stdin is larger than %d KiB", limit>>10)
+	}
+	return res.data, nil
 }
 
 // DecodeRequest reads and decodes one request, returning it with the API
@@ -292,8 +282,7 @@ func (p *Plugin) Respond(ctx context.Context, req *credentialprovider.Credential
 			CacheDuration: &metav1.Duration{Duration: NotServedCacheDuration},
 		}, nil
 	}
-	src, err := p.source(Request{Image: req.Image, Host: host,
-		ServiceAccountToken: req.ServiceAccountToken, ServiceAccountAnnotations: req.ServiceAccountAnnotations})
+	src, err := p.source(Request{ServiceAccountToken: req.ServiceAccountToken, ServiceAccountAnnotations: req.ServiceAccountAnnotations})
 	if err != nil {
 		return nil, err
 	}

@@ -36,8 +36,8 @@ func (w Workload) String() string {
 	return "trusted profile named " + w.ProfileName
 }
 
-// maxAnnotationQuote bounds an annotation value quoted in a message: the
-// value comes from whoever may edit the service account.
+// maxAnnotationQuote bounds an annotation value quoted (escaped) in a
+// message: the value comes from whoever may edit the service account.
 const maxAnnotationQuote = 80
 
 // WorkloadOf returns the workload identity a request's service account asks
@@ -54,7 +54,8 @@ func WorkloadOf(req Request) (w Workload, ok bool, err error) {
 	}
 	for key, v := range map[string]string{AnnotationProfileID: id, AnnotationProfileName: name} {
 		if v != "" && (len(v) > 255 || strings.ContainsFunc(v, unicode.IsControl)) {
-			return w, false, fmt.Errorf("the pod's service account annotation %s is %s, which is no trusted profile id or name: set it to the profile's id (Profile-…) or name", key, quote(v))
+			return w, false, fmt.Errorf("the pod's service account annotation %s is %s, which is no trusted profile id or name: set it to the profile's id (Profile-…) or name",
+				key, strconv.QuoteToASCII(secret.Cut(v, maxAnnotationQuote)))
 		}
 	}
 	w = Workload{ProfileID: id, ProfileName: name, ServiceAccountToken: req.ServiceAccountToken}
@@ -62,9 +63,4 @@ func WorkloadOf(req Request) (w Workload, ok bool, err error) {
 		return w, false, fmt.Errorf("the pod's service account asks for %s but the kubelet passed no service-account token: add tokenAttributes (serviceAccountTokenAudience: %s) to the provider in the kubelet's credential provider config", w, ServiceAccountAudience)
 	}
 	return w, true, nil
-}
-
-// quote quotes an untrusted value for a message: escaped, bounded.
-func quote(v string) string {
-	return strconv.QuoteToASCII(secret.Cut(v, maxAnnotationQuote))
 }

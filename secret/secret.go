@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -111,10 +112,8 @@ func Printable(text string) string {
 	for i := 0; i < len(text); {
 		r, size := utf8.DecodeRuneInString(text[i:])
 		switch {
-		case r == utf8.RuneError && size == 1:
+		case r == utf8.RuneError && size == 1, !printable(r) && r < utf8.RuneSelf: // a bad byte, an ASCII control
 			fmt.Fprintf(&b, `\x%02x`, text[i])
-		case !printable(r) && r < utf8.RuneSelf:
-			fmt.Fprintf(&b, `\x%02x`, r)
 		case !printable(r) && r <= 0xffff:
 			fmt.Fprintf(&b, `\u%04x`, r)
 		case !printable(r):
@@ -212,15 +211,9 @@ func newIndex(secrets map[string]bool) *index {
 
 // distinct counts the different bytes of a short string.
 func distinct(s string) int {
-	var seen [256]bool
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if !seen[s[i]] {
-			seen[s[i]] = true
-			n++
-		}
-	}
-	return n
+	b := []byte(s)
+	slices.Sort(b)
+	return len(slices.Compact(b))
 }
 
 // redact marks every byte of text covered by a known piece, then replaces

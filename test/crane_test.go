@@ -36,7 +36,7 @@ func scrub(s string) string { return jwtLike.ReplaceAllString(s, "<TOKEN>") }
 func craneEnv(t *testing.T, credHelpers map[string]string, env ...string) {
 	t.Helper()
 	path, dockerConfig := t.TempDir(), t.TempDir()
-	if err := credhelper.InstallLink(filepath.Join(pluginBinDir, ProviderName), path); err != nil {
+	if err := credhelper.PlaceLink(filepath.Join(pluginBinDir, ProviderName), path, false); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := json.Marshal(map[string]any{"credHelpers": credHelpers})

@@ -23,7 +23,7 @@ import (
 func helperLink(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := credhelper.InstallLink(pluginBin, dir); err != nil {
+	if err := credhelper.PlaceLink(pluginBin, dir, false); err != nil {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, credhelper.LinkName)
