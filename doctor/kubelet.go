@@ -384,7 +384,7 @@ func limit(s []string, n int) []string {
 	if len(s) <= n {
 		return s
 	}
-	return append(append([]string(nil), s[:n]...), fmt.Sprintf("and %d more", len(s)-n))
+	return append(slices.Clone(s[:n]), fmt.Sprintf("and %d more", len(s)-n))
 }
 
 // checkBinary checks that the kubelet can execute the plugin, the file
