@@ -10,11 +10,9 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 	"k8s.io/component-base/version"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
@@ -55,7 +53,7 @@ func (h *hostFlags) wiring(host installer.Host, layout installer.Layout, force b
 func cmdInstall(e env, args []string) int {
 	var cfg config.Config
 	var hf hostFlags
-	fs, format := newFlagSet("install", e)
+	fs, format, help := newFlagSet("install", e)
 	plugin := pflag.NewFlagSet("plugin", pflag.ContinueOnError)
 	cfg.AddFlags(plugin)
 	fs.AddFlagSet(plugin)
@@ -71,7 +69,6 @@ func cmdInstall(e env, args []string) int {
 	hf.add(fs)
 	printMC := fs.Bool("print-machineconfig", false, "print an OpenShift MachineConfig that adds the kubelet flags, and change nothing")
 	mcPool := fs.String("machineconfig-pool", "worker", "the MachineConfigPool (role) the printed MachineConfig is for")
-	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
 		return fail(e, err)
 	}
@@ -106,13 +103,8 @@ func cmdInstall(e env, args []string) int {
 	if err != nil {
 		return fail(e, fmt.Errorf("cannot find this executable to install it: %v", err))
 	}
-	opts := installer.Options{
-		Executable: exe,
-		BinDir:     *binDir,
-		ConfigPath: *cfgPath,
-		Force:      *force,
-		Verify:     installer.VersionCheck(version.Get().GitVersion),
-	}
+	opts := installer.Options{Executable: exe, BinDir: *binDir, ConfigPath: *cfgPath, Force: *force,
+		Verify: installer.VersionCheck(version.Get().GitVersion)}
 	// Everything is checked before anything changes: the key file's place,
 	// the binary's and the config's, the link's and the kubelet wiring's,
 	// and that no two of them are one file.
@@ -245,19 +237,6 @@ func appendChanged(done []string, what string, a installer.Action) []string {
 	}
 	return done
 }
-
-// interruptedBy is the cause of a context cancelled by a signal.
-type interruptedBy struct{ sig os.Signal }
-
-func (i interruptedBy) Error() string {
-	if s, ok := i.sig.(syscall.Signal); ok {
-		return unix.SignalName(s)
-	}
-	return i.sig.String()
-}
-
-// Is makes it a cancellation, as signal.NotifyContext's cause is.
-func (interruptedBy) Is(target error) bool { return target == context.Canceled }
 
 // interruptible returns the context of a command that changes the host
 // and its failure, which reports a SIGTERM or SIGINT (the DaemonSet's pod
