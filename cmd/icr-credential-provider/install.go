@@ -135,19 +135,19 @@ func cmdInstall(e env, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	p := installer.Provider{Env: envVars, Args: loggingArgs(fs), APIKeyFileWritten: keyHost}
+	opts.Provider = installer.Provider{Env: envVars, Args: loggingArgs(fs), APIKeyFileWritten: keyHost}
 	if len(extra) > 0 {
-		p.MatchImages = append(installer.DefaultMatchImages(), extra...)
+		opts.Provider.MatchImages = append(installer.DefaultMatchImages(), extra...)
 	}
 	if *saTokens {
-		p.TokenAttributes = installer.ServiceAccountTokenAttributes()
+		opts.Provider.TokenAttributes = installer.ServiceAccountTokenAttributes()
 	}
-	opts.Provider = p
 	if err := installer.Check(opts); err != nil {
 		return failed(err)
 	}
 
 	helperLinkTarget := cmp.Or(*helperTarget, path.Join(hostBinDir, installer.DefaultName))
+	link := filepath.Join(*helperDir, credhelper.LinkName)
 	if *helperDir != "" {
 		if err := installer.PathArg("--credential-helper", *helperDir); err != nil {
 			return fail(e, err)
@@ -158,7 +158,7 @@ func cmdInstall(e env, args []string) int {
 		if err := credhelper.CheckLink(helperLinkTarget, *helperDir, *force); err != nil {
 			return failed(err)
 		}
-		targets = append(targets, installer.Target{What: "the credential helper link", Path: filepath.Join(*helperDir, credhelper.LinkName)})
+		targets = append(targets, installer.Target{What: "the credential helper link", Path: link})
 	}
 	var plan *installer.Plan
 	if layout != installer.LayoutNone {
@@ -205,8 +205,8 @@ func cmdInstall(e env, args []string) int {
 		if err := credhelper.PlaceLink(helperLinkTarget, *helperDir, *force); err != nil {
 			return failed(err)
 		}
-		done = append(done, "credential helper link "+filepath.Join(*helperDir, credhelper.LinkName)+" placed")
-		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), helperLinkTarget)
+		done = append(done, "credential helper link "+link+" placed")
+		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", link, helperLinkTarget)
 	}
 	if plan != nil {
 		if ctx.Err() != nil {
@@ -291,7 +291,7 @@ func printWiring(w io.Writer, r installer.WiringResult) {
 func loggingArgs(fs *pflag.FlagSet) []string {
 	var args []string
 	for _, n := range []string{"v", "vmodule", "logging-format"} {
-		if f := fs.Lookup(n); f != nil && f.Changed && f.Value.String() != "" {
+		if f := fs.Lookup(n); f.Changed && f.Value.String() != "" {
 			args = append(args, "--"+n+"="+f.Value.String())
 		}
 	}

@@ -82,31 +82,26 @@ type lazySignalContext struct {
 	release  context.CancelFunc
 }
 
-func (c *lazySignalContext) arm() {
+func (c *lazySignalContext) Done() <-chan struct{} {
 	c.once.Do(func() {
 		c.notified, c.release = signal.NotifyContext(c.Context, stopSignals...)
 		c.armed.Store(true)
 	})
-}
-
-func (c *lazySignalContext) Done() <-chan struct{} {
-	c.arm()
 	return c.notified.Done()
 }
 
-func (c *lazySignalContext) Err() error {
+// current is notified once armed (its Value reports the cancellation Done
+// reports), else the parent: no signal can have been received.
+func (c *lazySignalContext) current() context.Context {
 	if c.armed.Load() {
-		return c.notified.Err()
+		return c.notified
 	}
-	return c.Context.Err() // no signal can have been received
+	return c.Context
 }
 
-func (c *lazySignalContext) Value(key any) any {
-	if c.armed.Load() {
-		return c.notified.Value(key) // the cancellation Done reports
-	}
-	return c.Context.Value(key)
-}
+func (c *lazySignalContext) Err() error { return c.current().Err() }
+
+func (c *lazySignalContext) Value(key any) any { return c.current().Value(key) }
 
 // stop stops listening for the signals; a context not armed yet is then
 // its parent.
