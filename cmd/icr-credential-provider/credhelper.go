@@ -42,7 +42,7 @@ func cmdCredentialHelper(e env, args []string) int {
 		return helperFail(e, fmt.Errorf("%s: usage: %s <%s>, or %s credential-helper <%s>", msg, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions))
 	}
 	action := fs.Arg(0)
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return helperFail(e, err)
 	}
 	defer klog.Flush()

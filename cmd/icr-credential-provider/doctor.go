@@ -63,7 +63,7 @@ Flags:
 	if *output != "text" && *output != "json" {
 		return fail(e, fmt.Errorf("--output %q is not text or json", *output))
 	}
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return fail(e, err)
 	}
 

@@ -76,7 +76,7 @@ func cmdInstall(e env, args []string) int {
 		fmt.Fprintf(e.stdout, installUsage, name, installer.DefaultName, installer.StatePath, config.FlagUsages(fs))
 		return 0
 	}
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return fail(e, err)
 	}
 	layout, err := installer.ParseLayout(*layoutFlag)
@@ -240,31 +240,24 @@ func appendChanged(done []string, what string, a installer.Action) []string {
 
 // interruptible returns the context of a command that changes the host
 // and its failure, which reports a SIGTERM or SIGINT (the DaemonSet's pod
-// deleted) with what done lists as changed, not as a failure of the step
-// it stopped.
+// deleted) not as a failure of the step it stopped but truthfully: what
+// done lists as changed, or nothing; and, when the step says more than
+// that it was interrupted (a rollback), what it says.
 func interruptible(e env, cmd string, done *[]string) (context.Context, context.CancelFunc, func(error) int) {
 	ctx, cancel := signalContext()
 	return ctx, cancel, func(err error) int {
-		if ctx.Err() != nil {
-			return fail(e, interruption(cmd, context.Cause(ctx), *done, err))
+		if ctx.Err() == nil {
+			return fail(e, err)
 		}
-		return fail(e, err)
+		what := "nothing changed"
+		if len(*done) > 0 {
+			what = strings.Join(*done, ", ") + "; nothing else changed"
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			what += " (" + err.Error() + ")"
+		}
+		return fail(e, fmt.Errorf("%s interrupted by %s: %s: run %s again", cmd, context.Cause(ctx), what, cmd))
 	}
-}
-
-// interruption reports a command stopped by a signal (cause), truthfully:
-// what it changed (done), or nothing; and, when the step stopped says more
-// than that it was interrupted (a rollback), what it says.
-func interruption(cmd string, cause error, done []string, err error) error {
-	sig := cause.Error()
-	what := "nothing changed"
-	if len(done) > 0 {
-		what = strings.Join(done, ", ") + "; nothing else changed"
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		what += " (" + err.Error() + ")"
-	}
-	return fmt.Errorf("%s interrupted by %s: %s: run %s again", cmd, sig, what, cmd)
 }
 
 // printWiring reports what the kubelet wiring did.

@@ -110,8 +110,8 @@ func parse(fs *pflag.FlagSet, args []string, e env) error {
 
 // setupLogging sends klog to stderr (stdout carries the response only) in
 // the chosen format, through the secret filter.
-func setupLogging(e env, format string) error {
-	w := secret.Writer(e.stderr)
+func setupLogging(stderr io.Writer, format string) error {
+	w := secret.Writer(stderr)
 	klog.SetOutput(w)
 	klog.LogToStderr(false)
 	// Each message once: klog otherwise writes a warning to its WARNING and
@@ -164,9 +164,7 @@ func cmdKubelet(e env, args []string) int {
 	// line on stderr (the kubelet logs all of it), so warnings are shown on
 	// success, and on failure only with -v.
 	logs := &heldLog{}
-	held := e
-	held.stderr = logs
-	if err := setupLogging(held, *format); err != nil {
+	if err := setupLogging(logs, *format); err != nil {
 		return fail(e, err)
 	}
 	defer func() {

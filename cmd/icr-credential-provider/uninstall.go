@@ -32,7 +32,7 @@ func cmdUninstall(e env, args []string) int {
 		fmt.Fprintf(e.stdout, uninstallUsage, name, installer.DefaultName, installer.StatePath, config.FlagUsages(fs))
 		return 0
 	}
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return fail(e, err)
 	}
 	host, hostBinDir, hostCfg, err := installer.Paths(hf.root, *binDir, *cfgPath)
