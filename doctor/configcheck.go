@@ -93,7 +93,8 @@ func failedWith(id string, err error, d map[string]string) Check {
 		if ie.Attempts > 0 {
 			c.Details["attempts"] = fmt.Sprint(ie.Attempts)
 		}
-		setNonEmpty(c.Details, map[string]string{"endpoint": ie.Endpoint, "path": ie.Path, "code": ie.Code, "message": ie.Message})
+		setNonEmpty(c.Details, map[string]string{"endpoint": ie.Endpoint, "path": ie.Path,
+			"code": ie.Code, "message": ie.Message})
 	case errors.As(err, &ce):
 		c.Summary, c.Fix = ce.Cause, ce.Fix
 	}

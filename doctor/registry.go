@@ -356,5 +356,6 @@ func trustedRealm(u *url.URL, registryHost string) bool {
 	if u.Scheme != "https" {
 		return false
 	}
-	return host == strings.ToLower(hostOnly(registryHost)) || host == "icr.io" || strings.HasSuffix(host, ".icr.io") || strings.HasSuffix(host, ".bluemix.net")
+	return host == strings.ToLower(hostOnly(registryHost)) ||
+		host == "icr.io" || strings.HasSuffix(host, ".icr.io") || strings.HasSuffix(host, ".bluemix.net")
 }

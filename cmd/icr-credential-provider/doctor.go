@@ -70,8 +70,8 @@ Flags:
 	ctx, cancel := commandContext(doctorTimeout)
 	defer cancel()
 
-	env := doctor.Env{Config: cfg, Getenv: e.getenv, Origins: origins, Image: *image, KubeletConfig: *kubeletConfig, BinDir: *binDir,
-		Euid: os.Geteuid()}
+	env := doctor.Env{Config: cfg, Getenv: e.getenv, Origins: origins, Euid: os.Geteuid(),
+		Image: *image, KubeletConfig: *kubeletConfig, BinDir: *binDir}
 	// Without an image, check icr.io and the first extra registries.
 	if *image == "" {
 		env.RegistryHosts = append(slices.Clone(doctor.DefaultRegistryHosts), cfg.Registries[:min(3, len(cfg.Registries))]...)

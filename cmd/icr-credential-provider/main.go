@@ -94,7 +94,8 @@ func newFlagSet(cmd string, e env) (fs *pflag.FlagSet, format *string, help *boo
 	_ = gfs.Set("v", "0")
 	_ = gfs.Set("vmodule", "")
 	fs.AddGoFlagSet(gfs)
-	return fs, fs.String("logging-format", "text", "log format: text or json"), fs.BoolP("help", "h", false, "show this help")
+	format = fs.String("logging-format", "text", "log format: text or json")
+	return fs, format, fs.BoolP("help", "h", false, "show this help")
 }
 
 // parse parses args, then the environment for flags not given.
