@@ -215,7 +215,7 @@ func Run(ctx context.Context, env Env) *Report {
 	r.checkRegistries(ctx)
 	r.checkKubelet()
 	r.checkClock(ctx)
-	rep := &Report{Schema: Schema, OK: true, Checks: r.checks}
+	rep := &Report{Schema: Schema, Checks: r.checks}
 	for i := range rep.Checks {
 		c := &rep.Checks[i]
 		c.Target, c.Summary, c.Fix = scrub(c.Target), scrub(c.Summary), scrub(c.Fix)
@@ -226,10 +226,8 @@ func Run(ctx context.Context, env Env) *Report {
 			}
 			c.Details = scrubbed
 		}
-		if c.Status == StatusFail {
-			rep.OK = false
-		}
 	}
+	rep.OK = rep.Counts()[StatusFail] == 0
 	return rep
 }
 
