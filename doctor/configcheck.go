@@ -76,17 +76,27 @@ func (r *run) checkAPIKey() {
 	r.add(chk)
 }
 
-// failedWith is the failed check id for err: the cause and fix of a
-// *config.Error or an *iam.Error; any other error is all cause.
+// failedWith is the failed check id for err: the cause, fix and facts
+// (not d) of an *iam.Error, the cause and fix of a *config.Error; any other
+// error is all cause.
 func failedWith(id string, err error, d map[string]string) Check {
 	c := Check{ID: id, Status: StatusFail, Summary: err.Error(), Details: d}
-	var ce *config.Error
 	var ie *iam.Error
+	var ce *config.Error
 	switch {
-	case errors.As(err, &ce):
-		c.Summary, c.Fix = ce.Cause, ce.Fix
 	case errors.As(err, &ie):
 		c.Summary, c.Fix = ie.Cause(), ie.Fix
+		c.Details = map[string]string{"reason": string(ie.Reason)}
+		if ie.Status != 0 {
+			c.Details["http_status"] = fmt.Sprint(ie.Status)
+		}
+		if ie.Attempts > 0 {
+			c.Details["attempts"] = fmt.Sprint(ie.Attempts)
+		}
+		setNonEmpty(c.Details, map[string]string{"endpoint": ie.Endpoint, "path": ie.Path,
+			"code": ie.Code, "message": ie.Message})
+	case errors.As(err, &ce):
+		c.Summary, c.Fix = ce.Cause, ce.Fix
 	}
 	return c
 }

@@ -77,10 +77,10 @@ type Report struct {
 	Checks []Check `json:"checks"` // in the order they ran
 }
 
-// Find returns the first check with id (and target, if given).
-func (r *Report) Find(id string, target ...string) (Check, bool) {
+// Find returns the first check with id.
+func (r *Report) Find(id string) (Check, bool) {
 	for _, c := range r.Checks {
-		if c.ID == id && (len(target) == 0 || c.Target == target[0]) {
+		if c.ID == id {
 			return c, true
 		}
 	}
@@ -98,11 +98,9 @@ func (r *Report) Counts() map[Status]int {
 // Env is everything the checks touch. Zero values select the defaults
 // given on each field.
 type Env struct {
-	Config config.Config       // the identity configuration, as in kubelet mode
-	Getenv func(string) string // reads the environment (IBMCLOUD_API_KEY); nil reads nothing
-	// Origins says where each setting came from, by flag name: "flag",
-	// "env ICR_…" or "default"; shown in config.settings.
-	Origins map[string]string
+	Config  config.Config       // the identity configuration, as in kubelet mode
+	Getenv  func(string) string // reads the environment (IBMCLOUD_API_KEY); nil reads nothing
+	Origins map[string]string   // by flag name: "flag", "env ICR_…" or "default"; shown in config.settings
 	// Image is the image to check a pull of (host/namespace/repo[:tag]);
 	// empty: only the authentication at RegistryHosts is checked.
 	Image         string
@@ -113,18 +111,12 @@ type Env struct {
 	KubeletConfigPaths []string // nil: DefaultKubeletConfigPaths
 	// BinDir is the kubelet's --image-credential-provider-bin-dir; empty:
 	// the running kubelet's, else the first of BinDirs holding the plugin.
-	BinDir  string
-	BinDirs []string // nil: DefaultBinDirs
-	// ProcDir is where the running kubelet's command line is looked for;
-	// "": /proc, "-": nowhere.
-	ProcDir string
-	// HostRoot is where the host's / is (k3s's and RKE2's kubelet-arg
-	// files are looked for under it); "": /.
-	HostRoot     string
-	ProviderName string // the plugin's name in the kubelet config; "": ProviderName
-	// IAM are the token sources' options; MaxAttempts defaults to 2 here,
-	// so that a failing IAM is reported in seconds.
-	IAM            iam.Options
+	BinDir         string
+	BinDirs        []string          // nil: DefaultBinDirs
+	ProcDir        string            // where the running kubelet's command line is looked for; "": /proc, "-": nowhere
+	HostRoot       string            // where the host's / is (for k3s's and RKE2's kubelet-arg files); "": /
+	ProviderName   string            // the plugin's name in the kubelet config; "": ProviderName
+	IAM            iam.Options       // MaxAttempts defaults to 2 here, so that a failing IAM is reported in seconds
 	Transport      http.RoundTripper // registry and clock requests; nil: iam.NewIAMTransport()
 	RequestTimeout time.Duration     // per registry or clock request; <= 0: 8s
 	Now            func() time.Time  // nil: time.Now
@@ -139,8 +131,7 @@ const ProviderName = "icr-credential-provider"
 // only, so that doctor stays fast and bounded.
 var DefaultRegistryHosts = []string{"icr.io"}
 
-// DefaultKubeletConfigPaths are where kubelet credential provider configs
-// are commonly installed.
+// DefaultKubeletConfigPaths are where kubelet credential provider configs are commonly installed.
 var DefaultKubeletConfigPaths = []string{
 	"/etc/kubernetes/icr-credential-provider/config.yaml", // where install writes it
 	"/etc/kubernetes/credential-provider-config.yaml",
@@ -150,9 +141,8 @@ var DefaultKubeletConfigPaths = []string{
 	"/etc/kubernetes/credential-provider-config.json",
 }
 
-// DefaultBinDirs are where kubelet credential provider binaries are commonly
-// installed (the kubelet's --image-credential-provider-bin-dir has no
-// default of its own).
+// DefaultBinDirs are where kubelet credential provider binaries are commonly installed
+// (the kubelet's --image-credential-provider-bin-dir has no default of its own).
 var DefaultBinDirs = []string{
 	"/opt/icr-credential-provider/bin", // where install puts it
 	"/usr/local/bin",
@@ -203,9 +193,8 @@ type run struct {
 	hostsErr error
 }
 
-func (r *run) add(c Check) Check {
+func (r *run) add(c Check) {
 	r.checks = append(r.checks, c)
-	return c
 }
 
 // skipped is a check not run because prerequisite did not pass.
@@ -226,23 +215,19 @@ func Run(ctx context.Context, env Env) *Report {
 	r.checkRegistries(ctx)
 	r.checkKubelet()
 	r.checkClock(ctx)
-	rep := &Report{Schema: Schema, OK: true, Checks: r.checks}
+	rep := &Report{Schema: Schema, Checks: r.checks}
 	for i := range rep.Checks {
 		c := &rep.Checks[i]
-		c.Target = r.scrub(c.Target)
-		c.Summary = r.scrub(c.Summary)
-		c.Fix = r.scrub(c.Fix)
+		c.Target, c.Summary, c.Fix = scrub(c.Target), scrub(c.Summary), scrub(c.Fix)
 		if c.Details != nil {
 			scrubbed := make(map[string]string, len(c.Details))
 			for k, v := range c.Details {
-				scrubbed[r.scrub(k)] = r.scrub(v)
+				scrubbed[scrub(k)] = scrub(v)
 			}
 			c.Details = scrubbed
 		}
-		if c.Status == StatusFail {
-			rep.OK = false
-		}
 	}
+	rep.OK = rep.Counts()[StatusFail] == 0
 	return rep
 }
 
@@ -251,7 +236,7 @@ const maxLine = 1000
 
 // scrub puts s on one bounded line without any secret the process handled
 // and without anything shaped like a JWT.
-func (r *run) scrub(s string) string { return secret.Line(redactJWTs(s), maxLine) }
+func scrub(s string) string { return secret.Line(redactJWTs(s), maxLine) }
 
 // redactJWTs replaces anything that looks like a JWT (eyJ….….) with
 // [redacted]: no legitimate message of doctor contains one.

@@ -38,7 +38,7 @@ func (r *run) checkIdentity(ctx context.Context) {
 	case ie == nil:
 		r.add(Check{ID: CheckIdentityAPIKey, Status: StatusOK, Summary: "IAM at " + r.env.Config.EffectiveIAMURL() + " accepted the " + r.id.Describe})
 	default:
-		r.add(failed(CheckIdentityAPIKey, ie))
+		r.add(failedWith(CheckIdentityAPIKey, ie, nil))
 	}
 }
 
@@ -52,25 +52,12 @@ func (r *run) vpcChecks(e *iam.Error) {
 		r.add(metadataOK)
 		r.add(Check{ID: CheckTrustedProfile, Status: StatusOK, Summary: r.id.Describe + ": IAM token obtained through the metadata service"})
 	case e.Path == "" || strings.HasSuffix(e.Path, "/token") || e.Reason == iam.ReasonConfig || e.Reason == iam.ReasonInternal:
-		r.add(failed(CheckMetadata, e))
+		r.add(failedWith(CheckMetadata, e, nil))
 		r.add(skipped(CheckTrustedProfile, "", CheckMetadata))
 	default:
 		r.add(metadataOK)
-		r.add(failed(CheckTrustedProfile, e))
+		r.add(failedWith(CheckTrustedProfile, e, nil))
 	}
-}
-
-// failed is a failed check with e's own cause, fix and facts.
-func failed(id string, e *iam.Error) Check {
-	d := map[string]string{"reason": string(e.Reason)}
-	if e.Status != 0 {
-		d["http_status"] = fmt.Sprint(e.Status)
-	}
-	if e.Attempts > 0 {
-		d["attempts"] = fmt.Sprint(e.Attempts)
-	}
-	setNonEmpty(d, map[string]string{"endpoint": e.Endpoint, "path": e.Path, "code": e.Code, "message": e.Message})
-	return Check{ID: id, Status: StatusFail, Summary: e.Cause(), Fix: e.Fix, Details: d}
 }
 
 func setNonEmpty(d, kv map[string]string) {
@@ -112,8 +99,7 @@ func (r *run) checkToken() {
 		r.add(skipped(CheckToken, "", prev))
 		return
 	}
-	now := r.env.Now()
-	left := r.token.Expiry.Sub(now).Round(time.Second)
+	left := r.token.Expiry.Sub(r.env.Now()).Round(time.Second)
 	d := map[string]string{"expires_at": r.token.Expiry.UTC().Format(time.RFC3339), "expires_in": left.String()}
 	c := &claims{}
 	if err := iam.DecodeClaims(r.token.AccessToken, c); err != nil {
@@ -134,7 +120,7 @@ func (r *run) checkToken() {
 	}
 	chk := Check{ID: CheckToken, Status: StatusOK, Details: d,
 		Summary: fmt.Sprintf("IAM token for %s in account %s, expires %s (in %s)", who, c.Account.BSS, d["expires_at"], left)}
-	if lt := r.token.Lifetime(); lt < 5*time.Minute {
+	if r.token.Lifetime() < 5*time.Minute {
 		chk.Status = StatusWarn
 		chk.Fix = "tokens this short-lived make the kubelet call the plugin very often; check the token lifetime settings of the IAM identity"
 	}

@@ -25,12 +25,6 @@ import (
 	"github.com/icr-credential-provider/icr-credential-provider/secret"
 )
 
-// providerEntry is a provider entry, its env a map.
-type providerEntry struct {
-	kubeletv1.CredentialProvider
-	Env map[string]string
-}
-
 // MatchImage reports whether the kubelet would run a provider with
 // matchImages pattern for image, with the kubelet's own rule
 // (credentialprovider.URLsMatchStr): the same number of host labels, each
@@ -207,23 +201,18 @@ func (r *run) checkKubelet() {
 		cfgCheck.Fix = "switch to apiVersion kubelet.config.k8s.io/v1 (GA since Kubernetes 1.26); " + old[0] + " is deprecated"
 	}
 	r.add(withIgnored(cfgCheck))
-	var p *providerEntry
-	var names []string
-	for _, cp := range kc.Providers {
-		names = append(names, cp.Name)
-		if cp.Name == r.env.ProviderName {
-			p = &providerEntry{CredentialProvider: cp, Env: map[string]string{}}
-			for _, v := range cp.Env {
-				p.Env[v.Name] = v.Value
-			}
+	i := slices.IndexFunc(kc.Providers, func(cp kubeletv1.CredentialProvider) bool { return cp.Name == r.env.ProviderName })
+	if i < 0 {
+		var names []string
+		for _, cp := range kc.Providers {
+			names = append(names, cp.Name)
 		}
-	}
-	if p == nil {
 		stop(Check{ID: CheckKubeletProvider, Status: StatusFail,
 			Summary: fmt.Sprintf("%s has no provider named %s (providers: %s)", path, r.env.ProviderName, strings.Join(names, ", ")),
 			Fix:     "add a provider entry with name " + r.env.ProviderName + " (the binary's name in the bin dir); see the README's kubelet configuration"})
 		return
 	}
+	p := &kc.Providers[i]
 	r.checkProviderEntry(p)
 	r.checkMatchImages(p)
 	r.checkBinary(p, seen)
@@ -264,16 +253,18 @@ func supportedRequestVersion(apiVersion string) bool {
 	return ok && slices.Contains(provider.SupportedVersions, v)
 }
 
-func (r *run) checkProviderEntry(p *providerEntry) {
+func (r *run) checkProviderEntry(p *kubeletv1.CredentialProvider) {
 	d := map[string]string{"apiVersion": p.APIVersion}
 	if p.DefaultCacheDuration != nil {
 		d["defaultCacheDuration"] = p.DefaultCacheDuration.Duration.String()
 	}
-	for k, v := range p.Env {
-		d["env."+k] = envShown(k, v)
+	env := map[string]string{}
+	for _, v := range p.Env {
+		env[v.Name] = v.Value
+		d["env."+v.Name] = envShown(v.Name, v.Value)
 	}
 	c := Check{ID: CheckKubeletProvider, Status: StatusFail, Details: d}
-	_, keyInEnv := p.Env["IBMCLOUD_API_KEY"]
+	_, keyInEnv := env["IBMCLOUD_API_KEY"]
 	switch {
 	case !supportedRequestVersion(p.APIVersion):
 		c.Summary = fmt.Sprintf("provider %s has apiVersion %q, which the kubelet and the plugin do not both speak", p.Name, p.APIVersion)
@@ -293,8 +284,8 @@ func (r *run) checkProviderEntry(p *providerEntry) {
 	default:
 		c.Status = StatusOK
 		c.Summary = fmt.Sprintf("provider %s: apiVersion %s, defaultCacheDuration %s", p.Name, p.APIVersion, p.DefaultCacheDuration.Duration)
-		if len(p.Env) > 0 {
-			c.Summary += ", env " + strings.Join(slices.Sorted(maps.Keys(p.Env)), ",") + " (run doctor with the same settings)"
+		if len(env) > 0 {
+			c.Summary += ", env " + strings.Join(slices.Sorted(maps.Keys(env)), ",") + " (run doctor with the same settings)"
 		}
 	}
 	r.add(c)
@@ -328,7 +319,7 @@ var suggestedPatterns = []string{"icr.io", "*.icr.io", "private.*.icr.io", "regi
 
 // checkMatchImages checks that matchImages routes every served host (and
 // the image) to the plugin, with the kubelet's matching rule.
-func (r *run) checkMatchImages(p *providerEntry) {
+func (r *run) checkMatchImages(p *kubeletv1.CredentialProvider) {
 	matches := func(target string) bool {
 		return slices.ContainsFunc(p.MatchImages, func(m string) bool {
 			pat := strings.TrimPrefix(m, "https://")
@@ -384,13 +375,13 @@ func limit(s []string, n int) []string {
 	if len(s) <= n {
 		return s
 	}
-	return append(append([]string(nil), s[:n]...), fmt.Sprintf("and %d more", len(s)-n))
+	return append(slices.Clone(s[:n]), fmt.Sprintf("and %d more", len(s)-n))
 }
 
 // checkBinary checks that the kubelet can execute the plugin, the file
 // named like the provider entry in the bin dir, and that no one but root
 // can change it or its directories (the kubelet runs it as root).
-func (r *run) checkBinary(p *providerEntry, seen kubeletSeen) {
+func (r *run) checkBinary(p *kubeletv1.CredentialProvider, seen kubeletSeen) {
 	dir, origin := r.env.BinDir, "--bin-dir"
 	if dir == "" && seen.flags["image-credential-provider-bin-dir"] != "" {
 		dir, origin = seen.flags["image-credential-provider-bin-dir"], seen.origin+"'s --image-credential-provider-bin-dir"
@@ -441,7 +432,7 @@ func (r *run) checkBinary(p *providerEntry, seen kubeletSeen) {
 		Fix:     "pass --bin-dir with the kubelet's --image-credential-provider-bin-dir to check it; the binary must be named " + p.Name})
 }
 
-func (r *run) checkTokenAttributes(p *providerEntry) {
+func (r *run) checkTokenAttributes(p *kubeletv1.CredentialProvider) {
 	ta := p.TokenAttributes
 	if ta == nil {
 		r.add(Check{ID: CheckTokenAttributes, Status: StatusOK, Summary: "no tokenAttributes: every pod pulls with the node identity (service-account mode is off)"})

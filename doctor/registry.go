@@ -24,14 +24,16 @@ var manifestAccept = []string{
 	"application/vnd.docker.distribution.manifest.v2+json",
 }
 
-// isLoopback: only a loopback host ("h" or "h:port") is spoken to over http.
-func isLoopback(host string) bool {
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
+// hostOnly is hostport without its port, if it has one.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
 	}
-	return provider.IsLoopback(h)
+	return hostport
 }
+
+// isLoopback: only a loopback host ("h" or "h:port") is spoken to over http.
+func isLoopback(host string) bool { return provider.IsLoopback(hostOnly(host)) }
 
 // regions are the IBM Cloud regions of ICR hosts' namespaces.
 var regions = map[string]string{
@@ -354,9 +356,6 @@ func trustedRealm(u *url.URL, registryHost string) bool {
 	if u.Scheme != "https" {
 		return false
 	}
-	rh := strings.ToLower(registryHost)
-	if h, _, err := net.SplitHostPort(rh); err == nil {
-		rh = h
-	}
-	return host == rh || host == "icr.io" || strings.HasSuffix(host, ".icr.io") || strings.HasSuffix(host, ".bluemix.net")
+	return host == strings.ToLower(hostOnly(registryHost)) ||
+		host == "icr.io" || strings.HasSuffix(host, ".icr.io") || strings.HasSuffix(host, ".bluemix.net")
 }

@@ -22,9 +22,8 @@ import (
 // found" is also the usual line on stderr, which reaches the user.
 func cmdCredentialHelper(e env, args []string) int {
 	cfg := config.Config{Memory: e.memory}
-	fs, format := newFlagSet(credhelper.LinkName, e)
+	fs, format, help := newFlagSet(credhelper.LinkName, e)
 	cfg.AddFlags(fs)
-	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return helperFail(e, fmt.Errorf("%v: see '%s credential-helper --help'", err, name))
 	}
@@ -43,7 +42,7 @@ func cmdCredentialHelper(e env, args []string) int {
 		return helperFail(e, fmt.Errorf("%s: usage: %s <%s>, or %s credential-helper <%s>", msg, credhelper.LinkName, credhelper.Actions, name, credhelper.Actions))
 	}
 	action := fs.Arg(0)
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return helperFail(e, err)
 	}
 	defer klog.Flush()
@@ -88,9 +87,7 @@ func cmdCredentialHelper(e env, args []string) int {
 // stderr and on stdout, where the protocol's clients read errors.
 func helperFail(e env, err error) int {
 	var line strings.Builder
-	lineEnv := e
-	lineEnv.stderr = &line
-	code := fail(lineEnv, err)
+	code := fail(env{stderr: &line}, err)
 	fmt.Fprint(e.stdout, line.String())
 	fmt.Fprint(e.stderr, line.String())
 	return code

@@ -19,13 +19,14 @@ const doctorTimeout = 90 * time.Second
 // docs/troubleshooting.md); exit code 1 if a check failed or on misuse.
 func cmdDoctor(e env, args []string) int {
 	var cfg config.Config
-	fs, format := newFlagSet("doctor", e)
-	cfg.AddFlags(fs)
+	fs, format, help := newFlagSet("doctor", e)
+	settings := pflag.NewFlagSet("settings", pflag.ContinueOnError) // the plugin's, not doctor's own
+	cfg.AddFlags(settings)
+	fs.AddFlagSet(settings)
 	image := fs.String("image", "", "image to check a pull of (HOST/NAMESPACE/REPOSITORY[:TAG]); without it only the registry's authentication at icr.io is checked")
 	kubeletConfig := fs.String("kubelet-config", "", "the kubelet's CredentialProviderConfig file (default: the running kubelet's --image-credential-provider-config, else the common paths)")
 	binDir := fs.String("bin-dir", "", "the kubelet's --image-credential-provider-bin-dir (default: the running kubelet's, else the common dirs such as /usr/local/bin)")
 	output := fs.StringP("output", "o", "text", "output format: text or json")
-	help := fs.BoolP("help", "h", false, "show this help")
 
 	if err := fs.Parse(args); err != nil {
 		return fail(e, fmt.Errorf("%v: see '%s doctor --help'", err, name))
@@ -33,23 +34,18 @@ func cmdDoctor(e env, args []string) int {
 	if fs.NArg() > 0 {
 		return fail(e, fmt.Errorf("unexpected argument %q: see '%s doctor --help'", fs.Arg(0), name))
 	}
-	// Where each plugin setting (not doctor's own flags) came from.
-	settings := pflag.NewFlagSet("settings", pflag.ContinueOnError)
-	new(config.Config).AddFlags(settings)
+	// Where each setting came from: ApplyEnv sets those not given from their variables.
 	origins := map[string]string{}
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed && settings.Lookup(f.Name) != nil {
+	settings.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
 			origins[f.Name] = "flag"
+		} else if _, ok := e.lookup(config.EnvName(f.Name)); ok {
+			origins[f.Name] = "env " + config.EnvName(f.Name)
 		}
 	})
 	if err := config.ApplyEnv(fs, e.lookup); err != nil {
 		return fail(e, err)
 	}
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed && origins[f.Name] == "" && settings.Lookup(f.Name) != nil {
-			origins[f.Name] = "env " + config.EnvName(f.Name)
-		}
-	})
 	if *help {
 		fmt.Fprintf(e.stdout, `%s doctor: check, from this node, every link image pulls from IBM Cloud Container Registry depend on,
 and say what to do about each broken one. Exit code 1 when any check fails.
@@ -67,34 +63,25 @@ Flags:
 	if *output != "text" && *output != "json" {
 		return fail(e, fmt.Errorf("--output %q is not text or json", *output))
 	}
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return fail(e, err)
 	}
 
 	ctx, cancel := commandContext(doctorTimeout)
 	defer cancel()
 
-	env := doctor.Env{
-		Config:        cfg,
-		Getenv:        e.getenv,
-		Origins:       origins,
-		Image:         *image,
-		KubeletConfig: *kubeletConfig,
-		BinDir:        *binDir,
-		Euid:          os.Geteuid(),
-	}
+	env := doctor.Env{Config: cfg, Getenv: e.getenv, Origins: origins, Euid: os.Geteuid(),
+		Image: *image, KubeletConfig: *kubeletConfig, BinDir: *binDir}
 	// Without an image, check icr.io and the first extra registries.
 	if *image == "" {
 		env.RegistryHosts = append(slices.Clone(doctor.DefaultRegistryHosts), cfg.Registries[:min(3, len(cfg.Registries))]...)
 	}
 	rep := doctor.Run(ctx, env)
-	var err error
+	write := rep.WriteText
 	if *output == "json" {
-		err = rep.WriteJSON(e.stdout)
-	} else {
-		err = rep.WriteText(e.stdout)
+		write = rep.WriteJSON
 	}
-	if err != nil {
+	if err := write(e.stdout); err != nil {
 		return fail(e, err)
 	}
 	if !rep.OK {

@@ -10,11 +10,9 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 	"k8s.io/component-base/version"
 
 	"github.com/icr-credential-provider/icr-credential-provider/config"
@@ -55,7 +53,7 @@ func (h *hostFlags) wiring(host installer.Host, layout installer.Layout, force b
 func cmdInstall(e env, args []string) int {
 	var cfg config.Config
 	var hf hostFlags
-	fs, format := newFlagSet("install", e)
+	fs, format, help := newFlagSet("install", e)
 	plugin := pflag.NewFlagSet("plugin", pflag.ContinueOnError)
 	cfg.AddFlags(plugin)
 	fs.AddFlagSet(plugin)
@@ -71,7 +69,6 @@ func cmdInstall(e env, args []string) int {
 	hf.add(fs)
 	printMC := fs.Bool("print-machineconfig", false, "print an OpenShift MachineConfig that adds the kubelet flags, and change nothing")
 	mcPool := fs.String("machineconfig-pool", "worker", "the MachineConfigPool (role) the printed MachineConfig is for")
-	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
 		return fail(e, err)
 	}
@@ -79,7 +76,7 @@ func cmdInstall(e env, args []string) int {
 		fmt.Fprintf(e.stdout, installUsage, name, installer.DefaultName, installer.StatePath, config.FlagUsages(fs))
 		return 0
 	}
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return fail(e, err)
 	}
 	layout, err := installer.ParseLayout(*layoutFlag)
@@ -106,13 +103,8 @@ func cmdInstall(e env, args []string) int {
 	if err != nil {
 		return fail(e, fmt.Errorf("cannot find this executable to install it: %v", err))
 	}
-	opts := installer.Options{
-		Executable: exe,
-		BinDir:     *binDir,
-		ConfigPath: *cfgPath,
-		Force:      *force,
-		Verify:     installer.VersionCheck(version.Get().GitVersion),
-	}
+	opts := installer.Options{Executable: exe, BinDir: *binDir, ConfigPath: *cfgPath, Force: *force,
+		Verify: installer.VersionCheck(version.Get().GitVersion)}
 	// Everything is checked before anything changes: the key file's place,
 	// the binary's and the config's, the link's and the kubelet wiring's,
 	// and that no two of them are one file.
@@ -143,19 +135,19 @@ func cmdInstall(e env, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	p := installer.Provider{Env: envVars, Args: loggingArgs(fs), APIKeyFileWritten: keyHost}
+	opts.Provider = installer.Provider{Env: envVars, Args: loggingArgs(fs), APIKeyFileWritten: keyHost}
 	if len(extra) > 0 {
-		p.MatchImages = append(installer.DefaultMatchImages(), extra...)
+		opts.Provider.MatchImages = append(installer.DefaultMatchImages(), extra...)
 	}
 	if *saTokens {
-		p.TokenAttributes = installer.ServiceAccountTokenAttributes()
+		opts.Provider.TokenAttributes = installer.ServiceAccountTokenAttributes()
 	}
-	opts.Provider = p
 	if err := installer.Check(opts); err != nil {
 		return failed(err)
 	}
 
 	helperLinkTarget := cmp.Or(*helperTarget, path.Join(hostBinDir, installer.DefaultName))
+	link := filepath.Join(*helperDir, credhelper.LinkName)
 	if *helperDir != "" {
 		if err := installer.PathArg("--credential-helper", *helperDir); err != nil {
 			return fail(e, err)
@@ -166,7 +158,7 @@ func cmdInstall(e env, args []string) int {
 		if err := credhelper.CheckLink(helperLinkTarget, *helperDir, *force); err != nil {
 			return failed(err)
 		}
-		targets = append(targets, installer.Target{What: "the credential helper link", Path: filepath.Join(*helperDir, credhelper.LinkName)})
+		targets = append(targets, installer.Target{What: "the credential helper link", Path: link})
 	}
 	var plan *installer.Plan
 	if layout != installer.LayoutNone {
@@ -213,8 +205,8 @@ func cmdInstall(e env, args []string) int {
 		if err := credhelper.PlaceLink(helperLinkTarget, *helperDir, *force); err != nil {
 			return failed(err)
 		}
-		done = append(done, "credential helper link "+filepath.Join(*helperDir, credhelper.LinkName)+" placed")
-		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", filepath.Join(*helperDir, credhelper.LinkName), helperLinkTarget)
+		done = append(done, "credential helper link "+link+" placed")
+		fmt.Fprintf(e.stdout, "credential helper %s -> %s\n", link, helperLinkTarget)
 	}
 	if plan != nil {
 		if ctx.Err() != nil {
@@ -246,46 +238,26 @@ func appendChanged(done []string, what string, a installer.Action) []string {
 	return done
 }
 
-// interruptedBy is the cause of a context cancelled by a signal.
-type interruptedBy struct{ sig os.Signal }
-
-func (i interruptedBy) Error() string {
-	if s, ok := i.sig.(syscall.Signal); ok {
-		return unix.SignalName(s)
-	}
-	return i.sig.String()
-}
-
-// Is makes it a cancellation, as signal.NotifyContext's cause is.
-func (interruptedBy) Is(target error) bool { return target == context.Canceled }
-
 // interruptible returns the context of a command that changes the host
 // and its failure, which reports a SIGTERM or SIGINT (the DaemonSet's pod
-// deleted) with what done lists as changed, not as a failure of the step
-// it stopped.
+// deleted) not as a failure of the step it stopped but truthfully: what
+// done lists as changed, or nothing; and, when the step says more than
+// that it was interrupted (a rollback), what it says.
 func interruptible(e env, cmd string, done *[]string) (context.Context, context.CancelFunc, func(error) int) {
 	ctx, cancel := signalContext()
 	return ctx, cancel, func(err error) int {
-		if ctx.Err() != nil {
-			return fail(e, interruption(cmd, context.Cause(ctx), *done, err))
+		if ctx.Err() == nil {
+			return fail(e, err)
 		}
-		return fail(e, err)
+		what := "nothing changed"
+		if len(*done) > 0 {
+			what = strings.Join(*done, ", ") + "; nothing else changed"
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			what += " (" + err.Error() + ")"
+		}
+		return fail(e, fmt.Errorf("%s interrupted by %s: %s: run %s again", cmd, context.Cause(ctx), what, cmd))
 	}
-}
-
-// interruption reports a command stopped by a signal (cause), truthfully:
-// what it changed (done), or nothing; and, when the step stopped says more
-// than that it was interrupted (a rollback), what it says.
-func interruption(cmd string, cause error, done []string, err error) error {
-	sig := cause.Error()
-	what := "nothing changed"
-	if len(done) > 0 {
-		what = strings.Join(done, ", ") + "; nothing else changed"
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		what += " (" + err.Error() + ")"
-	}
-	return fmt.Errorf("%s interrupted by %s: %s: run %s again", cmd, sig, what, cmd)
 }
 
 // printWiring reports what the kubelet wiring did.
@@ -312,7 +284,7 @@ func printWiring(w io.Writer, r installer.WiringResult) {
 func loggingArgs(fs *pflag.FlagSet) []string {
 	var args []string
 	for _, n := range []string{"v", "vmodule", "logging-format"} {
-		if f := fs.Lookup(n); f != nil && f.Changed && f.Value.String() != "" {
+		if f := fs.Lookup(n); f.Changed && f.Value.String() != "" {
 			args = append(args, "--"+n+"="+f.Value.String())
 		}
 	}

@@ -54,28 +54,23 @@ type env struct {
 
 func (e env) getenv(k string) string { v, _ := e.lookup(k); return v }
 
+// commands are the sub-commands; without one, the binary is in kubelet mode.
+var commands = map[string]func(env, []string) int{
+	"version": cmdVersion, "doctor": cmdDoctor, "install": cmdInstall, "uninstall": cmdUninstall,
+	"credential-helper": cmdCredentialHelper, "help": cmdHelp,
+}
+
 // run is main without the process: it returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
 	e := env{stdin: stdin, stdout: stdout, stderr: stderr, lookup: lookup, memory: cache.NewMemory()}
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		switch args[0] {
-		case "version":
-			return cmdVersion(e, args[1:])
-		case "doctor":
-			return cmdDoctor(e, args[1:])
-		case "install":
-			return cmdInstall(e, args[1:])
-		case "uninstall":
-			return cmdUninstall(e, args[1:])
-		case "credential-helper":
-			return cmdCredentialHelper(e, args[1:])
-		case "help":
-			return cmdHelp(e)
-		default:
-			return fail(e, fmt.Errorf("unknown command %q: use one of doctor, install, uninstall, credential-helper, version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
-		}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return cmdKubelet(e, args)
 	}
-	return cmdKubelet(e, args)
+	cmd, ok := commands[args[0]]
+	if !ok {
+		return fail(e, fmt.Errorf("unknown command %q: use one of doctor, install, uninstall, credential-helper, version, help, or no command for kubelet mode (see '%s --help')", args[0], name))
+	}
+	return cmd(e, args[1:])
 }
 
 // maxErrorLine bounds the one line a failure writes on stderr.
@@ -88,10 +83,10 @@ func fail(e env, err error) int {
 	return 1
 }
 
-// newFlagSet returns a flag set with the logging flags as the kubelet has
-// them (-v, --vmodule, --logging-format).
-func newFlagSet(cmd string, e env) (*pflag.FlagSet, *string) {
-	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+// newFlagSet returns a flag set with --help and the logging flags as the
+// kubelet has them (-v, --vmodule, --logging-format).
+func newFlagSet(cmd string, e env) (fs *pflag.FlagSet, format *string, help *bool) {
+	fs = pflag.NewFlagSet(cmd, pflag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	gfs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	klogflags.Init(gfs)
@@ -99,8 +94,8 @@ func newFlagSet(cmd string, e env) (*pflag.FlagSet, *string) {
 	_ = gfs.Set("v", "0")
 	_ = gfs.Set("vmodule", "")
 	fs.AddGoFlagSet(gfs)
-	format := fs.String("logging-format", "text", "log format: text or json")
-	return fs, format
+	format = fs.String("logging-format", "text", "log format: text or json")
+	return fs, format, fs.BoolP("help", "h", false, "show this help")
 }
 
 // parse parses args, then the environment for flags not given.
@@ -116,8 +111,8 @@ func parse(fs *pflag.FlagSet, args []string, e env) error {
 
 // setupLogging sends klog to stderr (stdout carries the response only) in
 // the chosen format, through the secret filter.
-func setupLogging(e env, format string) error {
-	w := secret.Writer(e.stderr)
+func setupLogging(stderr io.Writer, format string) error {
+	w := secret.Writer(stderr)
 	klog.SetOutput(w)
 	klog.LogToStderr(false)
 	// Each message once: klog otherwise writes a warning to its WARNING and
@@ -152,9 +147,8 @@ func verbosity() klog.Level {
 
 func cmdKubelet(e env, args []string) int {
 	cfg := config.Config{Memory: e.memory}
-	fs, format := newFlagSet(name, e)
+	fs, format, help := newFlagSet(name, e)
 	cfg.AddFlags(fs)
-	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
 		return fail(e, err)
 	}
@@ -171,9 +165,7 @@ func cmdKubelet(e env, args []string) int {
 	// line on stderr (the kubelet logs all of it), so warnings are shown on
 	// success, and on failure only with -v.
 	logs := &heldLog{}
-	held := e
-	held.stderr = logs
-	if err := setupLogging(held, *format); err != nil {
+	if err := setupLogging(logs, *format); err != nil {
 		return fail(e, err)
 	}
 	defer func() {
@@ -246,10 +238,11 @@ func cmdVersion(e env, args []string) int {
 	return 0
 }
 
-func cmdHelp(e env) int {
+func cmdHelp(e env, _ []string) int {
 	var cfg config.Config
-	fs, _ := newFlagSet(name, e)
+	fs, _, _ := newFlagSet(name, e)
 	cfg.AddFlags(fs)
+	fs.Lookup("help").Hidden = true // a flag of kubelet mode, not of help
 	usage(e, fs)
 	return 0
 }

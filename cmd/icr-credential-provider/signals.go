@@ -39,27 +39,30 @@ func signalContext() (context.Context, context.CancelFunc) {
 	go func() {
 		select {
 		case s := <-ch:
-			cancel(interruptedBy{s})
+			cancel(interruptedBy(s.(syscall.Signal)))
 		case <-ctx.Done():
 		}
 	}()
 	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
 
-// kubeletContext is commandContext for kubelet mode, except that it listens
-// for the signals only from the first time anything waits on it (calls
-// Done; every wait of kubelet mode selects on ctx.Done(), directly or
-// through net/http or a child context). Setting up signal delivery starts
-// the runtime's signal goroutine and threads, about 1 ms of a warm
-// invocation that never waits: the request already in the pipe, a fresh
-// token in the cache. Until then SIGTERM and SIGINT keep their default
-// action and end the process at once, which is all that stopping such an
-// invocation needs: it has written nothing and holds no lock.
-func kubeletContext(timeout time.Duration) (context.Context, context.CancelFunc) {
-	return newLazySignalContext(timeout)
-}
+// interruptedBy is the cause of a context cancelled by a signal.
+type interruptedBy syscall.Signal
 
-func newLazySignalContext(timeout time.Duration) (*lazySignalContext, context.CancelFunc) {
+func (i interruptedBy) Error() string { return unix.SignalName(syscall.Signal(i)) }
+
+// Is makes it a cancellation, as signal.NotifyContext's cause is.
+func (interruptedBy) Is(target error) bool { return target == context.Canceled }
+
+// kubeletContext is commandContext for kubelet mode, except that it listens
+// for the signals only once anything waits on it (calls Done, as every wait
+// of kubelet mode does, directly or through net/http or a child context):
+// setting up signal delivery starts the runtime's signal goroutine and
+// threads, about 1 ms of a warm invocation that never waits (the request
+// already in the pipe, a fresh token in the cache). Until then SIGTERM and
+// SIGINT keep their default action, ending the process at once, which is
+// all such an invocation needs: it has written nothing and holds no lock.
+func kubeletContext(timeout time.Duration) (context.Context, context.CancelFunc) {
 	parent, cancel := context.WithCancel(context.Background())
 	if timeout > 0 {
 		parent, cancel = context.WithTimeout(context.Background(), timeout)
@@ -79,31 +82,26 @@ type lazySignalContext struct {
 	release  context.CancelFunc
 }
 
-func (c *lazySignalContext) arm() {
+func (c *lazySignalContext) Done() <-chan struct{} {
 	c.once.Do(func() {
 		c.notified, c.release = signal.NotifyContext(c.Context, stopSignals...)
 		c.armed.Store(true)
 	})
-}
-
-func (c *lazySignalContext) Done() <-chan struct{} {
-	c.arm()
 	return c.notified.Done()
 }
 
-func (c *lazySignalContext) Err() error {
+// current is notified once armed (its Value reports the cancellation Done
+// reports), else the parent: no signal can have been received.
+func (c *lazySignalContext) current() context.Context {
 	if c.armed.Load() {
-		return c.notified.Err()
+		return c.notified
 	}
-	return c.Context.Err() // no signal can have been received
+	return c.Context
 }
 
-func (c *lazySignalContext) Value(key any) any {
-	if c.armed.Load() {
-		return c.notified.Value(key) // the cancellation Done reports
-	}
-	return c.Context.Value(key)
-}
+func (c *lazySignalContext) Err() error { return c.current().Err() }
+
+func (c *lazySignalContext) Value(key any) any { return c.current().Value(key) }
 
 // stop stops listening for the signals; a context not armed yet is then
 // its parent.

@@ -18,14 +18,13 @@ import (
 // the API key file it names and the binary, each only if install wrote it.
 func cmdUninstall(e env, args []string) int {
 	var hf hostFlags
-	fs, format := newFlagSet("uninstall", e)
+	fs, format, help := newFlagSet("uninstall", e)
 	binDir := fs.String("bin-dir", "", "the --bin-dir given to install")
 	cfgPath := fs.String("config", "", "the --config given to install")
 	helperDir := fs.String("credential-helper", "", "the --credential-helper given to install: its docker-credential-icr link is removed if it points at the installed binary")
 	helperTarget := fs.String("credential-helper-target", "", "the --credential-helper-target given to install, if any")
 	force := fs.Bool("force", false, "also remove files install did not write (a config without its first line, a binary that is not a build of icr-credential-provider, a link elsewhere), put back a host file edited since install wired it, and remove the files although the kubelet still uses them")
 	hf.add(fs)
-	help := fs.BoolP("help", "h", false, "show this help")
 	if err := parse(fs, args, e); err != nil {
 		return fail(e, err)
 	}
@@ -33,7 +32,7 @@ func cmdUninstall(e env, args []string) int {
 		fmt.Fprintf(e.stdout, uninstallUsage, name, installer.DefaultName, installer.StatePath, config.FlagUsages(fs))
 		return 0
 	}
-	if err := setupLogging(e, *format); err != nil {
+	if err := setupLogging(e.stderr, *format); err != nil {
 		return fail(e, err)
 	}
 	host, hostBinDir, hostCfg, err := installer.Paths(hf.root, *binDir, *cfgPath)

@@ -56,9 +56,9 @@ func run(args []string, stderr io.Writer, lookup func(string) (string, bool)) in
 	if err := fs.Parse(args); err != nil {
 		return fail(stderr, err)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	if *idle {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		defer stop()
 		<-ctx.Done()
 		return 0
 	}
@@ -73,9 +73,6 @@ func run(args []string, stderr io.Writer, lookup func(string) (string, bool)) in
 	}
 	klog.SetOutput(secret.Writer(stderr))
 	klog.LogToStderr(false)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 
 	metrics := agent.NewMetrics()
 	o := agent.Options{
