@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/icr-credential-provider/icr-credential-provider/credhelper"
 )
 
 func TestPlanRemove(t *testing.T) {
@@ -102,5 +104,78 @@ func TestStillWired(t *testing.T) {
 	}
 	if got := StillWired(w, "/etc/other.yaml"); len(got) != 0 {
 		t.Errorf("other config: %v", got)
+	}
+}
+
+// TestPlanRemoveHelperLink: uninstall removes the credential helper link
+// only when it points at the installed binary, unless --force; a directory
+// in its place is never removed.
+func TestPlanRemoveHelperLink(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, link, ours string) // dir/docker-credential-icr
+		noDir   bool
+		force   bool
+		wantErr string
+	}{
+		{name: "ours", setup: func(t *testing.T, link, ours string) { mustDo(t, os.Symlink(ours, link)) }},
+		{name: "a link elsewhere", setup: func(t *testing.T, link, _ string) { mustDo(t, os.Symlink("/usr/bin/other", link)) },
+			wantErr: "points at /usr/bin/other, not at the installed binary"},
+		{name: "a link elsewhere, forced", force: true,
+			setup: func(t *testing.T, link, _ string) { mustDo(t, os.Symlink("/usr/bin/other", link)) }},
+		{name: "a regular file", setup: func(t *testing.T, link, _ string) { mustDo(t, os.WriteFile(link, []byte("#!/bin/sh\n"), 0o755)) },
+			wantErr: "is not a symbolic link, so install did not make it"},
+		{name: "a regular file, forced", force: true,
+			setup: func(t *testing.T, link, _ string) { mustDo(t, os.WriteFile(link, []byte("#!/bin/sh\n"), 0o755)) }},
+		{name: "a directory, forced", force: true, setup: func(t *testing.T, link, _ string) { mustDo(t, os.Mkdir(link, 0o755)) },
+			wantErr: "is a directory: remove it by hand"},
+		{name: "no link"},
+		{name: "no directory", noDir: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			if _, err := Install(context.Background(), f.opts()); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "helpers")
+			link := filepath.Join(dir, credhelper.LinkName)
+			if !tc.noDir {
+				mustDo(t, os.Mkdir(dir, 0o755))
+			}
+			if tc.setup != nil {
+				tc.setup(t, link, f.binPath())
+			}
+			r, err := PlanRemove(RemoveOptions{BinDir: f.bin, ConfigPath: f.cfg, Executable: f.src, Host: Host{Root: "/"},
+				HelperDir: dir, HelperTargets: []string{f.binPath()}, Force: tc.force})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if _, err := os.Lstat(link); err != nil {
+					t.Error("refused, yet the link's entry is gone:", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Apply(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Lstat(link); err == nil {
+				t.Error("the link was left")
+			}
+			if _, err := os.Stat(f.binPath()); err == nil {
+				t.Error("the binary was left")
+			}
+		})
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
