@@ -72,14 +72,16 @@ func (m *Metrics) refreshed(r cache.Result, err error) {
 	}
 }
 
+// checked sets ready last: a scrape that sees this round's ready sees its
+// checks too.
 func (m *Metrics) checked(h Health) {
-	m.lastRun.Set(float64(h.At.Unix()))
-	m.ready.Set(one(h.OK))
 	for _, c := range h.Checks {
 		for _, s := range []doctor.Status{doctor.StatusOK, doctor.StatusWarn, doctor.StatusFail, doctor.StatusSkip} {
 			m.check.WithLabelValues(c.ID, string(s)).Set(one(c.Status == s))
 		}
 	}
+	m.lastRun.Set(float64(h.At.Unix()))
+	m.ready.Set(one(h.OK))
 }
 
 // one is a gauge's value for a condition: 1 if true, else 0.
