@@ -655,10 +655,10 @@ func planKubeadm(w Wiring, st *wiringState) (layoutPlan, error) {
 
 	// Every other place the flags can come from, in command-line order.
 	for _, f := range kubeletFlags {
-		for i := range words {
-			for _, v := range w.foreign(st, words[i:min(i+2, len(words))], f) {
+		for part, args := range [][]string{words[:at], words[at+1:]} {
+			for _, v := range w.foreign(st, args, f) {
 				msg := fmt.Sprintf("the kubelet's ExecStart (%s) sets --%s=%s", s.ExecStartFrom, f, v)
-				if i > at {
+				if part == 1 {
 					lp.overrides = append(lp.overrides, msg+" after $"+extraArgs)
 				} else {
 					lp.conflicts = append(lp.conflicts, msg)

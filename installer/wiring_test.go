@@ -608,6 +608,9 @@ func TestWiringConflicts(t *testing.T) {
 		{name: "ExecStart after $KUBELET_EXTRA_ARGS", layout: 0, force: true, setup: func(h fakeHost) {
 			h.write("/etc/systemd/system/kubelet.service.d/90-override.conf", "[Service]\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_EXTRA_ARGS \\\n  --image-credential-provider-config=/etc/z.yaml\n")
 		}, want: []string{"90-override.conf) sets --image-credential-provider-config=/etc/z.yaml after $KUBELET_EXTRA_ARGS"}},
+		{name: "ExecStart before $KUBELET_EXTRA_ARGS", layout: 0, setup: func(h fakeHost) {
+			h.write("/etc/systemd/system/kubelet.service.d/90-override.conf", "[Service]\nExecStart=\nExecStart=/usr/bin/kubelet --image-credential-provider-config=/etc/y.yaml $KUBELET_EXTRA_ARGS\n")
+		}, want: []string{"90-override.conf) sets --image-credential-provider-config=/etc/y.yaml: give --force"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
