@@ -117,38 +117,6 @@ func CheckDir(dir string) error {
 	return err
 }
 
-// Clear removes the cache's files, and nothing else, from dir (missing: no
-// error). Safe for concurrent use; a cache running meanwhile may then
-// refresh once more than it would have.
-func Clear(dir string) error {
-	if dir == "" {
-		return nil
-	}
-	fd, err := openCacheDir(dir, false)
-	if errors.Is(err, syscall.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer closeFd(fd)
-	names, err := listDir(fd)
-	if err != nil {
-		return fmt.Errorf("list token cache dir %s: %w", dir, err)
-	}
-	var errs []error
-	for _, name := range names {
-		if _, ok := cacheFileKind(name); !ok && name != sweepStamp {
-			continue
-		}
-		// unlinkat removes a symbolic link itself, never its target.
-		if err := syscall.Unlinkat(fd, name); err != nil && !errors.Is(err, syscall.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove %s/%s: %w", dir, name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // cacheFileKind says which of this package's names name is (".json",
 // ".lock" or ".tmp"); ok is false for any other name.
 func cacheFileKind(name string) (kind string, ok bool) {

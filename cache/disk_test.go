@@ -414,40 +414,6 @@ func TestUntrustedLockFile(t *testing.T) {
 	}
 }
 
-func TestClear(t *testing.T) {
-	dir := t.TempDir()
-	fake := newSource(time.Now, time.Hour)
-	logger, _ := newLogCapture()
-	for _, key := range []string{"a", "b"} {
-		if _, err := newCache(fake.source(), key, Options{Dir: dir, Logger: logger}).Token(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h := hashOf("c")
-	for _, name := range []string{h + ".0123.tmp", "unrelated.json", "README"} {
-		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := Clear(dir); err != nil {
-		t.Fatal(err)
-	}
-	if got := listTree(t, dir); got != "README\nunrelated.json\n" {
-		t.Errorf("after Clear:\n%s", got)
-	}
-	if err := Clear(filepath.Join(dir, "missing")); err != nil {
-		t.Errorf("missing dir: %v", err)
-	}
-	if err := Clear(""); err != nil {
-		t.Errorf("empty dir: %v", err)
-	}
-	link := filepath.Join(t.TempDir(), "link")
-	symlink(t, dir, link)
-	if err := Clear(link); err == nil {
-		t.Errorf("Clear followed a symlinked dir")
-	}
-}
-
 func mkdir(t *testing.T, path string, mode os.FileMode) string {
 	t.Helper()
 	if err := os.Mkdir(path, mode); err != nil {
