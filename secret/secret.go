@@ -35,12 +35,18 @@ const (
 // Mask replaces what was removed.
 const Mask = "[redacted]"
 
+// MaxSecrets is how many secrets a Set keeps: the most recently added. A
+// long-running process (the node agent) gets a new token on every check,
+// each indexed in ~200 KB; without a bound its memory and the cost of each
+// Add would grow for as long as it runs. A key or token still in use is
+// added again whenever it is read or obtained, which keeps it.
+const MaxSecrets = 32
+
 // Set is a set of secrets. The zero value is empty and ready; a Set is safe
-// for concurrent use. Redact rebuilds its index after an Add.
+// for concurrent use.
 type Set struct {
 	mu      sync.Mutex
-	secrets map[string]bool
-	index   *index // nil: rebuild
+	entries []*index // one per secret, least recently added first; never changed in place
 }
 
 // Default is the process's set: what Add, Redact, Line and Writer use.
@@ -58,19 +64,26 @@ func Line(s string, max int) string { return Default.Line(s, max) }
 // Writer is Default.Writer.
 func Writer(w io.Writer) io.Writer { return Default.Writer(w) }
 
-// Add adds secrets; empty and too short strings are ignored.
+// Add adds secrets, or makes them the most recent; empty and too short
+// strings are ignored. Beyond MaxSecrets the least recent is forgotten.
 func (s *Set) Add(secrets ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range secrets {
-		if len(v) < MinSecret || s.secrets[v] {
+		if len(v) < MinSecret {
 			continue
 		}
-		if s.secrets == nil {
-			s.secrets = map[string]bool{}
+		// A new slice: Redact reads the old one without the lock.
+		entries := slices.Clone(s.entries)
+		var ix *index
+		if i := slices.IndexFunc(entries, func(e *index) bool { return e.secret == v }); i >= 0 {
+			ix = entries[i]
+			entries = slices.Delete(entries, i, i+1)
+		} else {
+			ix = newIndex(v)
 		}
-		s.secrets[v] = true
-		s.index = nil
+		entries = append(entries[max(0, len(entries)-MaxSecrets+1):], ix)
+		s.entries = entries
 	}
 }
 
@@ -80,15 +93,12 @@ func (s *Set) Redact(text string) string {
 		return text
 	}
 	s.mu.Lock()
-	if s.index == nil && len(s.secrets) > 0 {
-		s.index = newIndex(s.secrets)
-	}
-	ix := s.index
+	entries := s.entries
 	s.mu.Unlock()
-	if ix == nil {
+	if len(entries) == 0 {
 		return text
 	}
-	return ix.redact(text)
+	return redact(text, entries)
 }
 
 // Line is the one step every error text and persisted record goes through:
@@ -179,46 +189,52 @@ func Fingerprint(secret string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-// index holds every form of every secret, lower case, whole and as its
+// index holds every form of one secret, lower case, whole and as its
 // MinPiece-byte pieces. A piece of fewer than minDistinct different bytes
 // ("-1111-22") is left out: ordinary text has such runs, random secrets
 // almost never (they are still caught whole).
 type index struct {
+	secret string
 	whole  []string
 	pieces map[string]bool
 }
 
 const minDistinct = 4
 
-func newIndex(secrets map[string]bool) *index {
-	ix := &index{pieces: map[string]bool{}}
-	for sec := range secrets {
-		for _, f := range forms(sec) {
-			f = lowerASCII(f)
-			if len(f) < MinSecret {
-				continue
-			}
-			ix.whole = append(ix.whole, f)
-			for i := 0; i+MinPiece <= len(f); i++ {
-				if p := f[i : i+MinPiece]; distinct(p) >= minDistinct {
-					ix.pieces[p] = true
-				}
+func newIndex(sec string) *index {
+	ix := &index{secret: sec, pieces: map[string]bool{}}
+	for _, f := range forms(sec) {
+		f = lowerASCII(f)
+		if len(f) < MinSecret {
+			continue
+		}
+		ix.whole = append(ix.whole, f)
+		for i := 0; i+MinPiece <= len(f); i++ {
+			if p := f[i : i+MinPiece]; distinct(p) >= minDistinct {
+				ix.pieces[p] = true
 			}
 		}
 	}
 	return ix
 }
 
-// distinct counts the different bytes of a short string.
+// distinct counts the different bytes of a short string. It runs for every
+// piece of every form of a secret: no allocation, no sort.
 func distinct(s string) int {
-	b := []byte(s)
-	slices.Sort(b)
-	return len(slices.Compact(b))
+	var seen [256]bool
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !seen[s[i]] {
+			seen[s[i]] = true
+			n++
+		}
+	}
+	return n
 }
 
-// redact marks every byte of text covered by a known piece, then replaces
-// each marked run with Mask.
-func (ix *index) redact(text string) string {
+// redact marks every byte of text covered by a piece or a whole form of a
+// secret, then replaces each marked run with Mask.
+func redact(text string, entries []*index) string {
 	lower := lowerASCII(text)
 	var marked []bool
 	mark := func(i, n int) {
@@ -229,19 +245,21 @@ func (ix *index) redact(text string) string {
 			marked[j] = true
 		}
 	}
-	for i := 0; i+MinPiece <= len(lower); i++ {
-		if ix.pieces[lower[i:i+MinPiece]] {
-			mark(i, MinPiece)
-		}
-	}
-	for _, w := range ix.whole {
-		for off := 0; ; {
-			j := strings.Index(lower[off:], w)
-			if j < 0 {
-				break
+	for _, ix := range entries {
+		for i := 0; i+MinPiece <= len(lower); i++ {
+			if ix.pieces[lower[i:i+MinPiece]] {
+				mark(i, MinPiece)
 			}
-			mark(off+j, len(w))
-			off += j + 1
+		}
+		for _, w := range ix.whole {
+			for off := 0; ; {
+				j := strings.Index(lower[off:], w)
+				if j < 0 {
+					break
+				}
+				mark(off+j, len(w))
+				off += j + 1
+			}
 		}
 	}
 	if marked == nil {

@@ -2,7 +2,9 @@ package secret
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -93,5 +95,35 @@ func TestPrintable(t *testing.T) {
 	var s Set
 	if got := s.Line("a\x1b]0;title\x07 b\n\x1b[2Jc", 0); got != `a\x1b]0;title\x07 b \x1b[2Jc` {
 		t.Errorf("Line = %q", got)
+	}
+}
+
+// TestSetKeepsTheRecent: a long-running process adds a new token on every
+// check; the set keeps the MaxSecrets most recently added (an Add of a
+// secret already there makes it the most recent) and forgets the rest, so
+// its memory is bounded however long the process runs.
+func TestSetKeepsTheRecent(t *testing.T) {
+	var s Set
+	tok := func(i int) string { return fmt.Sprintf("%x", sha256.Sum256([]byte{byte(i)})) }
+	redacted := func(v string) bool { return s.Redact("x "+v+" y") == "x "+Mask+" y" }
+	s.Add(key)
+	for i := range 3 * MaxSecrets {
+		s.Add(tok(i))
+		s.Add(key) // in use: read again on every check
+		if len(s.entries) > MaxSecrets {
+			t.Fatalf("%d secrets kept, more than %d", len(s.entries), MaxSecrets)
+		}
+	}
+	if !redacted(key) {
+		t.Error("a secret added again on every check was forgotten")
+	}
+	newest := 3*MaxSecrets - 1
+	for i := newest - (MaxSecrets - 2); i <= newest; i++ {
+		if !redacted(tok(i)) {
+			t.Errorf("token %d of the %d most recent is not redacted: %q", i, MaxSecrets-1, s.Redact("x "+tok(i)+" y"))
+		}
+	}
+	if old := tok(newest - MaxSecrets); redacted(old) {
+		t.Errorf("token %d, older than the %d kept, is still in the set", newest-MaxSecrets, MaxSecrets)
 	}
 }
