@@ -436,10 +436,10 @@ func (d *disk) lock(ctx context.Context, deadline time.Time, settles func(record
 	for poll := minLockPoll; ; poll = min(2*poll, maxLockPoll) {
 		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			if _, problem := d.readRecord(); problem != "" {
+			rec, problem := d.readRecord() // empty if untrusted
+			if problem != "" {
 				d.dropEntry(problem)
 			}
-			rec := d.read()
 			return func() { closeFd(fd) }, &rec // closing releases the flock
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
